@@ -1,0 +1,1 @@
+"""jepa_datamodules: Lightning DataModules for JEPA pre-training."""
