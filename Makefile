@@ -1,0 +1,26 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both create (or reuse)
+# the virtual environment in .venv and install the package into it with pip.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test install clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[test,litdata]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Trains the tiny JEPA offline on the embedded synthetic dataset and prints the summary.
+demo: $(STAMP)
+	JEPA_DATA_DIR=$${JEPA_DATA_DIR:-data} $(BIN)/jepa-fit data=synthetic trainer.max_epochs=4
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache

@@ -1,0 +1,122 @@
+"""The console scripts: each is a Hydra app over the same ``conf/config.yaml``.
+
+``jepa-prepare`` downloads (or generates) and verifies, ``jepa-verify`` only verifies and
+prints the report, ``jepa-fit`` trains the tiny JEPA. Overrides, ``--multirun`` and
+``--cfg job`` work as in any Hydra app. A mistake of the user's (bad value, no network,
+damaged file) ends with one ``error:`` sentence and exit status 2 (1 for a failed
+verification), never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import hydra
+from hydra.errors import InstantiationException
+from omegaconf import DictConfig
+
+CONFIG = {"version_base": "1.3", "config_path": "pkg://jepa_datamodules.conf", "config_name": "config"}
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from .download import DownloadError
+    from .readers import FormatError
+    from .verify import VerificationError
+
+    errors: list[type[BaseException]] = [ValueError, DownloadError, FormatError, VerificationError, FileNotFoundError]
+    try:
+        from .imagenet import ImageNetSetupError
+
+        errors.append(ImageNetSetupError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def _fail(message: str, status: int = 2) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(status)
+
+
+def user_facing(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
+    """Turn the package's own errors into one sentence on stderr and a non-zero exit."""
+
+    @functools.wraps(task)
+    def wrapper(cfg: DictConfig) -> Any:
+        try:
+            return task(cfg)
+        except InstantiationException as error:
+            cause = error.__cause__
+            if isinstance(cause, _user_errors()):
+                _fail(str(cause))
+            raise
+        except _user_errors() as error:
+            _fail(str(error), 1 if type(error).__name__ == "VerificationError" else 2)
+
+    return wrapper
+
+
+def build_datamodule(cfg: DictConfig, **overrides: Any):
+    return hydra.utils.instantiate(cfg.data, **overrides)
+
+
+# --------------------------------------------------------------------- the tasks
+@user_facing
+def prepare_task(cfg: DictConfig) -> None:
+    dm = build_datamodule(cfg, force=cfg.force)
+    if cfg.instructions:
+        from .imagenet import manual_instructions
+
+        print(manual_instructions(dm.folder))
+        return
+    start = time.perf_counter()
+    dm.prepare_data()
+    print(f"{dm.spec.name}: ready and verified at {dm.folder} ({time.perf_counter() - start:.1f} s)")
+
+
+@user_facing
+def verify_task(cfg: DictConfig) -> None:
+    dm = build_datamodule(cfg)
+    report = dm.verify(full=cfg.full)
+    print(f"{dm.spec.name} at {dm.folder}")
+    print(report.table())
+    if not report.ok:
+        bad = ", ".join(c.name for c in report.failures)
+        _fail(f"{dm.spec.name} failed {len(report.failures)} check(s) ({bad}); {report.fix()}.", 1)
+    from .verify import write_stamp
+
+    write_stamp(dm.folder, dm.spec, report, dm.tracked_files())
+    print(f"ok: {dm.spec.name} is complete and intact")
+
+
+@user_facing
+def fit_task(cfg: DictConfig) -> dict[str, Any]:
+    import lightning
+
+    from .fitting import FitSummary, build_model
+
+    lightning.seed_everything(cfg.seed, workers=True, verbose=False)
+    dm = build_datamodule(cfg)
+    dm.prepare_data()
+    dm.setup("fit")
+    model = build_model(cfg, dm)
+    summary = FitSummary(Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir))
+    trainer = hydra.utils.instantiate(cfg.trainer, callbacks=[summary])
+    trainer.fit(model, datamodule=dm)
+    metrics = trainer.validate(model, datamodule=dm, verbose=False)
+    result = summary.report(dm, model, metrics[0] if metrics else {})
+    return result
+
+
+# ------------------------------------------------------------ console entry points
+def _entry(task: Callable[[DictConfig], Any]) -> Callable[[], Any]:
+    return hydra.main(**CONFIG)(task)
+
+
+prepare = _entry(prepare_task)
+verify = _entry(verify_task)
+fit = _entry(fit_task)

@@ -1,0 +1,80 @@
+"""From a ``BatchKey`` to a batch dict, inside a loader worker.
+
+``ViewDataset`` turns a key into per-sample uint8 views (each sample's augmentation
+seeded from seed, epoch, rank and its dataset index); ``JEPACollate`` stacks them and adds
+the JEPA masks (seeded from seed, epoch, rank and the batch index).
+
+Batch format (a dict):
+  ``images``         uint8 ``(B, 3, H, W)`` -- float32 normalized once it reaches the model
+                     (``normalize_on_device``), or already in the loader when that is off
+  ``labels``         int64 ``(B,)``, -1 where the item has no label
+  ``indices``        int64 ``(B,)``, dataset index of each item (for bookkeeping/resume checks)
+  ``context_masks``  list of LongTensor ``(B, K)`` patch indices (absent when masking is off)
+  ``target_masks``   list of LongTensor ``(B, K)``; for hierarchical masks a list per level
+  ``epoch``, ``batch_index``  ints, where the batch sits in the run
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import torch
+from torch.utils.data import Dataset
+
+from .readers import Source
+from .sampling import BatchKey, seeded_generator
+from .transforms import normalize
+
+_VIEW_STREAM = 1
+_MASK_STREAM = 2
+
+
+class ViewDataset(Dataset):
+    """Map-style dataset whose keys are whole batches."""
+
+    def __init__(self, source: Source, view: Callable[[Any, torch.Generator], torch.Tensor], seed: int = 0):
+        self.source = source
+        self.view = view
+        self.seed = int(seed)
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, key: BatchKey) -> dict[str, Any]:
+        views = []
+        for index in key.indices:
+            generator = seeded_generator(self.seed, _VIEW_STREAM, key.epoch, key.rank, index)
+            views.append(self.view(self.source.load(index), generator))
+        return {
+            "images": torch.stack(views),
+            "labels": torch.as_tensor(self.source.labels[list(key.indices)], dtype=torch.int64),
+            "indices": torch.as_tensor(key.indices, dtype=torch.int64),
+            "epoch": key.epoch,
+            "batch_index": key.batch_index,
+            "rank": key.rank,
+        }
+
+
+class JEPACollate:
+    """Adds masks (and, if asked, normalization) to a batch built by ``ViewDataset``.
+
+    ``mask_generator`` is called as ``mask_generator(batch_size, generator)`` and returns
+    ``(context_masks, target_masks)`` or ``None``; ``normalize_stats`` is ``(mean, std)``
+    to normalize in the worker, or ``None`` to leave uint8 for the device.
+    """
+
+    def __init__(self, mask_generator: Callable | None = None, seed: int = 0,
+                 normalize_stats: tuple[Sequence[float], Sequence[float]] | None = None):
+        self.mask_generator = mask_generator
+        self.seed = int(seed)
+        self.normalize_stats = normalize_stats
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        if self.mask_generator is not None:
+            generator = seeded_generator(self.seed, _MASK_STREAM, batch["epoch"], batch["rank"], batch["batch_index"])
+            masks = self.mask_generator(len(batch["labels"]), generator)
+            if masks is not None:
+                batch["context_masks"], batch["target_masks"] = masks
+        if self.normalize_stats is not None:
+            batch["images"] = normalize(batch["images"], *self.normalize_stats)
+        return batch

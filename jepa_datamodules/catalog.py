@@ -1,0 +1,338 @@
+"""One spec per dataset: where it comes from, what a complete copy holds, how to read it.
+
+Datasets differ in data, not in code: every DataModule, the downloader, the verifier and
+the ``jepa-datasets`` table read these specs. Adding a dataset means one spec here and
+one YAML in ``conf/data``.
+
+Overrides: ``$JEPA_CATALOG`` may name a YAML file whose top-level keys are dataset names
+and whose values replace spec fields (archive checksums, split sizes, ...). It exists for
+mirrors that serve re-packed archives and for the test-suite's small fakes; every use is
+announced on stderr so a run never silently trusts other checksums.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CATALOG_ENV = "JEPA_CATALOG"
+
+# Channel statistics. CIFAR figures are the usual per-channel mean/std of the training
+# images (as used by solo-learn and lightning-bolts); ImageNet's are torchvision's.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
+CIFAR100_STD = (0.2673, 0.2564, 0.2762)
+STL10_MEAN = (0.4467, 0.4398, 0.4066)
+STL10_STD = (0.2603, 0.2566, 0.2713)
+
+
+@dataclass(frozen=True)
+class ArchiveSpec:
+    """One file fetched from upstream (or placed by hand for manual datasets).
+
+    ``size`` and ``extracted_size`` are bytes; they drive the free-space check.
+    ``extract_to`` is the folder (relative to the dataset folder) the archive unpacks into;
+    empty means the archive is used as it is.
+    """
+
+    filename: str
+    md5: str
+    size: int
+    urls: tuple[str, ...] = ()
+    extracted_size: int = 0
+    extract_to: str = ""
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Everything that makes one dataset different from another.
+
+    ``splits`` maps split name to image count; ``files`` are paths (relative to the
+    dataset folder) that a complete copy must hold; ``data_root`` is where the reader
+    looks; ``options`` are reader-specific facts (batch file names, label keys).
+    """
+
+    name: str
+    title: str
+    reader: str  # "cifar" | "stl10" | "imagefolder" | "synthetic"
+    auto_download: bool
+    splits: dict[str, int]
+    num_classes: int
+    resolution: int | None  # native side in pixels; None when images vary in size
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    image_size: int  # default training resolution
+    patch_size: int  # default ViT patch size
+    pretrain_split: str = "train"
+    eval_split: str = "test"
+    archives: tuple[ArchiveSpec, ...] = ()
+    data_root: str = ""
+    files: tuple[str, ...] = ()
+    options: dict[str, Any] = field(default_factory=dict)
+    homepage: str = ""
+
+    @property
+    def archive_bytes(self) -> int:
+        return sum(a.size for a in self.archives)
+
+    @property
+    def extracted_bytes(self) -> int:
+        return sum(a.extracted_size for a in self.archives)
+
+    def replace(self, **changes: Any) -> "DatasetSpec":
+        return dataclasses.replace(self, **changes)
+
+
+_CIFAR10_DIR = "cifar-10-python/cifar-10-batches-py"
+_CIFAR100_DIR = "cifar-100-python/cifar-100-python"
+_STL10_DIR = "stl10_binary/stl10_binary"
+
+SPECS: dict[str, DatasetSpec] = {}
+
+
+def _register(spec: DatasetSpec) -> DatasetSpec:
+    SPECS[spec.name] = spec
+    return spec
+
+
+_register(
+    DatasetSpec(
+        name="synthetic",
+        title="Synthetic shapes (generated offline)",
+        reader="synthetic",
+        auto_download=False,
+        # The DataModule derives the real sizes from its arguments; these are the defaults.
+        splits={"train": 4096, "test": 1024},
+        num_classes=10,
+        resolution=32,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.25, 0.25, 0.25),
+        image_size=32,
+        patch_size=4,
+        files=("train_images.npy", "train_labels.npy", "test_images.npy", "test_labels.npy"),
+    )
+)
+
+# CIFAR: https://www.cs.toronto.edu/~kriz/cifar.html; archive and batch md5s are the
+# ones torchvision's CIFAR10/CIFAR100 classes check.
+_register(
+    DatasetSpec(
+        name="cifar10",
+        title="CIFAR-10",
+        reader="cifar",
+        auto_download=True,
+        splits={"train": 50000, "test": 10000},
+        num_classes=10,
+        resolution=32,
+        mean=CIFAR10_MEAN,
+        std=CIFAR10_STD,
+        image_size=224,
+        patch_size=16,
+        archives=(
+            ArchiveSpec(
+                filename="cifar-10-python.tar.gz",
+                md5="c58f30108f718f92721af3b95e74349a",
+                size=170_498_071,
+                urls=("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",),
+                extracted_size=186_214_200,
+                extract_to="cifar-10-python",
+            ),
+        ),
+        data_root=_CIFAR10_DIR,
+        files=tuple(
+            f"{_CIFAR10_DIR}/{name}"
+            for name in ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch", "batches.meta")
+        ),
+        options={
+            "train_files": ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5"],
+            "test_files": ["test_batch"],
+            "meta_file": "batches.meta",
+            "label_keys": {"fine": "labels"},
+            "class_names_key": {"fine": "label_names"},
+        },
+        homepage="https://www.cs.toronto.edu/~kriz/cifar.html",
+    )
+)
+
+_register(
+    DatasetSpec(
+        name="cifar100",
+        title="CIFAR-100",
+        reader="cifar",
+        auto_download=True,
+        splits={"train": 50000, "test": 10000},
+        num_classes=100,
+        resolution=32,
+        mean=CIFAR100_MEAN,
+        std=CIFAR100_STD,
+        image_size=224,
+        patch_size=16,
+        archives=(
+            ArchiveSpec(
+                filename="cifar-100-python.tar.gz",
+                md5="eb9058c3a382ffc7106e4002c42a8d85",
+                size=169_001_437,
+                urls=("https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",),
+                extracted_size=186_301_151,
+                extract_to="cifar-100-python",
+            ),
+        ),
+        data_root=_CIFAR100_DIR,
+        files=tuple(f"{_CIFAR100_DIR}/{name}" for name in ("train", "test", "meta")),
+        options={
+            "train_files": ["train"],
+            "test_files": ["test"],
+            "meta_file": "meta",
+            # 100 fine classes by default; 20 coarse superclasses on request.
+            "label_keys": {"fine": "fine_labels", "coarse": "coarse_labels"},
+            "class_names_key": {"fine": "fine_label_names", "coarse": "coarse_label_names"},
+            "num_classes": {"fine": 100, "coarse": 20},
+        },
+        homepage="https://www.cs.toronto.edu/~kriz/cifar.html",
+    )
+)
+
+# STL-10: https://cs.stanford.edu/~acoates/stl10/ (archive md5 as checked by torchvision).
+_register(
+    DatasetSpec(
+        name="stl10",
+        title="STL-10",
+        reader="stl10",
+        auto_download=True,
+        splits={"train": 5000, "test": 8000, "unlabeled": 100000, "train+unlabeled": 105000},
+        num_classes=10,
+        resolution=96,
+        mean=STL10_MEAN,
+        std=STL10_STD,
+        image_size=96,
+        patch_size=8,
+        pretrain_split="train+unlabeled",
+        eval_split="test",
+        archives=(
+            ArchiveSpec(
+                filename="stl10_binary.tar.gz",
+                md5="91f7769df0f17e558f3565bffb0c7dfb",
+                size=2_640_397_119,
+                urls=("http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz",),
+                extracted_size=3_124_288_000,
+                extract_to="stl10_binary",
+            ),
+        ),
+        data_root=_STL10_DIR,
+        files=tuple(
+            f"{_STL10_DIR}/{name}"
+            for name in (
+                "train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin", "unlabeled_X.bin",
+                "fold_indices.txt", "class_names.txt",
+            )
+        ),
+        options={"folds": 10},
+        homepage="https://cs.stanford.edu/~acoates/stl10/",
+    )
+)
+
+# ImageNet-1k (ILSVRC2012): file names, sizes and md5s as published with the 2012
+# challenge data and checked by torchvision's ImageNet class; counts from the
+# challenge description (1,281,167 train, 50,000 val).
+_IMAGENET_ARCHIVES = (
+    ArchiveSpec(filename="ILSVRC2012_img_train.tar", md5="1d675b47d978889d74fa0da5fadfb00e",
+                size=147_897_477_120, extracted_size=147_897_477_120),
+    ArchiveSpec(filename="ILSVRC2012_img_val.tar", md5="29b22e2961454d5413ddabcf34fc5622",
+                size=6_744_924_160, extracted_size=6_744_924_160),
+    ArchiveSpec(filename="ILSVRC2012_devkit_t12.tar.gz", md5="fa75699e90414af021442c21a62c3abf",
+                size=2_568_145, extracted_size=0),
+)
+
+_register(
+    DatasetSpec(
+        name="imagenet",
+        title="ImageNet-1k (ILSVRC2012)",
+        reader="imagefolder",
+        auto_download=False,
+        splits={"train": 1_281_167, "val": 50_000},
+        num_classes=1000,
+        resolution=None,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        image_size=224,
+        patch_size=16,
+        eval_split="val",
+        archives=_IMAGENET_ARCHIVES,
+        homepage="https://image-net.org/challenges/LSVRC/2012/",
+    )
+)
+
+# ImageNet-100: the 100-class subset of CMC (Tian et al. 2019), built from a prepared
+# ImageNet-1k folder. Counts are computed from the parent at verification time.
+_register(
+    DatasetSpec(
+        name="imagenet100",
+        title="ImageNet-100 (CMC subset)",
+        reader="imagefolder",
+        auto_download=False,
+        splits={"train": 126_689, "val": 5_000},
+        num_classes=100,
+        resolution=None,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        image_size=224,
+        patch_size=16,
+        eval_split="val",
+        options={"parent": "imagenet", "class_list": None},
+        homepage="https://github.com/HobbitLong/CMC",
+    )
+)
+
+
+def dataset_names() -> list[str]:
+    return list(SPECS)
+
+
+def get_spec(name: str) -> DatasetSpec:
+    """The spec called ``name``, with any ``$JEPA_CATALOG`` overrides applied."""
+    if name not in SPECS:
+        raise ValueError(f"Unknown dataset '{name}'. Valid values are {{{', '.join(SPECS)}}}.")
+    return _apply_overrides(SPECS[name])
+
+
+def _apply_overrides(spec: DatasetSpec) -> DatasetSpec:
+    path = os.environ.get(CATALOG_ENV)
+    if not path:
+        return spec
+    from omegaconf import OmegaConf
+
+    overrides = OmegaConf.to_container(OmegaConf.load(path), resolve=True) or {}
+    changes = overrides.get(spec.name)
+    if not changes:
+        return spec
+    unknown = set(changes) - {f.name for f in dataclasses.fields(DatasetSpec)}
+    if unknown:
+        raise ValueError(
+            f"{path} overrides unknown spec fields {sorted(unknown)} for '{spec.name}'; "
+            f"allowed are {sorted(f.name for f in dataclasses.fields(DatasetSpec))}."
+        )
+    if "archives" in changes:
+        by_name = {a.filename: a for a in spec.archives}
+        archives = []
+        for item in changes["archives"]:
+            base = by_name.get(item.get("filename"))
+            item = {**item, "urls": tuple(item.get("urls", base.urls if base else ()))}
+            archives.append(dataclasses.replace(base, **item) if base else ArchiveSpec(**item))
+        changes["archives"] = tuple(archives)
+    for key in ("files", "mean", "std"):
+        if key in changes:
+            changes[key] = tuple(changes[key])
+    print(f"note: catalog overrides from {path} apply to '{spec.name}' ({', '.join(sorted(changes))})", file=sys.stderr)
+    return spec.replace(**changes)
+
+
+def dataset_folder(data_dir: str | Path, spec: DatasetSpec) -> Path:
+    """Where a dataset lives under the data directory: ``<data_dir>/<name>``."""
+    return Path(data_dir).expanduser() / spec.name

@@ -1,0 +1,806 @@
+"""Download, verify and unpack dataset archives without ever leaving half-written files behind.
+
+The pieces, used by the DataModules' ``prepare_data``:
+
+* :func:`candidate_urls` puts configured mirrors and ``$JEPA_DATA_MIRROR`` ahead of upstream URLs.
+* :func:`fetch` streams a file into ``<dest>.part``, retries dropped connections, stalls and 5xx
+  answers with exponential backoff, resumes with HTTP Range requests, falls through to the next URL,
+  checks the md5 and only then renames the ``.part`` to ``dest``.
+* :func:`file_md5` and :func:`check_free_space` are the checks ``fetch`` uses, for callers too.
+* :func:`safe_extract` refuses archive members that would land outside the target (absolute paths,
+  ``..``, links pointing out, device files, FIFOs) before writing anything, extracts into a hidden
+  sibling folder and moves it into place in one rename.
+* :func:`dataset_lock` serialises all of this between processes (DDP ranks, parallel jobs).
+
+Only the standard library does the networking (``urllib.request``), so the usual proxy variables
+(``HTTPS_PROXY``, ``HTTP_PROXY``, ``NO_PROXY``) apply; CA bundles named by ``SSL_CERT_FILE`` or
+``REQUESTS_CA_BUNDLE`` are trusted; certificate checks are never switched off.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import http.client
+import logging
+import os
+import secrets
+import shutil
+import socket
+import ssl
+import sys
+import tarfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import zipfile
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+import filelock
+from tqdm import tqdm
+
+__all__ = [
+    "MIRROR_ENV",
+    "DownloadError",
+    "candidate_urls",
+    "check_free_space",
+    "dataset_lock",
+    "fetch",
+    "file_md5",
+    "safe_extract",
+]
+
+logger = logging.getLogger(__name__)
+
+MIRROR_ENV = "JEPA_DATA_MIRROR"
+"""Environment variable with comma-separated mirror base URLs (or local folders) to try before upstream."""
+
+# Checked in this order; the first one that is set wins, as in pip / requests.
+_CA_BUNDLE_ENV = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
+_USER_AGENT = "jepa-datamodules/0.1 (Python urllib)"
+_FIX_HINT = "set data.mirrors or ${env} to a mirror that has it".format(env=MIRROR_ENV)
+_TLS_HINT = (
+    "certificate checks stay on; if a proxy re-signs HTTPS traffic, point SSL_CERT_FILE or "
+    "REQUESTS_CA_BUNDLE at its CA bundle"
+)
+_TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+
+# Indirection so tests can observe the backoff schedule without sleeping through it.
+_sleep = time.sleep
+
+_T = TypeVar("_T")
+
+
+class DownloadError(RuntimeError):
+    """A download, checksum, free-space or extraction failure; the message says what to do about it."""
+
+
+# ---------------------------------------------------------------------------------------- URLs
+def candidate_urls(filename: str, upstream: Sequence[str], mirrors: Sequence[str] = ()) -> list[str]:
+    """List the URLs to try for ``filename``, best first.
+
+    Order: each of ``mirrors``, then each entry of ``$JEPA_DATA_MIRROR`` (comma-separated), then the
+    ``upstream`` URLs as given. A mirror is a base URL to which ``/<filename>`` is appended (exactly
+    one slash in between); a mirror without a scheme is taken as a local folder and turned into a
+    ``file://`` URL, so a dataset copy on a shared disk works as a mirror. Duplicates are dropped,
+    keeping the first occurrence.
+
+    Args:
+        filename: file name (or relative path) of the archive on the mirrors.
+        upstream: full URLs of the original source(s).
+        mirrors: base URLs from the config (``data.mirrors``); default none.
+
+    Returns:
+        The URLs in the order :func:`fetch` should try them.
+    """
+    env_mirrors = [m.strip() for m in os.environ.get(MIRROR_ENV, "").split(",") if m.strip()]
+    urls = [_mirror_url(base, filename) for base in [*_as_list(mirrors), *env_mirrors] if base.strip()]
+    urls.extend(_as_list(upstream))
+    return list(dict.fromkeys(urls))  # dict keeps insertion order: first occurrence wins
+
+
+def _as_list(value: str | Sequence[str]) -> list[str]:
+    # A lone string would otherwise be iterated character by character.
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _mirror_url(base: str, filename: str) -> str:
+    base = base.strip()
+    if "://" not in base:
+        base = Path(base).expanduser().resolve().as_uri()
+    return base.rstrip("/") + "/" + urllib.parse.quote(filename.lstrip("/"))
+
+
+# ---------------------------------------------------------------------------------------- fetch
+class _Retryable(Exception):
+    """The same URL may well work on another attempt (dropped connection, timeout, 5xx)."""
+
+
+class _GiveUpOnUrl(Exception):
+    """This URL will not work (404, bad certificate, unknown host); move on to the next one."""
+
+
+class _Mismatch(Exception):
+    """The download finished but its size or md5 is wrong."""
+
+
+def fetch(
+    urls: Sequence[str],
+    dest: Path,
+    *,
+    md5: str | None = None,
+    size: int | None = None,
+    retries: int = 4,
+    backoff: float = 1.0,
+    timeout: float = 30.0,
+    progress: bool | None = None,
+    chunk_size: int = 1 << 20,
+) -> Path:
+    """Download the first of ``urls`` that works to ``dest``, verified, and return ``dest``.
+
+    Bytes go to ``<dest>.part`` and only a complete, verified file is renamed to ``dest``. A dropped
+    connection, a timeout or a 5xx / 408 / 429 answer is retried on the same URL up to ``retries``
+    more times, sleeping ``backoff * 2**n`` seconds before retry ``n`` (0-based); each retry resumes
+    with a ``Range`` request from the bytes already in the ``.part`` (and starts over if the server
+    answers 200 instead of 206). Other 4xx answers, certificate failures and unknown hosts move on to
+    the next URL at once. A finished download whose md5 (or size) is wrong is deleted and downloaded
+    once more from scratch from the same URL; if it is wrong again the next URL is tried. When all
+    URLs fail, the ``.part`` is kept so that the next call resumes it.
+
+    If ``dest`` already exists and matches ``md5`` / ``size`` (whichever are given), it is returned
+    without touching the network; otherwise it is downloaded again and replaced. Callers that may
+    run concurrently should hold :func:`dataset_lock` for the dataset folder.
+
+    Args:
+        urls: URLs to try in order (see :func:`candidate_urls`); ``http(s)://`` and ``file://``.
+        dest: final path of the file; its folder is created.
+        md5: expected md5 hex digest; default None (not checked).
+        size: expected size in bytes; default None (not checked). Also used to check free space.
+        retries: retries per URL after the first attempt; default 4.
+        backoff: base of the exponential backoff, in seconds; default 1.0.
+        timeout: socket timeout in seconds for connecting and for each read; default 30.0.
+        progress: show a tqdm bar (bytes, rate, ETA) on stderr; default None = only if stderr is a TTY.
+        chunk_size: bytes per read from the network; default 1 MiB.
+
+    Returns:
+        ``dest``.
+
+    Raises:
+        DownloadError: nothing worked; the message names every URL tried with its attempt count,
+            the last error, ``dest``, and how to provide the file by hand or through a mirror.
+    """
+    url_list = list(dict.fromkeys(_as_list(urls)))
+    dest = Path(dest)
+    if retries < 0 or backoff < 0 or timeout <= 0 or chunk_size <= 0:
+        raise ValueError(
+            f"fetch() got retries={retries}, backoff={backoff}, timeout={timeout}, "
+            f"chunk_size={chunk_size}; retries and backoff must be >= 0, timeout and chunk_size > 0."
+        )
+    expected_md5 = md5.strip().lower() if md5 else None
+    show = _want_progress(progress)
+
+    if dest.is_file():
+        if _matches(dest, expected_md5, size, show, chunk_size):
+            return dest
+        logger.warning("%s exists but does not match its checksum; downloading it again.", dest)
+    if not url_list:
+        raise DownloadError(
+            f"No download URL is known for {dest.name}. Place the file at {dest} by hand, "
+            f"or {_FIX_HINT}."
+        )
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = _PartFile(dest.with_name(dest.name + ".part"), hashing=expected_md5 is not None)
+    if size is not None:
+        check_free_space(dest.parent, size - part.size_on_disk(), f"download {dest.name}")
+    opener = _build_opener()
+
+    tried: list[tuple[str, int]] = []
+    last_error = "no attempt was made"
+    for url in url_list:
+        attempts = 0
+        retry_index = 0  # position in the backoff schedule; restarts after a fresh re-download
+        redownloaded = False
+        while True:
+            attempts += 1
+            try:
+                _download_once(
+                    opener, url, part, label=dest.name, expected_size=size,
+                    timeout=timeout, chunk_size=chunk_size, show=show, hash_chunk=chunk_size,
+                )
+                _verify(part, url, dest.name, expected_md5, size)
+            except _Retryable as exc:
+                last_error = f"{exc} (from {url})"
+                if retry_index >= retries:
+                    break
+                delay = backoff * 2**retry_index
+                retry_index += 1
+                logger.warning(
+                    "Downloading %s failed: %s; retry %d/%d in %.1f s.",
+                    dest.name, last_error, retry_index, retries, delay,
+                )
+                _sleep(delay)
+            except _GiveUpOnUrl as exc:
+                last_error = f"{exc} (from {url})"
+                break
+            except _Mismatch as exc:
+                part.discard()
+                last_error = str(exc)
+                if redownloaded:
+                    break
+                redownloaded, retry_index = True, 0
+                logger.warning("%s; downloading it once more from scratch.", exc)
+            else:
+                os.replace(part.path, dest)
+                return dest
+        tried.append((url, attempts))
+        if len(url_list) > 1:
+            logger.warning("Giving up on %s for %s: %s", url, dest.name, last_error)
+
+    summary = ", ".join(f"{u} ({n} attempt{'s' if n != 1 else ''})" for u, n in tried)
+    raise DownloadError(
+        f"Could not download {dest.name} to {dest}: tried {summary}; last error: {last_error}. "
+        f"Place the file at {dest} by hand, or {_FIX_HINT}."
+    )
+
+
+def _matches(path: Path, md5: str | None, size: int | None, show: bool, chunk_size: int) -> bool:
+    if size is not None and path.stat().st_size != size:
+        return False
+    return md5 is None or file_md5(path, progress=show, chunk_size=chunk_size) == md5
+
+
+def _verify(part: _PartFile, url: str, name: str, md5: str | None, size: int | None) -> None:
+    actual_size = part.size_on_disk()
+    if size is not None and actual_size != size:
+        raise _Mismatch(
+            f"{name} downloaded from {url} has {actual_size} bytes, expected {size}"
+        )
+    if md5 is not None:
+        actual = part.hexdigest()
+        if actual != md5:
+            raise _Mismatch(
+                f"{name} downloaded from {url} has md5 {actual}, expected md5 {md5}"
+            )
+
+
+class _PartFile:
+    """The ``.part`` file plus a running md5 of exactly the bytes it holds.
+
+    Hashing while downloading saves a second pass over multi-GB archives; the digest is recomputed
+    from disk only when the file on disk is not what this object wrote (a ``.part`` from an earlier
+    run being resumed).
+    """
+
+    def __init__(self, path: Path, hashing: bool) -> None:
+        self.path = path
+        self._hashing = hashing
+        self._md5: Any = None
+        self._hashed = 0
+
+    def size_on_disk(self) -> int:
+        try:
+            return self.path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def sync(self, show: bool, chunk_size: int) -> int:
+        """Make the running digest cover the file on disk; return the file's size."""
+        size = self.size_on_disk()
+        if self._hashing and (self._md5 is None or self._hashed != size):
+            self._md5 = _hash_file(self.path, show, chunk_size) if size else _new_md5()
+            self._hashed = size
+        return size
+
+    def discard(self) -> None:
+        self.path.unlink(missing_ok=True)
+        self._md5 = _new_md5() if self._hashing else None
+        self._hashed = 0
+
+    def write(self, fh: IO[bytes], block: bytes) -> None:
+        try:
+            fh.write(block)
+        except OSError as exc:
+            raise DownloadError(
+                f"Could not write {self.path}: {exc.strerror or exc}. "
+                f"Check the free space and permissions of {self.path.parent}."
+            ) from exc
+        if self._md5 is not None:
+            self._md5.update(block)
+            self._hashed += len(block)
+
+    def hexdigest(self) -> str:
+        return self._md5.hexdigest()
+
+
+def _download_once(
+    opener: urllib.request.OpenerDirector,
+    url: str,
+    part: _PartFile,
+    *,
+    label: str,
+    expected_size: int | None,
+    timeout: float,
+    chunk_size: int,
+    show: bool,
+    hash_chunk: int,
+) -> None:
+    """One HTTP request: append to (or restart) the ``.part``; raise a classified error on failure."""
+    offset = part.sync(show, hash_chunk)
+    if expected_size is not None and offset >= expected_size:
+        if offset == expected_size:
+            return  # complete .part from an interrupted earlier run; _verify decides
+        part.discard()
+        offset = 0
+
+    headers = {"User-Agent": _USER_AGENT, "Accept-Encoding": "identity"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    try:
+        response = opener.open(urllib.request.Request(url, headers=headers), timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        exc.close()  # frees the connection; the error page itself is of no use
+        if exc.code == 416 and offset:
+            total = _content_range(exc.headers.get("Content-Range"))[2]
+            if total == offset:
+                return  # the .part already holds the whole file
+            part.discard()
+            raise _Retryable("the server refused to resume the partial file; starting over") from None
+        raise _http_error(exc, url) from None
+    except urllib.error.URLError as exc:
+        raise _network_error(exc.reason, url) from None
+    except (http.client.HTTPException, OSError) as exc:
+        raise _network_error(exc, url) from None
+    except ValueError as exc:
+        raise _GiveUpOnUrl(f"{url!r} is not a valid URL ({exc})") from None
+
+    with response:
+        # file:// responses carry no status; they always hold the whole file.
+        status = getattr(response, "status", None) or 200
+        length_header = response.headers.get("Content-Length")
+        length = int(length_header) if length_header and length_header.isdigit() else None
+        if status == 206:
+            start, _, total = _content_range(response.headers.get("Content-Range"))
+            if start != offset:
+                part.discard()
+                raise _Retryable(f"the server resumed at byte {start} instead of {offset}; starting over")
+        else:
+            if offset:
+                logger.info("%s does not support resuming; restarting %s from byte 0.", url, label)
+                part.discard()
+                offset = 0
+            total = length
+        if total is None and length is not None:
+            total = offset + length
+        if expected_size is not None and total is not None and total != expected_size:
+            raise _GiveUpOnUrl(f"the server offers {total} bytes but {label} should have {expected_size}")
+
+        read = getattr(response, "read1", None) or response.read  # read1: no waiting for a full chunk
+        received = 0
+        with open(part.path, "ab") as fh, _bar(total, offset, label, show) as bar:
+            while True:
+                try:
+                    block = read(chunk_size)
+                except (OSError, http.client.HTTPException) as exc:
+                    raise _Retryable(
+                        f"connection lost after {offset + received} bytes ({_describe(exc)})"
+                    ) from None
+                if not block:
+                    break
+                part.write(fh, block)
+                received += len(block)
+                bar.update(len(block))
+            if length is not None and received < length:
+                raise _Retryable(
+                    f"connection closed after {offset + received} of {total} bytes"
+                )
+            fh.flush()
+            os.fsync(fh.fileno())  # durable before the rename that makes it visible
+
+
+def _content_range(header: str | None) -> tuple[int | None, int | None, int | None]:
+    """``bytes a-b/N`` → (a, b, N); ``bytes */N`` → (None, None, N); missing parts are None."""
+    if not header or not header.startswith("bytes "):
+        return None, None, None
+    span, _, total = header[len("bytes "):].partition("/")
+    first, _, last = span.partition("-")
+    def as_int(text: str) -> int | None:
+        return int(text) if text.strip().isdigit() else None
+    return as_int(first), as_int(last), as_int(total)
+
+
+def _http_error(exc: urllib.error.HTTPError, url: str) -> Exception:
+    text = f"HTTP {exc.code} {exc.reason}"
+    if exc.code == 407:
+        return _GiveUpOnUrl(
+            f"{text}: the proxy rejected the request; check the credentials in HTTPS_PROXY / HTTP_PROXY"
+        )
+    if exc.code >= 500 or exc.code in (408, 429):
+        return _Retryable(text)
+    return _GiveUpOnUrl(text)
+
+
+def _network_error(reason: object, url: str) -> Exception:
+    via = _proxy_for(url)
+    via_text = f" through the proxy {via} (from the environment)" if via else ""
+    if isinstance(reason, ssl.SSLCertVerificationError):
+        detail = reason.verify_message or reason.reason or str(reason)
+        return _GiveUpOnUrl(f"TLS certificate verification failed for {url}{via_text} ({detail}); {_TLS_HINT}")
+    if isinstance(reason, ssl.SSLError):
+        return _Retryable(f"TLS error talking to {url}{via_text} ({reason.reason or reason}); {_TLS_HINT}")
+    if isinstance(reason, socket.gaierror):
+        return _GiveUpOnUrl(f"could not resolve the host of {url}{via_text} ({reason.strerror or reason})")
+    text = str(reason)
+    if text.startswith("Tunnel connection failed"):
+        return _GiveUpOnUrl(f"the proxy {via or ''} refused to connect to {url} ({text}); check HTTPS_PROXY / NO_PROXY")
+    if isinstance(reason, str) and "unknown url type" in text:
+        return _GiveUpOnUrl(f"{url!r} is not a supported URL ({text}); use http://, https:// or file://")
+    if isinstance(reason, FileNotFoundError):
+        return _GiveUpOnUrl(f"no such file ({text})")
+    return _Retryable(f"{_describe(reason)}{via_text}")
+
+
+def _describe(exc: object) -> str:
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return "timed out"
+    if isinstance(exc, http.client.IncompleteRead):
+        return "connection closed mid-body"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+def _proxy_for(url: str) -> str | None:
+    parts = urllib.parse.urlsplit(url)
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if proxy and parts.hostname and urllib.request.proxy_bypass(parts.hostname):
+        return None
+    return proxy
+
+
+def _build_opener() -> urllib.request.OpenerDirector:
+    """urllib opener with env proxies (build_opener's default) and a verifying TLS context."""
+    cafile = capath = None
+    for var in _CA_BUNDLE_ENV:
+        value = os.environ.get(var)
+        if not value:
+            continue
+        if not os.path.exists(value):
+            raise DownloadError(
+                f"${var} is set to {value}, which does not exist; point it at a PEM CA bundle or unset it."
+            )
+        cafile, capath = (None, value) if os.path.isdir(value) else (value, None)
+        break
+    try:
+        context = ssl.create_default_context(cafile=cafile, capath=capath)
+    except (ssl.SSLError, OSError) as exc:
+        raise DownloadError(
+            f"Could not load CA certificates from {cafile or capath} ({exc}); "
+            f"point SSL_CERT_FILE / REQUESTS_CA_BUNDLE at a PEM CA bundle or unset them."
+        ) from exc
+    return urllib.request.build_opener(urllib.request.HTTPSHandler(context=context))
+
+
+# ---------------------------------------------------------------------------------------- checks
+def file_md5(path: Path, progress: bool | None = None, chunk_size: int = 1 << 20) -> str:
+    """Return the md5 hex digest of ``path``.
+
+    Args:
+        path: file to hash.
+        progress: show a tqdm bar on stderr; default None = only if stderr is a TTY.
+        chunk_size: bytes read at a time; default 1 MiB.
+    """
+    return _hash_file(Path(path), _want_progress(progress), chunk_size).hexdigest()
+
+
+def _new_md5() -> Any:
+    # md5 identifies files here; it is not used for security (and FIPS builds insist on saying so).
+    return hashlib.md5(usedforsecurity=False)
+
+
+def _hash_file(path: Path, show: bool, chunk_size: int) -> Any:
+    digest = _new_md5()
+    with open(path, "rb") as fh, tqdm(
+        total=path.stat().st_size, unit="B", unit_scale=True, unit_divisor=1024,
+        desc=f"md5 {path.name}", disable=not show, leave=False,
+    ) as bar:
+        while block := fh.read(chunk_size):
+            digest.update(block)
+            bar.update(len(block))
+    return digest
+
+
+def check_free_space(folder: Path, needed_bytes: int, what: str) -> None:
+    """Raise :class:`DownloadError` if the disk holding ``folder`` has less than ``needed_bytes`` free.
+
+    ``folder`` need not exist yet: the nearest existing parent is measured. Never prompts.
+
+    Args:
+        folder: where the bytes will be written.
+        needed_bytes: bytes that will be written there; zero or less always passes.
+        what: what the space is for, completing "Not enough free space to ...", e.g. "download x.tar".
+    """
+    if needed_bytes <= 0:
+        return
+    folder = Path(folder)
+    probe = folder.absolute()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if needed_bytes > free:
+        needed_text, free_text = _human(needed_bytes), _human(free)
+        if needed_text == free_text:  # "needs 2.7 GB, only 2.7 GB free" would read as a bug
+            needed_text, free_text = _human(needed_bytes, 3), _human(free, 3)
+        raise DownloadError(
+            f"Not enough free space to {what}: needs {needed_text} at {folder}, only {free_text} free."
+        )
+
+
+def _human(n: int, digits: int = 1) -> str:
+    """Bytes in decimal units, as disk tools report them: 2.7 GB."""
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(value) < 1000 or unit == "TB":
+            return f"{int(value)} B" if unit == "B" else f"{value:.{digits}f} {unit}"
+        value /= 1000
+    raise AssertionError("unreachable")
+
+
+# ---------------------------------------------------------------------------------------- extract
+def safe_extract(
+    archive: Path,
+    target: Path,
+    *,
+    progress: bool | None = None,
+    members_filter: Callable[[str], bool] | None = None,
+) -> Path:
+    """Extract ``archive`` (.tar, .tar.gz/.tgz, .tar.bz2/.tar.xz, .zip) into the folder ``target``.
+
+    Every member to be extracted is checked first; a member with an absolute path, a ``..``
+    component, a path under a symlink, a symlink or hard link leading outside the archive's root,
+    or a device file / FIFO makes the whole call fail before anything is written. Tar archives are
+    additionally extracted with tarfile's ``'data'`` filter where Python has it (3.11.4+).
+
+    Extraction happens in a hidden sibling folder ``.<target name>.partial-<random>`` that is renamed
+    to ``target`` only when complete; an existing ``target`` is replaced only at that point. Leftover
+    ``.partial-*`` folders from an interrupted earlier run are deleted first, so callers that may run
+    concurrently must hold :func:`dataset_lock`.
+
+    Args:
+        archive: the archive file; the format is taken from the suffix, else sniffed from the content.
+        target: folder to create (or replace) with the archive's contents.
+        progress: show a tqdm bar over members on stderr; default None = only if stderr is a TTY.
+        members_filter: called with each member's path inside the archive; members for which it
+            returns False are skipped (and not checked). Default None: extract everything.
+
+    Returns:
+        ``target``.
+
+    Raises:
+        DownloadError: unsafe member (named, with the reason), unreadable archive, not enough free
+            space, or a failure while writing; ``target`` is then left as it was.
+    """
+    archive, target = Path(archive), Path(target)
+    if not archive.is_file():
+        raise DownloadError(f"Archive {archive} does not exist; download it first or place it there by hand.")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(target)
+    show = _want_progress(progress)
+    keep = members_filter or (lambda name: True)
+
+    if _is_zip(archive):
+        try:
+            with zipfile.ZipFile(archive) as zf:
+                members = [info for info in zf.infolist() if keep(info.filename)]
+                for info in members:
+                    _refuse_unsafe_name(info.filename, archive)
+                needed = sum(info.file_size for info in members)
+                check_free_space(target.parent, needed, f"extract {archive.name}")
+
+                def extract_zip(folder: Path) -> None:
+                    for info in _progress_iter(members, show, archive.name):
+                        zf.extract(info, folder)
+
+                _extract_atomically(archive, target, extract_zip)
+        except zipfile.BadZipFile as exc:
+            raise _unreadable(archive, exc) from exc
+        return target
+
+    try:
+        tf = tarfile.open(archive, "r:*")
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        raise _unreadable(archive, exc) from exc
+    with tf:
+        try:
+            # One pass over the headers so every member is vetted before the first byte is written.
+            members = [m for m in tf.getmembers() if keep(m.name)]
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+            raise _unreadable(archive, exc) from exc
+        _refuse_unsafe_tar_members(members, archive)
+        needed = sum(m.size for m in members if m.isfile())
+        check_free_space(target.parent, needed, f"extract {archive.name}")
+        # tarfile's own 'data' filter as a second line of defence where this Python has it.
+        extra: dict[str, Any] = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+
+        def extract_tar(folder: Path) -> None:
+            tf.extractall(folder, members=_progress_iter(members, show, archive.name), **extra)
+
+        _extract_atomically(archive, target, extract_tar)
+    return target
+
+
+def _is_zip(archive: Path) -> bool:
+    name = archive.name.lower()
+    if name.endswith(".zip"):
+        return True
+    if name.endswith(_TAR_SUFFIXES):
+        return False
+    # Unknown suffix: sniff. Tar first, because a tar whose last member is a zip can look like one.
+    return not tarfile.is_tarfile(archive) and zipfile.is_zipfile(archive)
+
+
+def _unreadable(archive: Path, exc: BaseException) -> DownloadError:
+    return DownloadError(
+        f"{archive} is not a readable .tar, .tar.gz/.tgz or .zip archive ({exc}); "
+        f"delete it and download it again."
+    )
+
+
+def _refusal(archive: Path, member: str, reason: str) -> DownloadError:
+    return DownloadError(
+        f"Refusing to extract {archive.name}: member {member!r} {reason}. "
+        f"The archive is damaged or malicious; nothing was extracted, download it again from a trusted source."
+    )
+
+
+def _parts(name: str) -> list[str]:
+    return [p for p in name.split("/") if p not in ("", ".")]
+
+
+def _refuse_unsafe_name(name: str, archive: Path) -> None:
+    # Zip names may use backslashes (archives made on Windows); treat them as separators too.
+    unified = name.replace("\\", "/")
+    if unified.startswith("/") or (len(unified) > 1 and unified[1] == ":"):
+        raise _refusal(archive, name, "has an absolute path")
+    if ".." in _parts(unified):
+        raise _refusal(archive, name, "has a '..' component that would escape the target folder")
+
+
+def _refuse_unsafe_tar_members(members: Iterable[tarfile.TarInfo], archive: Path) -> None:
+    members = list(members)
+    symlinks = {tuple(_parts(m.name)) for m in members if m.issym()}
+    for m in members:
+        _refuse_unsafe_name(m.name, archive)
+        parts = _parts(m.name)
+        for i in range(1, len(parts)):
+            if tuple(parts[:i]) in symlinks:
+                # Writing through a link (even one pointing inside) enables chained-link escapes.
+                raise _refusal(archive, m.name, f"lies under the symlink {'/'.join(parts[:i])!r}")
+        if m.ischr() or m.isblk():
+            raise _refusal(archive, m.name, "is a device file")
+        if m.isfifo():
+            raise _refusal(archive, m.name, "is a FIFO (named pipe)")
+        if m.issym():
+            problem = _link_problem(parts[:-1], m.linkname, symlinks)
+            if problem:
+                raise _refusal(archive, m.name, f"is a symlink to {m.linkname!r}, which {problem}")
+        elif m.islnk():
+            problem = _link_problem([], m.linkname, symlinks)
+            if problem:
+                raise _refusal(archive, m.name, f"is a hard link to {m.linkname!r}, which {problem}")
+        elif not (m.isfile() or m.isdir()):
+            raise _refusal(archive, m.name, f"has an unsupported type ({m.type!r})")
+
+
+def _link_problem(base: list[str], linkname: str, symlinks: set[tuple[str, ...]]) -> str | None:
+    """Why a link at folder ``base`` with target ``linkname`` is unsafe, or None if it stays inside."""
+    if linkname.startswith("/"):
+        return "is an absolute path"
+    current = list(base)
+    steps = _parts(linkname)
+    for i, step in enumerate(steps):
+        if step == "..":
+            if not current:
+                return "points outside the target folder"
+            current.pop()
+            continue
+        current.append(step)
+        if i < len(steps) - 1 and tuple(current) in symlinks:
+            return f"passes through the symlink {'/'.join(current)!r}"
+    return None
+
+
+def _extract_atomically(archive: Path, target: Path, extract: Callable[[Path], None]) -> None:
+    partial = _new_partial_folder(target)
+    try:
+        extract(partial)
+    except BaseException as exc:
+        shutil.rmtree(partial, ignore_errors=True)
+        filter_error = getattr(tarfile, "FilterError", ())
+        if isinstance(exc, filter_error):
+            member = getattr(getattr(exc, "tarinfo", None), "name", "?")
+            raise _refusal(archive, member, f"was rejected by tarfile's safety filter ({exc})") from exc
+        if isinstance(exc, (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError)):
+            raise DownloadError(
+                f"Extracting {archive.name} into {target} failed ({exc}); {target} was left as it was. "
+                f"Check free space and permissions, or delete the archive and download it again if it is damaged."
+            ) from exc
+        raise
+    if target.exists() or target.is_symlink():
+        # os.replace cannot overwrite a non-empty folder: move the old one aside, swap, then delete.
+        old = target.parent / f".{target.name}.old-{secrets.token_hex(4)}"
+        os.replace(target, old)
+        os.replace(partial, target)
+        _remove_path(old)
+    else:
+        os.replace(partial, target)
+
+
+def _new_partial_folder(target: Path) -> Path:
+    while True:
+        candidate = target.parent / f".{target.name}.partial-{secrets.token_hex(4)}"
+        try:
+            candidate.mkdir()  # plain mkdir honours the umask, unlike tempfile.mkdtemp's 0o700
+            return candidate
+        except FileExistsError:
+            continue
+
+
+def _remove_leftovers(target: Path) -> None:
+    """Delete ``.<name>.partial-*`` / ``.<name>.old-*`` left by an extraction that was killed."""
+    escaped = glob.escape(target.name)
+    for pattern in (f".{escaped}.partial-*", f".{escaped}.old-*"):
+        for leftover in target.parent.glob(pattern):
+            logger.info("Removing %s left by an interrupted extraction.", leftover)
+            _remove_path(leftover)
+
+
+def _remove_path(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------------------------- locking
+def dataset_lock(folder: Path, timeout: float = -1) -> filelock.FileLock:
+    """Inter-process lock for one dataset folder; use as ``with dataset_lock(folder): ...``.
+
+    The lock file is ``folder.parent / f".{folder.name}.lock"`` (so deleting or replacing the dataset
+    folder does not remove it); the parent folder is created if needed.
+
+    Args:
+        folder: the dataset folder to protect.
+        timeout: seconds to wait when acquiring; default -1 = wait forever. A lock not acquired in
+            time raises ``filelock.Timeout``.
+    """
+    folder = Path(folder)
+    lock_path = folder.parent / f".{folder.name}.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    return filelock.FileLock(str(lock_path), timeout=timeout)
+
+
+# ---------------------------------------------------------------------------------------- progress
+def _want_progress(progress: bool | None) -> bool:
+    if progress is not None:
+        return bool(progress)
+    stream = sys.stderr
+    try:
+        return stream is not None and stream.isatty()
+    except (AttributeError, ValueError):  # replaced or closed stderr
+        return False
+
+
+def _bar(total: int | None, initial: int, label: str, show: bool) -> tqdm:
+    return tqdm(
+        total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024,
+        desc=label, disable=not show, dynamic_ncols=True, mininterval=0.5,
+    )
+
+
+def _progress_iter(items: Sequence[_T], show: bool, label: str) -> Iterator[_T]:
+    yield from tqdm(items, total=len(items), unit="file", desc=f"extract {label}", disable=not show)

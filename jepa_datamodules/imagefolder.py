@@ -1,0 +1,228 @@
+"""Index a ``split/<class>/<image>`` folder once, and check that images decode.
+
+ImageNet's train split holds 1.28 M files; listing them takes minutes on network
+file systems, so :func:`index_image_folder` can keep the listing in a small ``.npz``
+cache next to the data and reuse it while the caller's ``cache_key`` is unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import tempfile
+import warnings
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile, UnidentifiedImageError
+
+__all__ = ["IMG_EXTENSIONS", "index_image_folder", "check_images"]
+
+log = logging.getLogger(__name__)
+
+#: File suffixes counted as images, compared case-insensitively (ImageNet uses ".JPEG").
+IMG_EXTENSIONS: tuple[str, ...] = (".jpeg", ".jpg", ".png")
+
+# Bumped whenever the cache's fields change, so an old cache is rebuilt, not misread.
+_CACHE_VERSION = 1
+# File names cannot contain NUL on any supported OS, so it safely joins them into one blob.
+_SEP = "\0"
+
+_Index = tuple[list[str], list[int], list[str]]  # (classes, files per class, file names in class order)
+
+
+def index_image_folder(
+    split_dir: Path,
+    classes: Sequence[str] | None = None,
+    cache: Path | None = None,
+    cache_key: str = "",
+) -> tuple[list[str], np.ndarray, list[str]]:
+    """List the images of an ImageFolder-style split.
+
+    Class folders are the non-hidden sub-folders of ``split_dir``; images are the
+    non-hidden files directly inside them whose suffix is in :data:`IMG_EXTENSIONS`
+    (sub-folders of a class folder are not searched). Hidden entries (names starting
+    with ".") are skipped, which also skips the ``.<wnid>.partial`` folders that an
+    interrupted ``prepare_imagenet`` may leave behind.
+
+    Args:
+        split_dir: the split folder, e.g. ``<root>/train``.
+        classes: default None = every class folder. When given, only these classes are
+            returned and label ``i`` is the position of the class in ``sorted(classes)``.
+        cache: default None = no cache. Otherwise a file path (conventionally ``.npz``)
+            where the full listing is saved atomically and from which it is reloaded,
+            without listing the folder, while ``cache_key`` and ``split_dir`` match.
+        cache_key: default "". Any string that changes when the folder's content may
+            have changed (e.g. derived from a verification stamp); a different key
+            rebuilds the cache.
+
+    Returns:
+        ``(paths, labels, class_names)``: POSIX-style paths relative to ``split_dir``
+        (``"<class>/<file>"``) sorted by class then file name; an int64 array of
+        labels, one per path; and the class names in label order (sorted, as in
+        torchvision's ImageFolder).
+
+    Raises:
+        FileNotFoundError: ``split_dir`` is not a folder.
+        ValueError: no class folders, duplicate names in ``classes``, or a requested
+            class that has no folder.
+    """
+    split_dir = Path(split_dir)
+    index = _load_cache(Path(cache), split_dir, cache_key) if cache is not None else None
+    if index is None:
+        index = _scan(split_dir)
+        if cache is not None:
+            _save_cache(Path(cache), split_dir, cache_key, index)
+    all_classes, counts, names = index
+
+    if classes is None:
+        chosen = all_classes
+    else:
+        chosen = sorted(classes)
+        duplicates = sorted(c for c, n in Counter(chosen).items() if n > 1)
+        if duplicates:
+            raise ValueError(f"The class list names {', '.join(duplicates)} more than once; list each class once.")
+        known = set(all_classes)
+        missing = [c for c in chosen if c not in known]
+        if missing:
+            shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            raise ValueError(
+                f"Class {shown} has no folder in {split_dir} ({len(all_classes)} classes there); "
+                "fix the class list or complete the dataset (e.g. re-run `jepa-prepare`)."
+            )
+
+    starts = np.concatenate([[0], np.cumsum(counts)]).tolist()
+    position = {c: i for i, c in enumerate(all_classes)}
+    paths: list[str] = []
+    chosen_counts: list[int] = []
+    for cls in chosen:
+        i = position[cls]
+        paths.extend(f"{cls}/{name}" for name in names[starts[i] : starts[i + 1]])
+        chosen_counts.append(counts[i])
+    labels = np.repeat(np.arange(len(chosen), dtype=np.int64), chosen_counts)
+    return paths, labels, list(chosen)
+
+
+def _is_image_name(name: str) -> bool:
+    return not name.startswith(".") and name.lower().endswith(IMG_EXTENSIONS)
+
+
+def _scan(split_dir: Path) -> _Index:
+    """List class folders and their images with os.scandir (one syscall stream per folder)."""
+    if not split_dir.is_dir():
+        raise FileNotFoundError(f"Image folder {split_dir} does not exist; prepare the dataset first or fix the data directory.")
+    with os.scandir(split_dir) as it:
+        classes = sorted(e.name for e in it if not e.name.startswith(".") and e.is_dir())
+    if not classes:
+        raise ValueError(f"{split_dir} has no class folders; expected files laid out as {split_dir}/<class>/<image>.")
+    counts: list[int] = []
+    names: list[str] = []
+    for cls in classes:
+        with os.scandir(split_dir / cls) as it:
+            files = sorted(e.name for e in it if _is_image_name(e.name) and e.is_file())
+        counts.append(len(files))
+        names.extend(files)
+    return classes, counts, names
+
+
+def _load_cache(cache: Path, split_dir: Path, cache_key: str) -> _Index | None:
+    """Return the cached index, or None when it is absent, stale or unreadable (then it is rebuilt)."""
+    if not cache.is_file():
+        return None
+    try:
+        with np.load(cache, allow_pickle=False) as z:
+            if int(z["version"]) != _CACHE_VERSION or str(z["key"][()]) != cache_key:
+                return None
+            if str(z["root"][()]) != str(split_dir.resolve()):
+                return None
+            classes = [str(c) for c in z["classes"].tolist()]
+            counts = [int(n) for n in z["counts"].tolist()]
+            blob = z["names"].tobytes().decode("utf-8", "surrogateescape")
+    except Exception as exc:  # any damage to the cache just means "list the folder again"
+        log.warning("Ignoring unreadable image-folder cache %s (%s); re-indexing.", cache, exc)
+        return None
+    names = blob.split(_SEP) if blob else []
+    if len(names) != sum(counts) or len(counts) != len(classes):
+        log.warning("Ignoring inconsistent image-folder cache %s; re-indexing.", cache)
+        return None
+    return classes, counts, names
+
+
+def _save_cache(cache: Path, split_dir: Path, cache_key: str, index: _Index) -> None:
+    """Write the index beside ``cache`` and os.replace it in, so readers never see half a file."""
+    classes, counts, names = index
+    tmp: str | None = None
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{cache.name}.", suffix=".tmp", dir=cache.parent)
+        with os.fdopen(fd, "wb") as f:
+            np.savez_compressed(
+                f,
+                version=np.int64(_CACHE_VERSION),
+                key=np.array(cache_key),
+                root=np.array(str(split_dir.resolve())),
+                classes=np.array(classes),
+                counts=np.array(counts, dtype=np.int64),
+                names=np.frombuffer(_SEP.join(names).encode("utf-8", "surrogateescape"), dtype=np.uint8),
+            )
+        # mkstemp creates 0600 files; a shared data directory needs the cache readable by others.
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, cache)
+    except OSError as exc:
+        # The index is still correct without a cache; only the next start gets slower.
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        warnings.warn(f"Could not write the image-folder cache {cache} ({exc}); the folder will be listed again next time.", stacklevel=3)
+
+
+def check_images(
+    paths: Sequence[Path], sample: int | None = None, seed: int = 0
+) -> list[tuple[Path, str]]:
+    """Fully decode images and report the ones that fail.
+
+    Args:
+        paths: image files to check.
+        sample: default None = check every file; otherwise check this many files drawn
+            at random without replacement (all of them if ``sample >= len(paths)``).
+        seed: default 0; seeds the sample so repeated checks look at the same files.
+
+    Returns:
+        ``[(path, reason)]`` for each checked file that could not be decoded (missing,
+        not an image, truncated or corrupt), in the order of ``paths``; empty if all decode.
+    """
+    paths = list(paths)
+    if sample is not None:
+        if sample < 0:
+            raise ValueError(f"sample must be None or a non-negative count, got {sample}.")
+        if sample < len(paths):
+            picked = sorted(random.Random(seed).sample(range(len(paths)), sample))
+            paths = [paths[i] for i in picked]
+    failures: list[tuple[Path, str]] = []
+    # Some training code sets LOAD_TRUNCATED_IMAGES globally, which makes PIL pad a truncated
+    # JPEG with grey instead of failing; the check must see truncation, so force it off here.
+    previous = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        for p in paths:
+            reason = _decode_problem(Path(p))
+            if reason is not None:
+                failures.append((Path(p), reason))
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = previous
+    return failures
+
+
+def _decode_problem(path: Path) -> str | None:
+    try:
+        with Image.open(path) as img:
+            img.load()
+    except FileNotFoundError:
+        return "file not found"
+    except UnidentifiedImageError:
+        return "not an image file that PIL can read"
+    except Exception as exc:  # PIL reports corrupt data with OSError, SyntaxError, ValueError, ...
+        return f"could not be decoded ({type(exc).__name__}: {exc})"
+    return None

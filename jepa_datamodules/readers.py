@@ -1,0 +1,255 @@
+"""On-disk formats -> image sources: uint8 arrays or lazily opened files, plus labels.
+
+A *source* has ``len()``, ``labels`` (int64, -1 where an item has no label) and
+``load(i)``, which returns an ``HxWx3`` uint8 numpy array (array formats) or an unopened-
+pixels ``PIL.Image`` (file formats, so the transform can ask the JPEG decoder for a
+reduced size before decoding). No Lightning import here.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from pathlib import Path
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+from PIL import Image
+
+from .catalog import DatasetSpec
+
+
+class Source(Protocol):
+    labels: np.ndarray
+
+    def __len__(self) -> int: ...
+
+    def load(self, index: int) -> np.ndarray | Image.Image: ...
+
+
+class FormatError(RuntimeError):
+    """A file on disk is not in the format its dataset promises."""
+
+
+class ArraySource:
+    """Images held as one ``(N, H, W, 3)`` uint8 array (or a read-only memmap of one)."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray):
+        if len(images) != len(labels):
+            raise FormatError(f"{len(images)} images but {len(labels)} labels.")
+        self.images = images
+        self.labels = np.asarray(labels, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def load(self, index: int) -> np.ndarray:
+        return self.images[index]
+
+
+class SubsetSource:
+    """A view of ``indices`` of another source (seeded val carve-outs, STL-10 folds)."""
+
+    def __init__(self, base: Source, indices: np.ndarray):
+        self.base = base
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.labels = base.labels[self.indices]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def load(self, index: int) -> np.ndarray | Image.Image:
+        return self.base.load(int(self.indices[index]))
+
+
+class ConcatSource:
+    """Several sources end to end (STL-10 ``train+unlabeled``)."""
+
+    def __init__(self, parts: Sequence[Source]):
+        self.parts = list(parts)
+        self.offsets = np.cumsum([0] + [len(p) for p in self.parts])
+        self.labels = np.concatenate([p.labels for p in self.parts])
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def load(self, index: int) -> np.ndarray | Image.Image:
+        part = int(np.searchsorted(self.offsets, index, side="right")) - 1
+        return self.parts[part].load(index - int(self.offsets[part]))
+
+
+# --------------------------------------------------------------------------- CIFAR
+# The CIFAR "python version" batches are pickles of a dict holding a uint8 array, lists
+# of ints and byte strings. Unpickling can run arbitrary code, so only the globals that
+# such a file needs to rebuild a numpy array are admitted.
+_CIFAR_PICKLE_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("_codecs", "encode"),  # how Python 3 spells a byte string in protocol-2 pickles
+}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _CIFAR_PICKLE_GLOBALS:
+            raise FormatError(
+                f"{self.source_name} refers to '{module}.{name}', which a CIFAR batch never contains; "
+                "refusing to unpickle it (the file is corrupt or was tampered with: delete it and run jepa-prepare again)."
+            )
+        return super().find_class(module, name)
+
+
+def load_cifar_pickle(path: Path) -> dict[str, Any]:
+    """Read one CIFAR batch with the restricted unpickler; keys come back as ``str``."""
+    with open(path, "rb") as handle:
+        unpickler = _RestrictedUnpickler(io.BufferedReader(handle), encoding="latin1")
+        unpickler.source_name = str(path)
+        try:
+            content = unpickler.load()
+        except FormatError:
+            raise
+        except Exception as error:  # truncated or garbage bytes
+            raise FormatError(f"{path} is not a readable CIFAR batch ({error}).") from error
+    if not isinstance(content, dict):
+        raise FormatError(f"{path} holds a {type(content).__name__}, not the dict a CIFAR batch is.")
+    return {(k.decode("latin1") if isinstance(k, bytes) else k): v for k, v in content.items()}
+
+
+def read_cifar(spec: DatasetSpec, folder: Path, split: str, label_type: str = "fine") -> ArraySource:
+    """CIFAR-10/100 ``train`` or ``test`` as one ``(N, 32, 32, 3)`` uint8 array."""
+    files = spec.options[f"{split}_files"]
+    label_key = spec.options["label_keys"][label_type]
+    images, labels = [], []
+    for name in files:
+        batch = load_cifar_pickle(folder / spec.data_root / name)
+        data = np.asarray(batch["data"], dtype=np.uint8)
+        # Rows are 3072 bytes: the red 32x32 plane, then green, then blue.
+        images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+        labels.append(np.asarray(batch[label_key], dtype=np.int64))
+    return ArraySource(np.ascontiguousarray(np.concatenate(images)), np.concatenate(labels))
+
+
+def cifar_class_names(spec: DatasetSpec, folder: Path, label_type: str = "fine") -> list[str]:
+    meta = load_cifar_pickle(folder / spec.data_root / spec.options["meta_file"])
+    names = meta[spec.options["class_names_key"][label_type]]
+    return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+
+
+# -------------------------------------------------------------------------- STL-10
+STL10_SIDE = 96
+_STL10_IMAGE_BYTES = 3 * STL10_SIDE * STL10_SIDE
+
+
+class STL10Source:
+    """One STL-10 ``*_X.bin`` file read through ``np.memmap``: never loaded whole.
+
+    The binary holds each image as three 96x96 planes stored column by column, so an item
+    is transposed on access. The memmap is opened lazily in each process, so a loader
+    worker maps the file itself instead of receiving a pickled copy of it.
+    """
+
+    def __init__(self, images_path: Path, labels: np.ndarray | None):
+        self.images_path = Path(images_path)
+        size = self.images_path.stat().st_size
+        if size % _STL10_IMAGE_BYTES:
+            raise FormatError(f"{images_path} is {size} bytes, not a whole number of 96x96x3 images.")
+        count = size // _STL10_IMAGE_BYTES
+        if labels is None:
+            labels = np.full(count, -1, dtype=np.int64)
+        if len(labels) != count:
+            raise FormatError(f"{images_path} holds {count} images but its label file has {len(labels)}.")
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self._images: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_images": None}
+
+    def load(self, index: int) -> np.ndarray:
+        if self._images is None:
+            self._images = np.memmap(self.images_path, dtype=np.uint8, mode="r").reshape(-1, 3, STL10_SIDE, STL10_SIDE)
+        return self._images[index].transpose(2, 1, 0)
+
+
+def read_stl10(spec: DatasetSpec, folder: Path, split: str, fold: int | None = None) -> Source:
+    """STL-10 ``train`` (optionally one of the 10 predefined folds), ``test``,
+    ``unlabeled`` or ``train+unlabeled`` (labeled first, unlabeled with label -1)."""
+    root = folder / spec.data_root
+
+    def labeled(name: str) -> STL10Source:
+        # Labels are stored 1-based as uint8.
+        labels = np.fromfile(root / f"{name}_y.bin", dtype=np.uint8).astype(np.int64) - 1
+        return STL10Source(root / f"{name}_X.bin", labels)
+
+    if split == "train":
+        source: Source = labeled("train")
+        if fold is not None:
+            source = SubsetSource(source, stl10_fold_indices(root, fold))
+        return source
+    if split == "test":
+        return labeled("test")
+    if split == "unlabeled":
+        return STL10Source(root / "unlabeled_X.bin", None)
+    if split == "train+unlabeled":
+        return ConcatSource([read_stl10(spec, folder, "train", fold), STL10Source(root / "unlabeled_X.bin", None)])
+    raise ValueError(f"Unknown value '{split}' for argument split. Valid values are {{train, test, unlabeled, train+unlabeled}}.")
+
+
+def stl10_fold_indices(root: Path, fold: int) -> np.ndarray:
+    lines = (root / "fold_indices.txt").read_text().splitlines()
+    if not 0 <= fold < len(lines):
+        raise ValueError(f"STL-10 fold {fold} does not exist; valid folds are 0..{len(lines) - 1}.")
+    return np.array(lines[fold].split(), dtype=np.int64)
+
+
+# ------------------------------------------------------------------- image folders
+class FileSource:
+    """Image files listed once (paths relative to ``root``) with their labels."""
+
+    def __init__(self, root: Path, paths: Sequence[str], labels: np.ndarray):
+        self.root = Path(root)
+        self.paths = list(paths)
+        self.labels = np.asarray(labels, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def load(self, index: int) -> Image.Image:
+        return Image.open(self.root / self.paths[index])
+
+
+def read_image_folder(split_dir: Path, classes: Sequence[str] | None = None, cache: Path | None = None,
+                      cache_key: str = "") -> FileSource:
+    from .imagefolder import index_image_folder
+
+    paths, labels, _ = index_image_folder(split_dir, classes=classes, cache=cache, cache_key=cache_key)
+    return FileSource(split_dir, paths, labels)
+
+
+# ----------------------------------------------------------------------- synthetic
+def read_synthetic(folder: Path, split: str) -> ArraySource:
+    images = np.load(folder / f"{split}_images.npy", mmap_mode="r")
+    labels = np.load(folder / f"{split}_labels.npy")
+    return ArraySource(images, labels)
+
+
+def open_split(spec: DatasetSpec, folder: Path, split: str, **options: Any) -> Source:
+    """Dispatch on the spec's reader; ``options`` are the reader's own (label_type, fold, ...)."""
+    valid = set(spec.splits)
+    if split not in valid:
+        raise ValueError(f"Unknown value '{split}' for argument split of {spec.name}. Valid values are {{{', '.join(spec.splits)}}}.")
+    if spec.reader == "cifar":
+        return read_cifar(spec, folder, split, label_type=options.get("label_type", "fine"))
+    if spec.reader == "stl10":
+        return read_stl10(spec, folder, split, fold=options.get("fold"))
+    if spec.reader == "synthetic":
+        return read_synthetic(folder, split)
+    if spec.reader == "imagefolder":
+        return read_image_folder(options.get("root", folder) / split, classes=options.get("classes"),
+                                 cache=options.get("cache_dir", folder) / f".index-{split}.npz" if options.get("cache", True) else None,
+                                 cache_key=options.get("cache_key", ""))
+    raise ValueError(f"Spec '{spec.name}' names reader '{spec.reader}', which does not exist; valid readers are cifar, stl10, synthetic, imagefolder.")

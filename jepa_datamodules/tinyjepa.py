@@ -1,0 +1,179 @@
+"""A small I-JEPA-style model whose only job is to prove the data path trains.
+
+Context encoder (a narrow ViT) sees the context patches; a narrower predictor, given the
+context tokens and the positions of each target block, predicts the target encoder's
+embeddings of those patches; the target encoder is an EMA copy of the context encoder and
+sees the whole image. Loss: smooth-L1 on layer-normed target embeddings (as in I-JEPA).
+An online linear probe on detached, mean-pooled target-encoder features reports how
+linearly separable the learned features are (torchmetrics accuracy on val).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from lightning import LightningModule
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+
+def sincos_position_embedding(grid: tuple[int, int], dim: int) -> torch.Tensor:
+    """Fixed 2-D sine-cosine position embedding, ``(rows * cols, dim)``."""
+    rows, cols = grid
+    quarter = dim // 4
+    freqs = 1.0 / (10000 ** (torch.arange(quarter, dtype=torch.float32) / quarter))
+    ys, xs = torch.meshgrid(torch.arange(rows, dtype=torch.float32), torch.arange(cols, dtype=torch.float32), indexing="ij")
+    parts = []
+    for coord in (ys.flatten(), xs.flatten()):
+        angles = coord[:, None] * freqs[None]
+        parts += [angles.sin(), angles.cos()]
+    embedding = torch.cat(parts, dim=1)
+    return F.pad(embedding, (0, dim - embedding.shape[1]))
+
+
+def _blocks(dim: int, depth: int, heads: int) -> nn.ModuleList:
+    return nn.ModuleList(
+        nn.TransformerEncoderLayer(dim, heads, dim * 4, dropout=0.0, activation="gelu", batch_first=True, norm_first=True)
+        for _ in range(depth)
+    )
+
+
+def gather_tokens(tokens: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """``tokens[b, indices[b]]`` for a ``(B, N, D)`` tensor and ``(B, K)`` indices."""
+    return torch.gather(tokens, 1, indices.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
+
+
+class PatchEncoder(nn.Module):
+    def __init__(self, image_size: int, patch_size: int, dim: int, depth: int, heads: int):
+        super().__init__()
+        self.grid = (image_size // patch_size, image_size // patch_size)
+        self.patch_embed = nn.Conv2d(3, dim, patch_size, patch_size)
+        self.register_buffer("position", sincos_position_embedding(self.grid, dim), persistent=False)
+        self.blocks = _blocks(dim, depth, heads)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, images: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        tokens = self.patch_embed(images).flatten(2).transpose(1, 2) + self.position
+        if keep is not None:
+            tokens = gather_tokens(tokens, keep)
+        for block in self.blocks:
+            tokens = block(tokens)
+        return self.norm(tokens)
+
+
+class Predictor(nn.Module):
+    def __init__(self, grid: tuple[int, int], dim: int, predictor_dim: int, depth: int, heads: int):
+        super().__init__()
+        self.embed = nn.Linear(dim, predictor_dim)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, predictor_dim))
+        nn.init.trunc_normal_(self.mask_token, std=0.02)
+        self.register_buffer("position", sincos_position_embedding(grid, predictor_dim), persistent=False)
+        self.blocks = _blocks(predictor_dim, depth, heads)
+        self.norm = nn.LayerNorm(predictor_dim)
+        self.project = nn.Linear(predictor_dim, dim)
+
+    def forward(self, context: torch.Tensor, context_idx: torch.Tensor, target_idx: torch.Tensor) -> torch.Tensor:
+        batch = context.shape[0]
+        position = self.position.unsqueeze(0).expand(batch, -1, -1)
+        tokens = self.embed(context) + gather_tokens(position, context_idx)
+        queries = self.mask_token + gather_tokens(position, target_idx)
+        tokens = torch.cat([tokens, queries], dim=1)
+        for block in self.blocks:
+            tokens = block(tokens)
+        return self.project(self.norm(tokens[:, -target_idx.shape[1]:]))
+
+
+def flatten_targets(target_masks: list) -> list[torch.Tensor]:
+    """Multi-block gives a list of blocks; hierarchical a list of levels of blocks."""
+    flat: list[torch.Tensor] = []
+    for item in target_masks:
+        flat.extend(item if isinstance(item, (list, tuple)) else [item])
+    return flat
+
+
+class TinyJEPA(LightningModule):
+    """Defaults: embed_dim 192, depth 4, heads 3 (ViT-tiny width, a third of its depth);
+    predictor 96 wide, 2 deep; AdamW lr 1e-3 with 10% warm-up then cosine, weight decay
+    0.05; EMA momentum 0.996 -> 1.0 over training."""
+
+    def __init__(self, image_size: int, patch_size: int, num_classes: int, embed_dim: int = 192, depth: int = 4,
+                 num_heads: int = 3, predictor_dim: int = 96, predictor_depth: int = 2, lr: float = 1e-3,
+                 weight_decay: float = 0.05, ema: tuple[float, float] = (0.996, 1.0), probe_lr: float = 1e-2):
+        super().__init__()
+        self.save_hyperparameters()
+        self.encoder = PatchEncoder(image_size, patch_size, embed_dim, depth, num_heads)
+        self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
+        self.predictor = Predictor(self.encoder.grid, embed_dim, predictor_dim, predictor_depth, num_heads)
+        self.probe = nn.Linear(embed_dim, num_classes)
+        self.probe_accuracy = MulticlassAccuracy(num_classes=num_classes, average="micro")
+        self.losses: list[float] = []
+
+    def _target_features(self, images: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            tokens = self.target_encoder(images)
+        return F.layer_norm(tokens, tokens.shape[-1:])
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        if "context_masks" not in batch:
+            raise ValueError("TinyJEPA needs masked batches; choose mask=multiblock or mask=hierarchical, not mask=none.")
+        images = batch["images"]
+        targets = self._target_features(images)
+        loss = images.new_zeros(())
+        target_blocks = flatten_targets(batch["target_masks"])
+        for context_idx in batch["context_masks"]:
+            context = self.encoder(images, keep=context_idx)
+            for target_idx in target_blocks:
+                prediction = self.predictor(context, context_idx, target_idx)
+                loss = loss + F.smooth_l1_loss(prediction, gather_tokens(targets, target_idx))
+        loss = loss / (len(batch["context_masks"]) * len(target_blocks))
+        probe_loss = self._probe_loss(targets.mean(1), batch["labels"])
+        self.losses.append(float(loss.detach()))
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(images))
+        self.log("train/probe_loss", probe_loss, batch_size=len(images))
+        return loss + probe_loss
+
+    def _probe_loss(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        labeled = labels >= 0
+        if not labeled.any():
+            return features.new_zeros(())
+        return F.cross_entropy(self.probe(features[labeled].detach()), labels[labeled])
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        labels = batch["labels"]
+        labeled = labels >= 0
+        if labeled.any():
+            logits = self.probe(self._target_features(batch["images"]).mean(1))
+            self.probe_accuracy.update(logits[labeled], labels[labeled])
+
+    def on_validation_epoch_end(self) -> None:
+        self.log("val/probe_accuracy", self.probe_accuracy.compute(), prog_bar=True)
+        self.probe_accuracy.reset()
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        # EMA update of the target encoder, momentum annealed towards 1.
+        total = max(1, self.trainer.estimated_stepping_batches)
+        start, end = self.hparams.ema
+        momentum = end - (end - start) * (math.cos(math.pi * min(1.0, self.global_step / total)) + 1) / 2
+        with torch.no_grad():
+            for target, online in zip(self.target_encoder.parameters(), self.encoder.parameters()):
+                target.mul_(momentum).add_(online.detach(), alpha=1 - momentum)
+
+    def configure_optimizers(self) -> Any:
+        backbone = [p for n, p in self.named_parameters() if p.requires_grad and not n.startswith("probe.")]
+        optimizer = torch.optim.AdamW(
+            [{"params": backbone, "lr": self.hparams.lr, "weight_decay": self.hparams.weight_decay},
+             {"params": self.probe.parameters(), "lr": self.hparams.probe_lr, "weight_decay": 0.0}])
+        total = max(1, self.trainer.estimated_stepping_batches)
+        warmup = max(1, total // 10)
+
+        def schedule(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, [schedule, lambda step: 1.0])
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,62 @@
+"""Shared fixtures: fake upstream archives served from a loopback HTTP server, with the
+catalog pointed at their checksums through ``$JEPA_CATALOG`` (the same setting a mirror
+operator would use), and Hydra configs composed once."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from fakes import archive_override, catalog_override, make_cifar, make_stl10  # noqa: E402
+from loopback import LoopbackServer  # noqa: E402
+
+# Keep test runs quiet and CPU-friendly on a 2-core machine.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.pop("JEPA_DATA_MIRROR", None)
+os.environ.pop("JEPA_CATALOG", None)
+
+FAKE_SPLITS = {
+    "cifar10": {"train": 100, "test": 30},
+    "cifar100": {"train": 200, "test": 100},
+    "stl10": {"train": 20, "test": 10, "unlabeled": 30, "train+unlabeled": 50},
+}
+
+
+@pytest.fixture(scope="session")
+def upstream(tmp_path_factory):
+    """Fake CIFAR-10, CIFAR-100 and STL-10 archives behind one loopback server.
+
+    Yields (server, fakes, catalog_path); tests set ``$JEPA_CATALOG`` to catalog_path
+    (see the ``served`` fixture) and pass ``mirrors=[server.url]``.
+    """
+    root = tmp_path_factory.mktemp("upstream")
+    fakes = {
+        "cifar10": make_cifar(root, "cifar10", per_batch=20, test_count=30, seed=1),
+        "cifar100": make_cifar(root, "cifar100", per_batch=40, test_count=100, seed=2),
+        "stl10": make_stl10(root, train=20, test=10, unlabeled=30, seed=3),
+    }
+    entries: dict = {}
+    for name, fake in fakes.items():
+        entries.update(archive_override(name, fake, FAKE_SPLITS[name]))
+    catalog = catalog_override(root / "catalog.yaml", entries)
+    with LoopbackServer(root) as server:
+        yield server, fakes, catalog
+
+
+@pytest.fixture
+def served(upstream, monkeypatch):
+    server, fakes, catalog = upstream
+    monkeypatch.setenv("JEPA_CATALOG", str(catalog))
+    return server, fakes
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    path = tmp_path / "data"
+    path.mkdir()
+    return path
