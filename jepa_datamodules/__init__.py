@@ -4,7 +4,15 @@ disk to masked, augmented batches."""
 __version__ = "0.1.0"
 
 from .catalog import DatasetSpec, dataset_names, get_spec
-from .datamodules import CIFAR10DataModule, CIFAR100DataModule, JEPADataModule, STL10DataModule, SyntheticDataModule
+from .datamodules import (
+    CIFAR10DataModule,
+    CIFAR100DataModule,
+    ImageNet100DataModule,
+    ImageNetDataModule,
+    JEPADataModule,
+    STL10DataModule,
+    SyntheticDataModule,
+)
 from .masks import HierarchicalMaskGenerator, MultiBlockMaskGenerator, NoMaskGenerator
 from .tinyjepa import TinyJEPA
 
@@ -13,6 +21,8 @@ __all__ = [
     "CIFAR100DataModule",
     "DatasetSpec",
     "HierarchicalMaskGenerator",
+    "ImageNet100DataModule",
+    "ImageNetDataModule",
     "JEPADataModule",
     "MultiBlockMaskGenerator",
     "NoMaskGenerator",

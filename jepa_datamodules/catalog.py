@@ -302,6 +302,9 @@ def get_spec(name: str) -> DatasetSpec:
     return _apply_overrides(SPECS[name])
 
 
+_ANNOUNCED: set[tuple[str, str]] = set()
+
+
 def _apply_overrides(spec: DatasetSpec) -> DatasetSpec:
     path = os.environ.get(CATALOG_ENV)
     if not path:
@@ -329,7 +332,9 @@ def _apply_overrides(spec: DatasetSpec) -> DatasetSpec:
     for key in ("files", "mean", "std"):
         if key in changes:
             changes[key] = tuple(changes[key])
-    print(f"note: catalog overrides from {path} apply to '{spec.name}' ({', '.join(sorted(changes))})", file=sys.stderr)
+    if (path, spec.name) not in _ANNOUNCED:
+        _ANNOUNCED.add((path, spec.name))
+        print(f"note: catalog overrides from {path} apply to '{spec.name}' ({', '.join(sorted(changes))})", file=sys.stderr)
     return spec.replace(**changes)
 
 

@@ -13,7 +13,8 @@ a seeded carve-out of the training split and ``test`` stays the official one.
 
 from __future__ import annotations
 
-import shutil
+import hashlib
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -162,7 +163,9 @@ class JEPADataModule(LightningDataModule):
             path = folder / archive.filename
             if target is not None and target.exists() and not hp.force and not path.exists():
                 continue  # extracted earlier and the archive was deleted on purpose
-            if hp.force or not path.exists():
+            if hp.force:
+                path.unlink(missing_ok=True)  # force means fetch again, not re-check
+            if not path.exists():
                 if not hp.download:
                     raise dl.DownloadError(
                         f"{path} is missing and download=False; place {archive.filename} there by hand "
@@ -399,3 +402,98 @@ class STL10DataModule(JEPADataModule):
             return super().verify(full=full, known_md5=known_md5)
         finally:
             self.fold = fold
+
+
+class ImageNetDataModule(JEPADataModule):
+    """ImageNet-1k (ILSVRC2012): 1,281,167 train / 50,000 val JPEGs, 1,000 classes.
+
+    Cannot be downloaded automatically. ``prepare_data`` accepts, in this order: the
+    ``train/<wnid>/`` + ``val/<wnid>/`` layout under ``<data_dir>/imagenet``; the three
+    official files there (checked against their md5s, then unpacked into that layout,
+    per-class tars in parallel and resumable); or an unpacked train layout plus the flat
+    validation folder and the devkit. Otherwise it stops with the manual steps. Labels
+    follow sorted wnid order (torchvision's ImageFolder convention). The file list is read
+    once and cached next to the data (``.index-<split>.npz``).
+    """
+
+    spec_name = "imagenet"
+
+    def acquire(self, folder: Path) -> dict[str, str]:
+        from .imagenet import prepare_imagenet
+
+        known: dict[str, str] = {}
+        for archive in self.spec.archives:
+            path = folder / archive.filename
+            if path.exists():
+                digest = dl.file_md5(path, progress=self.hparams.progress)
+                if digest != archive.md5:
+                    raise dl.DownloadError(f"{path} has md5 {digest}, expected {archive.md5}; the file is damaged or "
+                                           f"is not the official {archive.filename}: download it again.")
+                known[archive.filename] = digest
+        prepare_imagenet(folder, progress=self.hparams.progress)
+        return known
+
+    def reader_options(self) -> dict[str, Any]:
+        return {"cache_key": self._listing_key}
+
+    def _listing_key(self, split_dir: Path) -> str:
+        """Changes whenever a class folder gains or loses a file (its mtime changes)."""
+        entries = sorted((e.name, e.stat().st_mtime_ns) for e in os.scandir(split_dir) if e.is_dir())
+        return hashlib.sha1(repr(entries).encode()).hexdigest()
+
+    def tracked_files(self) -> list[str]:
+        tracked = [a.filename for a in self.spec.archives if (self.folder / a.filename).exists()]
+        for split in self.spec.splits:
+            split_dir = self.folder / split
+            tracked.append(split)
+            tracked += sorted(f"{split}/{e.name}" for e in os.scandir(split_dir) if e.is_dir() and not e.name.startswith("."))
+        return tracked
+
+
+class ImageNet100DataModule(ImageNetDataModule):
+    """ImageNet-100: the 100-class subset of CMC (Tian et al.), read from a prepared ImageNet-1k.
+
+    No image is copied or linked: the subset is an index (file list + labels 0..99 in
+    sorted-wnid order) over ``<data_dir>/imagenet``, cached in ``<data_dir>/imagenet100``.
+    An index needs no extra inodes, works where symlinks do not (object-store mounts,
+    some Windows shares) and is what the loader reads anyway. ``class_list``: a file with
+    one wnid per line to use another subset [None = the packaged CMC list, sha256-checked].
+    """
+
+    spec_name = "imagenet100"
+
+    def __init__(self, *args: Any, class_list: str | Path | None = None, **kwargs: Any):
+        from .imagenet import load_class_list
+
+        self.classes = load_class_list(Path(class_list) if class_list else None)
+        super().__init__(*args, **kwargs)
+
+    def build_spec(self) -> DatasetSpec:
+        return get_spec(self.spec_name).replace(num_classes=len(self.classes))
+
+    @property
+    def parent(self) -> ImageNetDataModule:
+        hp = self.hparams
+        return ImageNetDataModule(data_dir=hp.data_dir, progress=hp.progress, download=False, force=False)
+
+    def acquire(self, folder: Path) -> dict[str, str]:
+        self.parent.prepare_data()
+        folder.mkdir(parents=True, exist_ok=True)
+        return {}
+
+    def reader_options(self) -> dict[str, Any]:
+        return {"root": self.parent.folder, "classes": self.classes, "cache_dir": self.folder,
+                "cache_key": self._listing_key}
+
+    def verify(self, full: bool = False, known_md5: dict[str, str] | None = None) -> VerifyReport:
+        # Counts come from the parent: whatever ImageNet-1k holds for these classes.
+        counts = {split: len(self.open_split(split)) for split in self.spec.splits}
+        report = verify_dataset(self.spec.replace(archives=()), self.folder, self.open_split, splits=counts, full=full,
+                                num_classes=self.num_classes, seed=self.hparams.seed)
+        for split, count in counts.items():
+            report.add(f"images {split}", "> 0", count, count > 0)
+        return report
+
+    def tracked_files(self) -> list[str]:
+        parent = self.parent.folder
+        return [str(parent / rel) for rel in self.parent.tracked_files() if not rel.endswith(".tar") and not rel.endswith(".gz")]

@@ -24,6 +24,7 @@ import hashlib
 import http.client
 import logging
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -210,11 +211,11 @@ def fetch(
             try:
                 _download_once(
                     opener, url, part, label=dest.name, expected_size=size,
-                    timeout=timeout, chunk_size=chunk_size, show=show, hash_chunk=chunk_size,
+                    timeout=timeout, chunk_size=chunk_size, show=show,
                 )
                 _verify(part, url, dest.name, expected_md5, size)
             except _Retryable as exc:
-                last_error = f"{exc} (from {url})"
+                last_error = _with_url(str(exc), url)
                 if retry_index >= retries:
                     break
                 delay = backoff * 2**retry_index
@@ -225,12 +226,13 @@ def fetch(
                 )
                 _sleep(delay)
             except _GiveUpOnUrl as exc:
-                last_error = f"{exc} (from {url})"
+                last_error = _with_url(str(exc), url)
                 break
             except _Mismatch as exc:
                 part.discard()
                 last_error = str(exc)
                 if redownloaded:
+                    last_error += " (also after a fresh re-download)"
                     break
                 redownloaded, retry_index = True, 0
                 logger.warning("%s; downloading it once more from scratch.", exc)
@@ -246,6 +248,10 @@ def fetch(
         f"Could not download {dest.name} to {dest}: tried {summary}; last error: {last_error}. "
         f"Place the file at {dest} by hand, or {_FIX_HINT}."
     )
+
+
+def _with_url(text: str, url: str) -> str:
+    return text if url in text else f"{text} (from {url})"
 
 
 def _matches(path: Path, md5: str | None, size: int | None, show: bool, chunk_size: int) -> bool:
@@ -327,10 +333,9 @@ def _download_once(
     timeout: float,
     chunk_size: int,
     show: bool,
-    hash_chunk: int,
 ) -> None:
     """One HTTP request: append to (or restart) the ``.part``; raise a classified error on failure."""
-    offset = part.sync(show, hash_chunk)
+    offset = part.sync(show, chunk_size)
     if expected_size is not None and offset >= expected_size:
         if offset == expected_size:
             return  # complete .part from an interrupted earlier run; _verify decides
@@ -575,7 +580,8 @@ def safe_extract(
         target: folder to create (or replace) with the archive's contents.
         progress: show a tqdm bar over members on stderr; default None = only if stderr is a TTY.
         members_filter: called with each member's path inside the archive; members for which it
-            returns False are skipped (and not checked). Default None: extract everything.
+            returns False are not extracted (but are still checked: one unsafe member refuses the
+            whole archive). Default None: extract everything.
 
     Returns:
         ``target``.
@@ -595,9 +601,10 @@ def safe_extract(
     if _is_zip(archive):
         try:
             with zipfile.ZipFile(archive) as zf:
-                members = [info for info in zf.infolist() if keep(info.filename)]
-                for info in members:
+                everything = zf.infolist()
+                for info in everything:
                     _refuse_unsafe_name(info.filename, archive)
+                members = [info for info in everything if keep(info.filename)]
                 needed = sum(info.file_size for info in members)
                 check_free_space(target.parent, needed, f"extract {archive.name}")
 
@@ -617,10 +624,12 @@ def safe_extract(
     with tf:
         try:
             # One pass over the headers so every member is vetted before the first byte is written.
-            members = [m for m in tf.getmembers() if keep(m.name)]
+            everything = tf.getmembers()
         except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
             raise _unreadable(archive, exc) from exc
-        _refuse_unsafe_tar_members(members, archive)
+        # All members, not just the selected ones: tarfile may pull an unselected hard-link target in.
+        _refuse_unsafe_tar_members(everything, archive)
+        members = [m for m in everything if keep(m.name)]
         needed = sum(m.size for m in members if m.isfile())
         check_free_space(target.parent, needed, f"extract {archive.name}")
         # tarfile's own 'data' filter as a second line of defence where this Python has it.
@@ -664,7 +673,7 @@ def _parts(name: str) -> list[str]:
 def _refuse_unsafe_name(name: str, archive: Path) -> None:
     # Zip names may use backslashes (archives made on Windows); treat them as separators too.
     unified = name.replace("\\", "/")
-    if unified.startswith("/") or (len(unified) > 1 and unified[1] == ":"):
+    if unified.startswith("/") or re.match(r"[A-Za-z]:/", unified):
         raise _refusal(archive, name, "has an absolute path")
     if ".." in _parts(unified):
         raise _refusal(archive, name, "has a '..' component that would escape the target folder")

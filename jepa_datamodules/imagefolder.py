@@ -70,6 +70,8 @@ def index_image_folder(
         ValueError: no class folders, duplicate names in ``classes``, or a requested
             class that has no folder.
     """
+    if isinstance(classes, str):
+        raise TypeError(f"classes must be a list of class names, not the single string {classes!r}; wrap it in a list.")
     split_dir = Path(split_dir)
     index = _load_cache(Path(cache), split_dir, cache_key) if cache is not None else None
     if index is None:

@@ -28,8 +28,9 @@ import shutil
 import sys
 import tarfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
 from filelock import FileLock
@@ -169,15 +170,15 @@ def manual_instructions(root: Path) -> str:
     )
     return (
         f"ImageNet-1k was not found in {root}, and it cannot be downloaded automatically. To set it up:\n"
-        "  1. Register at https://image-net.org/ (sign up, then request access with a research/"
-        "educational e-mail address) and log in.\n"
+        "  1. Register at https://image-net.org/ (sign up, agree to the terms of access) and log in.\n"
         "  2. From the ILSVRC 2012 download page "
         "(https://image-net.org/challenges/LSVRC/2012/2012-downloads.php) download these three files:\n"
         f"{files}\n"
         f"  3. Put the three files, unopened, in {root}\n"
         f"     (unpacking needs about 150 GB more free space there; the files can be deleted afterwards).\n"
         f"     Alternatively, if you already have ImageNet unpacked as train/<wnid>/*.JPEG and\n"
-        f"     val/<wnid>/*.JPEG, put or symlink those two folders in {root} instead.\n"
+        f"     val/<wnid>/*.JPEG, put or symlink those two folders in {root} instead (or train/<wnid>/\n"
+        f"     with the flat folder of ILSVRC2012_val_*.JPEG images as val/, plus {DEVKIT}).\n"
         "  4. Run `jepa-prepare data=imagenet`. If your data lives somewhere else, point to it with\n"
         "     `jepa-prepare data=imagenet paths.data_dir=/path/to/data` or by setting $JEPA_DATA_DIR."
     )
@@ -292,15 +293,16 @@ def _safe_name(member: tarfile.TarInfo, archive: str) -> str:
 
 
 class _ArchiveSlice(io.RawIOBase):
-    """Read-only view of bytes [start, start + size) of an open file, via os.pread.
+    """Read-only view of bytes [start, start + size) of a binary file opened by the caller.
 
     Lets each worker open one class's tar inside the 138 GB train tar without copying it
     and without reading past it, even if the inner tar lacks its end-of-archive blocks.
+    Each worker opens the train tar itself, so seeking the shared handle is race-free.
     """
 
-    def __init__(self, fd: int, start: int, size: int) -> None:
+    def __init__(self, file: BinaryIO, start: int, size: int) -> None:
         super().__init__()
-        self._fd, self._start, self._size, self._pos = fd, start, size, 0
+        self._file, self._start, self._size, self._pos = file, start, size, 0
 
     def readable(self) -> bool:
         return True
@@ -320,8 +322,9 @@ class _ArchiveSlice(io.RawIOBase):
         remaining = max(0, self._size - self._pos)
         n = remaining if n is None or n < 0 else min(n, remaining)
         chunks = []
+        self._file.seek(self._start + self._pos)
         while n > 0:
-            chunk = os.pread(self._fd, n, self._start + self._pos)
+            chunk = self._file.read(n)
             if not chunk:
                 break  # the outer file is shorter than its header claims; tarfile reports it
             chunks.append(chunk)
@@ -329,7 +332,7 @@ class _ArchiveSlice(io.RawIOBase):
             n -= len(chunk)
         return b"".join(chunks)
 
-    def readinto(self, buffer) -> int:  # type: ignore[override]
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         data = self.read(len(buffer))
         buffer[: len(data)] = data
         return len(data)
@@ -358,7 +361,9 @@ def _scan_train_tar(train_tar: Path) -> list[_ClassTar]:
                     )
                 found.append(_ClassTar(match.group(1), member.offset_data, member.size))
     except (tarfile.TarError, OSError, EOFError) as exc:
-        raise ImageNetSetupError(f"{train_tar} could not be read as a tar archive ({exc}); download it again from image-net.org.") from exc
+        raise ImageNetSetupError(
+            f"{train_tar} is incomplete or damaged ({exc}); finish or restart the download from image-net.org."
+        ) from exc
     if not found:
         raise ImageNetSetupError(f"{train_tar} is empty; download it again from image-net.org.")
     return found
@@ -382,7 +387,7 @@ def _extract_class(train_tar: str, wnid: str, offset: int, size: int, train_dir:
     try:
         count = 0
         with open(train_tar, "rb", buffering=0) as outer:
-            view = _ArchiveSlice(outer.fileno(), offset, size)
+            view = _ArchiveSlice(outer, offset, size)
             try:
                 with tarfile.open(fileobj=view, mode="r:") as inner:
                     for member in inner:
@@ -522,7 +527,9 @@ def _prepare_val(root: Path, progress: bool) -> None:
     val_tar = root / VAL_TAR
 
     flat = _flat_val_files(val_dir, expected) if state == "flat" else None
-    if state == "flat" and flat is None and not val_tar.is_file():
+    if flat is None and not val_tar.is_file():
+        if state != "flat":
+            raise ImageNetSetupError(manual_instructions(root))
         with os.scandir(val_dir) as it:
             have = sum(1 for e in it if _VAL_NAME_RE.fullmatch(e.name))
         raise ImageNetSetupError(
@@ -556,7 +563,8 @@ def _prepare_val(root: Path, progress: bool) -> None:
         raise
 
 
-def _unpack_val_tar(val_tar: Path, expected: int, target, bar) -> None:
+def _unpack_val_tar(val_tar: Path, expected: int, target: Callable[[int, str], Path], bar: tqdm) -> None:
+    """Stream the val tar, writing each image where ``target`` says; refuses unexpected members."""
     seen: set[int] = set()
     try:
         with tarfile.open(val_tar, "r:*") as tar:

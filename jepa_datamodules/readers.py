@@ -249,7 +249,11 @@ def open_split(spec: DatasetSpec, folder: Path, split: str, **options: Any) -> S
     if spec.reader == "synthetic":
         return read_synthetic(folder, split)
     if spec.reader == "imagefolder":
-        return read_image_folder(options.get("root", folder) / split, classes=options.get("classes"),
-                                 cache=options.get("cache_dir", folder) / f".index-{split}.npz" if options.get("cache", True) else None,
-                                 cache_key=options.get("cache_key", ""))
+        split_dir = Path(options.get("root", folder)) / split
+        if not split_dir.is_dir():
+            raise FileNotFoundError(f"{split_dir} does not exist; {spec.name} expects <wnid>/ class folders there.")
+        key = options.get("cache_key", "")
+        return read_image_folder(split_dir, classes=options.get("classes"),
+                                 cache=Path(options.get("cache_dir", folder)) / f".index-{split}.npz",
+                                 cache_key=key(split_dir) if callable(key) else key)
     raise ValueError(f"Spec '{spec.name}' names reader '{spec.reader}', which does not exist; valid readers are cifar, stl10, synthetic, imagefolder.")

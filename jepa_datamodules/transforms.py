@@ -82,7 +82,7 @@ def _crop_to_tensor(image: ImageLike, top: int, left: int, crop_h: int, crop_w: 
         image = image.convert("RGB")
         sx, sy = image.width / width, image.height / height
         box = (round(left * sx), round(top * sy), round((left + crop_w) * sx), round((top + crop_h) * sy))
-        crop = torch.from_numpy(np.asarray(image.crop(box))).permute(2, 0, 1)
+        crop = torch.from_numpy(np.array(image.crop(box))).permute(2, 0, 1)
     if crop.shape[1] == out_size and crop.shape[2] == out_size:
         return crop.contiguous()
     return TF.resize(crop, [out_size, out_size], antialias=True)

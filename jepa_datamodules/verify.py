@@ -122,7 +122,7 @@ def write_stamp(folder: Path, spec: DatasetSpec, report: VerifyReport, tracked: 
         "spec": spec_fingerprint(spec),
         "files": _tracked(folder, tracked),
         "md5": report.hashed,
-        "checks": [c.name for c in report.checks],
+        "checks": [[c.name, c.expected, c.found] for c in report.checks],
         **(extra or {}),
     }
     fd, tmp = tempfile.mkstemp(prefix=".stamp-", dir=folder)

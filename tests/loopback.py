@@ -39,6 +39,7 @@ import http.server
 import socket
 import ssl
 import struct
+import sys
 import threading
 import urllib.parse
 from dataclasses import dataclass
@@ -235,8 +236,6 @@ class _Server(http.server.ThreadingHTTPServer):
 
     def handle_error(self, request: object, client_address: object) -> None:
         # The default prints a traceback to stderr; clients hanging up mid-body is routine here.
-        import sys
-
         exc = sys.exc_info()[1]
         if exc is not None and not isinstance(exc, (ConnectionError, TimeoutError, ssl.SSLError)):
             self.owner.errors.append(exc)

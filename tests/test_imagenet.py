@@ -119,6 +119,7 @@ def test_interrupted_extractions_are_redone(archives):
     partial = imagenet._partial_dir(root / "train", "n02102040")
     partial.mkdir()
     (partial / "n02102040_1.JPEG").write_bytes(b"\xff\xd8half")
+    (partial / "n02102040_999.JPEG").write_bytes(b"\xff\xd8stale")
     shutil.rmtree(root / "val")
     (root / ".val.partial" / "n01440764").mkdir(parents=True)
     (root / ".val.partial" / "n01440764" / "junk.JPEG").write_bytes(b"junk")
@@ -150,6 +151,24 @@ def test_flat_val_folder_is_sorted_into_classes(archives):
     assert detect_source(root) == "layout"
 
 
+def test_val_swap_interrupted_between_its_renames_is_recovered(archives):
+    root, info = archives
+    prepare_imagenet(root, workers=1, progress=False)
+    (root / VAL_TAR).unlink()
+    # The flat folder had been set aside as .val.flat-old and the sorted one not yet moved in.
+    old = root / imagenet._VAL_OLD
+    old.mkdir()
+    for path in (root / "val").glob("*/*.JPEG"):
+        shutil.copy(path, old / path.name)
+    (root / "val").rename(root / ".val.partial")
+
+    assert detect_source(root) == "archives"
+    prepare_imagenet(root, workers=1, progress=False)
+
+    assert layout_files(root) == expected_layout(info)
+    assert not old.exists() and not (root / ".val.partial").exists()
+
+
 def test_incomplete_flat_val_folder_is_reported_with_counts(archives):
     root, info = archives
     with tarfile.open(root / VAL_TAR) as tar:
@@ -160,6 +179,15 @@ def test_incomplete_flat_val_folder_is_reported_with_counts(archives):
     with pytest.raises(ImageNetSetupError, match="holds 9 of the 10 validation images"):
         prepare_imagenet(root, workers=1, progress=False)
     assert len(list((root / "val").iterdir())) == 9  # the user's files are untouched
+
+
+def test_cut_short_train_download_is_reported(archives):
+    root, _ = archives
+    data = (root / TRAIN_TAR).read_bytes()
+    (root / TRAIN_TAR).write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(ImageNetSetupError, match=f"{TRAIN_TAR} is incomplete"):
+        prepare_imagenet(root, workers=1, progress=False)
+    assert not (root / "train").exists() or list((root / "train").iterdir()) == []
 
 
 @pytest.mark.parametrize(

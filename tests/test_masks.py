@@ -1,0 +1,382 @@
+"""Mask generators, their picture and their benchmark helpers.
+
+Rounding tolerance used for block sizes: a block of h x w patches is accepted when some
+(scale, aspect) in the configured ranges gives exact sides within half a patch of (h, w),
+checked on the box [h +- 0.5] x [w +- 0.5]: area (h - 0.5)(w - 0.5) <= hi * N and
+(h + 0.5)(w + 0.5) >= lo * N, aspect (h - 0.5)/(w + 0.5) <= hi and (h + 0.5)/(w - 0.5) >= lo.
+
+Coverage bound (I-JEPA defaults, 12,800 samples): the fraction of samples in which a patch
+is a target has max/min <= 2.0 and coefficient of variation <= 0.18 over the grid
+(measured ~1.75 and ~0.14; uniform block placement gives ~18.7 and ~0.52).
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from jepa_datamodules.bench_masks import mask_coverage, per_sample_multiblock_baseline, time_mask_generators
+from jepa_datamodules.mask_viz import CONTEXT_COLOUR, TARGET_COLOURS, draw_mask_grid, tile_upscale
+from jepa_datamodules.masks import HierarchicalMaskGenerator, MultiBlockMaskGenerator, NoMaskGenerator
+
+CONF = Path(__file__).resolve().parents[1] / "conf" / "mask"
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def block_shape(block: torch.Tensor, cols: int) -> tuple[int, int]:
+    """(h, w) of a target tensor [B, K], asserting every row is one solid h x w rectangle."""
+    r, c = block // cols, block % cols
+    h = r.max(1).values - r.min(1).values + 1
+    w = c.max(1).values - c.min(1).values + 1
+    assert (h == h[0]).all() and (w == w[0]).all(), "block size differs within the batch"
+    h, w = int(h[0]), int(w[0])
+    # K distinct indices inside an h x w bounding box with K == h * w: a solid rectangle.
+    assert block.shape[1] == h * w
+    assert (block.diff(dim=1) > 0).all(), "indices are not strictly ascending (row-major, unique)"
+    return h, w
+
+
+def within_ranges(h: int, w: int, n: int, scale, aspect) -> bool:
+    """Block size allowed by the ranges up to rounding (see the module docstring)."""
+    return ((h - 0.5) * (w - 0.5) <= scale[1] * n + 1e-9 and (h + 0.5) * (w + 0.5) >= scale[0] * n - 1e-9
+            and (h - 0.5) / (w + 0.5) <= aspect[1] + 1e-9 and (h + 0.5) / (w - 0.5) >= aspect[0] - 1e-9)
+
+
+def as_sets(t: torch.Tensor) -> list[set[int]]:
+    return [set(row) for row in t.tolist()]
+
+
+def check_batch(context, targets, batch, grid, min_keep=10, allow_overlap=False):
+    """Properties every multi-block batch must have; returns the target block sizes."""
+    rows, cols = grid
+    n = rows * cols
+    sizes = []
+    for t in list(context) + list(targets):
+        assert t.dtype == torch.long and t.dim() == 2 and t.shape[0] == batch
+        assert int(t.min()) >= 0 and int(t.max()) < n
+    for c in context:
+        assert c.shape[1] >= min_keep
+        assert (c.diff(dim=1) > 0).all()
+    for t in targets:
+        sizes.append(block_shape(t, cols))
+    if not allow_overlap:
+        union = [set() for _ in range(batch)]
+        for t in targets:
+            for u, s in zip(union, as_sets(t)):
+                u |= s
+        for c in context:
+            for u, s in zip(union, as_sets(c)):
+                assert not (u & s), "a context patch is also a target"
+    return sizes
+
+
+# ----------------------------------------------------------------------------- multi-block
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=st.integers(10, 16), cols=st.integers(10, 16), batch=st.integers(1, 12),
+       lo=st.floats(0.05, 0.2), width=st.floats(0.0, 0.05), a_lo=st.floats(0.5, 1.0), a_span=st.floats(1.0, 1.6),
+       num_targets=st.integers(1, 4), allow_overlap=st.booleans(), seed=st.integers(0, 2**31 - 1))
+def test_multiblock_batches_are_valid(rows, cols, batch, lo, width, a_lo, a_span, num_targets, allow_overlap, seed):
+    scale, aspect = (lo, lo + width), (a_lo, a_lo * a_span)
+    masks = MultiBlockMaskGenerator(target_scale=scale, target_aspect=aspect, num_targets=num_targets,
+                                    allow_overlap=allow_overlap).with_grid((rows, cols))
+    context, targets = masks(batch, gen(seed))
+    assert len(context) == 1 and len(targets) == num_targets
+    for h, w in check_batch(context, targets, batch, (rows, cols), allow_overlap=allow_overlap):
+        assert within_ranges(h, w, rows * cols, scale, aspect), (h, w)
+
+
+@pytest.mark.parametrize("grid", [(14, 14), (12, 12), (8, 8), (10, 16), (16, 9)])
+def test_supported_grids_defaults(grid):
+    masks = MultiBlockMaskGenerator().with_grid(grid)
+    g = gen(1)
+    for _ in range(20):
+        context, targets = masks(32, g)
+        for h, w in check_batch(context, targets, 32, grid):
+            assert within_ranges(h, w, grid[0] * grid[1], (0.15, 0.2), (0.75, 1.5)), (grid, h, w)
+
+
+def test_tall_and_wide_blocks_follow_aspect_rows_over_cols():
+    n = 14 * 14
+    for aspect in [(2.0, 3.0), (1 / 3, 1 / 2)]:
+        masks = MultiBlockMaskGenerator(target_scale=(0.15, 0.2), target_aspect=aspect).with_grid((14, 14))
+        g = gen(2)
+        for _ in range(15):
+            _, targets = masks(4, g)
+            for t in targets:
+                h, w = block_shape(t, 14)
+                assert within_ranges(h, w, n, (0.15, 0.2), aspect)
+                assert (h > w) == (aspect[0] > 1)
+
+
+def test_several_context_blocks_each_exclude_targets():
+    masks = MultiBlockMaskGenerator(num_context=2, context_scale=(0.6, 0.8)).with_grid((14, 14))
+    context, targets = masks(16, gen(3))
+    assert len(context) == 2
+    check_batch(context, targets, 16, (14, 14))
+
+
+def test_min_keep_is_honoured_where_it_binds():
+    # 8x8 with four targets leaves ~20 context patches on average: min_keep=20 binds often.
+    loose = MultiBlockMaskGenerator(min_keep=1).with_grid((8, 8))
+    tight = MultiBlockMaskGenerator(min_keep=20).with_grid((8, 8))
+    g_loose, g_tight = gen(4), gen(4)
+    loose_k = [loose(64, g_loose)[0][0].shape[1] for _ in range(10)]
+    assert min(loose_k) < 20  # without the constraint contexts do get that small
+    for _ in range(10):
+        context, targets = tight(64, g_tight)
+        assert context[0].shape[1] >= 20
+        check_batch(context, targets, 64, (8, 8), min_keep=20)
+
+
+def test_allow_overlap_keeps_the_whole_context_block():
+    masks = MultiBlockMaskGenerator(allow_overlap=True).with_grid((14, 14))
+    context, targets = masks(16, gen(5))
+    # Context 85-100 % of 196 patches with aspect 1: a 13x13 or 14x14 block, uncut.
+    assert context[0].shape[1] in (169, 196)
+    block_shape(context[0], 14)
+    overlap = [len(c & t) for c, t in zip(as_sets(context[0]), as_sets(targets[0]))]
+    assert max(overlap) > 0
+
+
+def test_reproducible_and_seed_dependent():
+    masks = MultiBlockMaskGenerator().with_grid((14, 14))
+    a = masks(16, gen(123))
+    b = masks(16, gen(123))
+    c = masks(16, gen(124))
+    flat = lambda m: m[0] + m[1]  # noqa: E731
+    assert all(torch.equal(x, y) for x, y in zip(flat(a), flat(b)))
+    assert any(x.shape != y.shape or not torch.equal(x, y) for x, y in zip(flat(a), flat(c)))
+
+
+def test_only_the_given_generator_is_used_and_pickling_keeps_behaviour():
+    masks = MultiBlockMaskGenerator().with_grid((12, 12))
+    torch.manual_seed(0), np.random.seed(0), random.seed(0)
+    states = (torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate())
+    first = masks(8, gen(7))
+    assert torch.equal(torch.get_rng_state(), states[0])
+    assert np.array_equal(np.random.get_state()[1], states[1]) and random.getstate() == states[2]
+    torch.manual_seed(99), np.random.seed(99), random.seed(99)  # other global state, same masks
+    clone = pickle.loads(pickle.dumps(masks))
+    for again in (masks(8, gen(7)), clone(8, gen(7))):
+        assert all(torch.equal(x, y) for x, y in zip(first[0] + first[1], again[0] + again[1]))
+
+
+def test_target_coverage_is_near_flat_and_reaches_the_last_row_and_column():
+    ours, _ = mask_coverage(MultiBlockMaskGenerator().with_grid((14, 14)), batches=100, batch_size=128, seed=0)
+    uniform, _ = mask_coverage(MultiBlockMaskGenerator(placement_floor=1.0).with_grid((14, 14)),
+                               batches=100, batch_size=128, seed=0)
+    assert ours[-1, :].min() > 0.3 and ours[:, -1].min() > 0.3 and ours[-1, -1] > 0.3
+    assert ours.max() / ours.min() <= 2.0
+    assert ours.std() / ours.mean() <= 0.18
+    # The naive placement this replaces has strongly under-covered edges.
+    assert uniform.max() / uniform.min() > 8.0 and uniform.std() / uniform.mean() > 0.4
+
+
+def test_coverage_on_a_non_square_grid():
+    ours, _ = mask_coverage(MultiBlockMaskGenerator().with_grid((10, 16)), batches=100, batch_size=128, seed=1)
+    assert ours.max() / ours.min() <= 2.0 and ours.std() / ours.mean() <= 0.18
+
+
+def test_context_frequency_matches_its_geometry():
+    # allow_overlap=True leaves contexts uncut, so each patch's context frequency must equal
+    # the chance a uniformly placed context block covers it. Sizes: s uniform in
+    # (0.85, 1), side round(sqrt(196 s)) -> 13 or 14.
+    n, side = 196, 14
+    s = 0.85 + (np.arange(100_000) + 0.5) / 100_000 * 0.15
+    sides = np.floor(np.sqrt(s * n) + 0.5).astype(int)
+    # The block's rows and columns come from one size draw, so average the 2-D product per size.
+    expected = np.zeros((side, side))
+    for k in np.unique(sides):
+        starts = side - k + 1
+        cov = np.array([sum(r <= i < r + k for r in range(starts)) / starts for i in range(side)])
+        expected += np.mean(sides == k) * np.outer(cov, cov)
+    batches, batch = 150, 128
+    _, context = mask_coverage(MultiBlockMaskGenerator(allow_overlap=True).with_grid((14, 14)),
+                               batches=batches, batch_size=batch, seed=2)
+    # Sizes are drawn once per batch, so the noise is that of 150 size draws (binomial),
+    # plus placement noise; 4 standard errors of the size share bound the difference.
+    p13 = float(np.mean(sides == 13))
+    tolerance = 4 * math.sqrt(p13 * (1 - p13) / batches) + 0.02
+    assert np.abs(context.numpy() - expected).max() < tolerance
+    assert context[-1, -1] > 0.3  # the last row and column are reachable
+
+
+# ----------------------------------------------------------------------------- hierarchical
+
+
+def test_hierarchical_levels_sizes_and_exclusion():
+    levels = [{"name": "fine", "scale": (0.02, 0.05), "aspect": (0.75, 1.5), "count": 5},
+              {"name": "mid", "scale": (0.08, 0.12), "count": 2},
+              {"name": "coarse", "scale": (0.2, 0.3), "aspect": (0.75, 1.5), "count": 1}]
+    for grid in [(14, 14), (12, 12), (10, 16)]:
+        masks = HierarchicalMaskGenerator(levels=levels).with_grid(grid)
+        assert masks.level_names == ["fine", "mid", "coarse"]
+        context, targets = masks(16, gen(8))
+        assert len(context) == 1 and [len(t) for t in targets] == [5, 2, 1]
+        n = grid[0] * grid[1]
+        for level, blocks in zip(masks.levels, targets):
+            flat_sizes = check_batch(context, blocks, 16, grid)
+            for h, w in flat_sizes:
+                assert within_ranges(h, w, n, level["scale"], level["aspect"]), (level["name"], h, w)
+        every = [t for blocks in targets for t in blocks]
+        check_batch(context, every, 16, grid)  # context excludes the targets of all levels
+
+
+def test_hierarchical_defaults_and_coverage():
+    masks = HierarchicalMaskGenerator().with_grid((8, 8))
+    assert masks.level_names == ["fine", "coarse"]
+    context, targets = masks(32, gen(9))
+    assert [len(t) for t in targets] == [6, 2]
+    coverage, _ = mask_coverage(HierarchicalMaskGenerator().with_grid((14, 14)), batches=60, batch_size=128)
+    assert coverage.max() / coverage.min() <= 1.8 and coverage[-1, -1] > 0.3
+
+
+def test_hierarchical_is_reproducible():
+    masks = HierarchicalMaskGenerator().with_grid((12, 12))
+    a, b = masks(8, gen(10)), masks(8, gen(10))
+    assert torch.equal(a[0][0], b[0][0])
+    assert all(torch.equal(x, y) for la, lb in zip(a[1], b[1]) for x, y in zip(la, lb))
+
+
+def test_no_mask_generator():
+    masks = NoMaskGenerator().with_grid((14, 14))
+    assert masks.grid == (14, 14)
+    assert masks(4, gen(0)) is None
+
+
+# ----------------------------------------------------------------------------- bad arguments
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: MultiBlockMaskGenerator(target_scale=(0.0, 0.2)), r"target_scale=\(0\.0, 0\.2\) is not allowed: both ends must lie in \(0, 1\]"),
+    (lambda: MultiBlockMaskGenerator(target_scale=(0.1, 1.5)), r"target_scale=\(0\.1, 1\.5\) is not allowed"),
+    (lambda: MultiBlockMaskGenerator(context_scale=(0.9, 0.8)), r"context_scale=\(0\.9, 0\.8\) is not allowed: min 0\.9 is greater than max 0\.8"),
+    (lambda: MultiBlockMaskGenerator(target_aspect=(2.0, 1.0)), r"target_aspect=\(2\.0, 1\.0\) is not allowed: min 2 is greater than max 1"),
+    (lambda: MultiBlockMaskGenerator(target_aspect=(0.0, 1.0)), r"target_aspect=.* both ends must lie in \(0, inf\)"),
+    (lambda: MultiBlockMaskGenerator(target_scale=0.2), r"target_scale=0\.2 is not allowed: it must be a pair"),
+    (lambda: MultiBlockMaskGenerator(num_targets=0), r"num_targets=0 is not allowed: it must be an integer >= 1"),
+    (lambda: MultiBlockMaskGenerator(min_keep=0), r"min_keep=0 is not allowed"),
+    (lambda: MultiBlockMaskGenerator(placement_floor=1.5), r"placement_floor=1\.5 is not allowed"),
+    (lambda: MultiBlockMaskGenerator(grid=(0, 14)), r"grid=\(0, 14\) is not allowed: it must be two integers"),
+    (lambda: MultiBlockMaskGenerator().with_grid((3, 3)), r"grid=\(3, 3\) is too small for min_keep=10"),
+    (lambda: MultiBlockMaskGenerator(target_scale=(0.4, 0.5), target_aspect=(3.0, 4.0)).with_grid((14, 14)),
+     r"grid=\(14, 14\) is smaller than a target block: .* up to 20 x 6 patches"),
+    (lambda: MultiBlockMaskGenerator(target_scale=(0.9, 1.0), target_aspect=(1.0, 1.0), min_keep=30).with_grid((14, 14)),
+     r"grid=\(14, 14\) is too small: a context block of at most 196 patches minus a target block of at least 169"),
+    (lambda: MultiBlockMaskGenerator()(8, gen(0)), r"grid=None: call with_grid"),
+    (lambda: MultiBlockMaskGenerator().with_grid((14, 14))(0, gen(0)), r"batch_size=0 is not allowed"),
+    (lambda: MultiBlockMaskGenerator().with_grid((14, 14))(8, None), r"generator=None is not allowed"),
+    (lambda: HierarchicalMaskGenerator(levels=[]), r"levels=\[\] is not allowed"),
+    (lambda: HierarchicalMaskGenerator(levels=[{"name": "a", "scale": (0.1, 0.2), "count": 0}]), r"count=0 is not allowed"),
+    (lambda: HierarchicalMaskGenerator(levels=[{"name": "a", "scale": (0.1, 0.2), "count": 1}] * 2), r"name='a' is not allowed: names must be distinct"),
+    (lambda: HierarchicalMaskGenerator(levels=[{"name": "a", "scale": (0.1, 0.2)}]), r"levels\[0\] has keys \['name', 'scale'\], which is not allowed"),
+    (lambda: NoMaskGenerator().with_grid((14,)), r"grid=\(14,\) is not allowed"),
+])
+def test_bad_arguments_say_what_is_allowed(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+# ----------------------------------------------------------------------------- Hydra configs
+
+
+def test_hydra_configs_instantiate_the_documented_recipes():
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    multi = instantiate(OmegaConf.load(CONF / "multiblock.yaml"))
+    assert isinstance(multi, MultiBlockMaskGenerator) and multi.grid is None
+    assert multi.context.scale == (0.85, 1.0) and multi.context.aspect == (1.0, 1.0) and multi.num_context == 1
+    assert multi.target.scale == (0.15, 0.2) and multi.target.aspect == (0.75, 1.5) and multi.num_targets == 4
+    assert multi.allow_overlap is False and multi.min_keep == 10
+    hier = instantiate(OmegaConf.load(CONF / "hierarchical.yaml"))
+    assert isinstance(hier, HierarchicalMaskGenerator) and hier.level_names == ["fine", "coarse"]
+    context, targets = hier.with_grid((14, 14))(4, gen(0))
+    assert [len(t) for t in targets] == [6, 2]
+    none = instantiate(OmegaConf.load(CONF / "none.yaml"))
+    assert none.with_grid((8, 8))(4, gen(0)) is None
+
+
+# ----------------------------------------------------------------------------- picture
+
+
+def blend(base, colour, alpha):
+    return np.array([b * (1 - alpha) + c * alpha for b, c in zip(base, colour)])
+
+
+def test_png_shows_context_and_targets(tmp_path):
+    grid, patch = (8, 8), 4
+    images = torch.full((5, 3, 32, 32), 100, dtype=torch.uint8)
+    context, targets = MultiBlockMaskGenerator().with_grid(grid)(5, gen(11))
+    out = draw_mask_grid(images, context, targets, patch, tmp_path / "sub" / "masks.png", max_images=4)
+    assert out == tmp_path / "sub" / "masks.png"
+    up = tile_upscale(32, 32)
+    picture = Image.open(out)
+    picture.load()
+    assert picture.format == "PNG" and picture.mode == "RGB"
+    assert picture.size == (2 * (32 * up + 2) + 2, 2 * (32 * up + 2) + 2)  # 4 images -> 2 x 2 tiles
+    assert [p.name for p in out.parent.iterdir()] == ["masks.png"]  # no temporary file left behind
+
+    pixels = np.asarray(picture).astype(float)
+
+    def patch_pixel(index):  # centre of a patch of the first tile
+        r, c = divmod(index, grid[1])
+        return pixels[2 + (r * patch + patch // 2) * up, 2 + (c * patch + patch // 2) * up]
+
+    last_block = set(targets[-1][0].tolist())
+    target_patch = next(iter(last_block))
+    assert np.abs(patch_pixel(target_patch) - blend((100,) * 3, TARGET_COLOURS[len(targets) - 1], 0.6)).max() <= 1
+    context_patch = int(context[0][0, 0])
+    assert np.abs(patch_pixel(context_patch) - blend((100,) * 3, CONTEXT_COLOUR, 0.35)).max() <= 1
+
+
+def test_png_for_hierarchical_float_and_plain_views(tmp_path):
+    images = torch.rand(3, 3, 96, 128)
+    hier = HierarchicalMaskGenerator().with_grid((12, 16))(3, gen(12))
+    out = draw_mask_grid(images, hier[0], hier[1], 8, tmp_path / "hier.png")
+    assert Image.open(out).size == (2 * (128 + 2) + 2, 2 * (96 + 2) + 2)  # 3 images -> 2 x 2 tiles
+    plain = draw_mask_grid(images, None, None, 8, tmp_path / "plain.png")
+    # No masks: the tile is the image itself.
+    tile = np.asarray(Image.open(plain))[2:98, 2:130]
+    expected = (images[0].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    assert np.abs(tile.astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_png_bad_arguments(tmp_path):
+    images = torch.zeros(2, 3, 32, 32, dtype=torch.uint8)
+    with pytest.raises(ValueError, match=r"patch_size=5 is not allowed for 32 x 32 images"):
+        draw_mask_grid(images, None, None, 5, tmp_path / "x.png")
+    with pytest.raises(ValueError, match=r"images with shape \(2, 32, 32\) are not allowed"):
+        draw_mask_grid(images[:, 0], None, None, 4, tmp_path / "x.png")
+    with pytest.raises(ValueError, match=r"hold patch index 64, which is not allowed"):
+        draw_mask_grid(images, [torch.tensor([[0, 64], [1, 2]])], None, 4, tmp_path / "x.png")
+
+
+# ----------------------------------------------------------------------------- benchmark helpers
+
+
+def test_per_sample_baseline_gives_valid_masks():
+    for grid in [(14, 14), (8, 8)]:
+        context, targets = per_sample_multiblock_baseline(16, grid, gen(13))
+        sizes = check_batch(context, targets, 16, grid)
+        assert len(sizes) == 4
+
+
+def test_time_mask_generators_reports_three_timings():
+    result = time_mask_generators(batch_size=8, grid=(8, 8), repeats=2)
+    assert set(result) == {"ours_ms", "baseline_ms", "hierarchical_ms"}
+    assert all(isinstance(v, float) and v > 0 for v in result.values())
