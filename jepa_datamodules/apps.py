@@ -1,7 +1,9 @@
 """The console scripts: each is a Hydra app over the same ``conf/config.yaml``.
 
-``jepa-prepare`` downloads (or generates) and verifies, ``jepa-verify`` only verifies and
-prints the report, ``jepa-fit`` trains the tiny JEPA. Overrides, ``--multirun`` and
+``jepa-prepare`` downloads (or generates) and verifies (and converts to LitData with
+``format=litdata output=...``), ``jepa-verify`` only verifies and prints the report,
+``jepa-fit`` trains the tiny JEPA, ``jepa-bench`` measures the input pipeline against a
+plain baseline, ``jepa-datasets`` shows the catalog and what is on disk. Overrides, ``--multirun`` and
 ``--cfg job`` work as in any Hydra app. A mistake of the user's (bad value, no network,
 damaged file) ends with one ``error:`` sentence and exit status 2 (1 for a failed
 verification), never a traceback.
@@ -76,6 +78,12 @@ def prepare_task(cfg: DictConfig) -> None:
     start = time.perf_counter()
     dm.prepare_data()
     print(f"{dm.spec.name}: ready and verified at {dm.folder} ({time.perf_counter() - start:.1f} s)")
+    if cfg.format == "litdata":
+        from .streaming import convert_to_litdata
+
+        convert_to_litdata(dm, cfg.output)
+    elif cfg.format is not None:
+        raise ValueError(f"Unknown value '{cfg.format}' for format. Valid values are {{litdata}} (or leave it unset).")
 
 
 @user_facing
@@ -112,6 +120,20 @@ def fit_task(cfg: DictConfig) -> dict[str, Any]:
     return result
 
 
+@user_facing
+def bench_task(cfg: DictConfig) -> dict[str, Any]:
+    from .bench import run_bench
+
+    return run_bench(cfg)
+
+
+@user_facing
+def datasets_task(cfg: DictConfig) -> None:
+    from .inventory import print_inventory
+
+    print_inventory(cfg)
+
+
 # ------------------------------------------------------------ console entry points
 def _entry(task: Callable[[DictConfig], Any]) -> Callable[[], Any]:
     return hydra.main(**CONFIG)(task)
@@ -120,3 +142,5 @@ def _entry(task: Callable[[DictConfig], Any]) -> Callable[[], Any]:
 prepare = _entry(prepare_task)
 verify = _entry(verify_task)
 fit = _entry(fit_task)
+bench = _entry(bench_task)
+datasets = _entry(datasets_task)

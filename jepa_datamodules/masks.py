@@ -32,7 +32,7 @@ top-left corner with an exclusive upper bound one too small, so its blocks never
 them). Uniform placement of the top-left corner still under-covers the border: a patch in
 a corner is inside an ``h x w`` block only when the block sits exactly there, while an
 interior patch is covered from ``h * w`` positions. At 14x14 with the I-JEPA target recipe
-that makes the corner patches ~18x less often a target than central ones.
+that makes the corner patches ~19x less often a target than central ones.
 
 Exactly equal coverage is impossible for rectangles of fixed size: along one axis, flat
 coverage forces the block starts onto a lattice that tiles the axis (cover row 0 and row 1
@@ -44,20 +44,24 @@ floor: every valid position keeps at least ``placement_floor`` (default 0.2) of 
 probability uniform placement would give it, so no placement is ruled out and masks stay
 varied. ``placement_floor=1.0`` gives plain uniform placement.
 
-Measured remaining bias (fraction of samples in which each patch is covered by some target,
-I-JEPA defaults, 10k batches' worth of samples; uniform placement in brackets):
+Measured remaining bias (fraction of samples in which a patch lies in some target block,
+256,000 samples per row, ``bench_masks.mask_coverage``; plain uniform placement in brackets):
 
-=========  ==========================  ==========================
-grid       max / min over patches      coefficient of variation
-=========  ==========================  ==========================
-14 x 14    1.79  (uniform: 18.6)       0.15  (uniform: 0.52)
-12 x 12    1.62  (uniform: 14.1)       0.14  (uniform: 0.50)
-8 x 8      1.61  (uniform: 6.9)        0.14  (uniform: 0.44)
-10 x 16    1.71  (uniform: 14.3)       0.15  (uniform: 0.49)
-=========  ==========================  ==========================
+=====================  ========================  ==========================
+grid, generator        max / min over patches    coefficient of variation
+=====================  ========================  ==========================
+14 x 14 multi-block    1.75  (uniform: 18.8)     0.14  (uniform: 0.52)
+12 x 12 multi-block    1.61  (uniform: 14.1)     0.14  (uniform: 0.50)
+8 x 8 multi-block      1.56  (uniform: 6.9)      0.13  (uniform: 0.45)
+10 x 16 multi-block    1.66  (uniform: 14.3)     0.14  (uniform: 0.49)
+14 x 14 hierarchical   1.46                      0.09
+10 x 16 hierarchical   1.91                      0.18
+=====================  ========================  ==========================
 
-The rest of the bias is the tiling limit above (e.g. on 14 rows, 5-row blocks fit no tiling);
-``bench_masks.target_coverage`` re-measures it for any configuration.
+What is left is the tiling limit above (on 14 rows, 5-row blocks fit no tiling) plus the
+floor; large blocks on a short axis (the coarse level on 10 rows) flatten least. Building
+the tables is a small least-squares solve per axis in ``with_grid`` (~50 ms at 14 x 14,
+~0.6 s at 32 x 32), cached per configuration.
 
 The context block is placed uniformly over its valid positions (last row and column
 included), so a patch is context with the probability that geometry implies: the chance the
@@ -90,8 +94,9 @@ __all__ = [
 Grid = tuple[int, int]
 
 # Probability share every valid block position keeps of what uniform placement gives it.
-# 0.2 keeps about 1.7x max/min coverage at 14x14 while the effective number of positions
-# a block uses stays ~30% of all of them (0.0 would reach 1.56x but with ~14%).
+# At 14x14 (I-JEPA targets) 0.2 gives 1.75x max/min target coverage with blocks using
+# ~30 % of their positions effectively (exp of the entropy); 0.0 would give ~1.56x but
+# concentrate blocks on ~14 % of positions, 1.0 (uniform) gives ~19x.
 DEFAULT_PLACEMENT_FLOOR = 0.2
 
 # Hierarchical defaults (H-JEPA style: one predictor level per target scale).
@@ -199,8 +204,8 @@ class _Shape:
         _, w_max = self.size(1.0, 0.0, n_patches)
         return (h_min, h_max), (w_min, w_max)
 
-    def weights(self, grid: Grid) -> tuple[dict[int, float], dict[int, float], dict[tuple[int, int], float]]:
-        """Probabilities of each clipped block height, width and (height, width) pair."""
+    def weights(self, grid: Grid) -> tuple[dict[int, float], dict[int, float]]:
+        """Probabilities of each clipped block height and of each clipped block width."""
         rows, cols = grid
         n = rows * cols
         mid = (np.arange(_SIZE_QUADRATURE) + 0.5) / _SIZE_QUADRATURE
@@ -210,12 +215,9 @@ class _Shape:
         h = np.clip(np.floor(np.sqrt(s * n * a) + 0.5), 1, rows).astype(int).ravel()
         w = np.clip(np.floor(np.sqrt(s * n / a) + 0.5), 1, cols).astype(int).ravel()
         total = h.size
-        pairs: dict[tuple[int, int], float] = {}
-        for (hh, ww), count in zip(*np.unique(np.stack([h, w], 1), axis=0, return_counts=True)):
-            pairs[(int(hh), int(ww))] = count / total
         heights = {int(v): c / total for v, c in zip(*np.unique(h, return_counts=True))}
         widths = {int(v): c / total for v, c in zip(*np.unique(w, return_counts=True))}
-        return heights, widths, pairs
+        return heights, widths
 
 
 # --------------------------------------------------------------------------- placement tables
@@ -311,7 +313,7 @@ def _plan_targets(name: str, label: str, shape: _Shape, count: int, grid: Grid, 
         raise ValueError(
             f"grid={grid!r} is smaller than a target block: {label} scale={shape.scale} aspect={shape.aspect} "
             f"needs blocks up to {h_max} x {w_max} patches (rows x cols); use a larger grid or a smaller scale.")
-    heights, widths, _ = shape.weights(grid)
+    heights, widths = shape.weights(grid)
     tables = []
     for length, lo, hi, weights in ((rows, h_min, h_max, heights), (cols, w_min, w_max, widths)):
         sizes = tuple(range(lo, hi + 1))
@@ -358,8 +360,7 @@ class _BlockMasker:
         n = rows * cols
         plans = tuple(_plan_targets(name, label, shape, count, grid, self.placement_floor)
                       for name, label, shape, count in self._target_groups())
-        (ch_min, _), (cw_min, _) = self.context.extremes(n)
-        (_, ch_max), (_, cw_max) = self.context.extremes(n)
+        (ch_min, ch_max), (cw_min, cw_max) = self.context.extremes(n)
         ctx_min = min(ch_min, rows) * min(cw_min, cols)
         ctx_max = min(ch_max, rows) * min(cw_max, cols)
         if ctx_min < self.min_keep:
@@ -498,7 +499,8 @@ class MultiBlockMaskGenerator(_BlockMasker):
         num_targets: target blocks per sample [4, I-JEPA].
         allow_overlap: let context patches also be targets; when False every target patch is
             removed from every context block [False, I-JEPA].
-        min_keep: fewest context patches a sample may have; samples below it are redrawn [10, I-JEPA].
+        min_keep: fewest context patches a sample may have; samples below it are redrawn
+            [10, I-JEPA]. It bounds contexts only: targets are whole blocks sized by target_scale.
         placement_floor: share, in [0, 1], of uniform placement probability every target
             position keeps; the rest flattens coverage (see the module docstring); 1.0 is plain
             uniform placement [0.2].

@@ -7,7 +7,7 @@ checked on the box [h +- 0.5] x [w +- 0.5]: area (h - 0.5)(w - 0.5) <= hi * N an
 
 Coverage bound (I-JEPA defaults, 12,800 samples): the fraction of samples in which a patch
 is a target has max/min <= 2.0 and coefficient of variation <= 0.18 over the grid
-(measured ~1.75 and ~0.14; uniform block placement gives ~18.7 and ~0.52).
+(measured ~1.75 and ~0.14; uniform block placement gives ~18.8 and ~0.52).
 """
 
 from __future__ import annotations
