@@ -96,7 +96,8 @@ def _median_ms(fn, repeats: int) -> float:
     return 1000.0 * statistics.median(times)
 
 
-def time_mask_generators(batch_size: int = 128, grid: tuple[int, int] = (14, 14), repeats: int = 50) -> dict[str, float]:
+def time_mask_generators(batch_size: int = 128, grid: tuple[int, int] = (14, 14),
+                         repeats: int = 50) -> dict[str, float]:
     """Median wall time in milliseconds per batch, on the current ``torch.get_num_threads()``.
 
     Returns ``{"ours_ms", "baseline_ms", "hierarchical_ms"}``: the vectorised multi-block

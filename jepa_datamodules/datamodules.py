@@ -254,12 +254,34 @@ class JEPADataModule(LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         loader = self._loader("train", shuffle=True, drop_last=self.hparams.drop_last, masks=True)
-        self.train_sampler = loader.sampler
-        if self._resume is not None:
-            loader.sampler.epoch = self._resume["epoch"]
-            loader.sampler.start_batch = self._resume["next_batch"]
-            self._resume = None
+        sampler: EpochBatchSampler = loader.sampler
+        self.train_sampler = sampler
+        epoch, start_batch = self._start_position(sampler)
+        sampler.epoch, sampler.start_batch = epoch, start_batch
         return loader
+
+    def _start_position(self, sampler: EpochBatchSampler) -> tuple[int, int]:
+        """(epoch, first batch) the new train loader starts at.
+
+        Lightning builds the loader's iterator (and loader workers read the sampler) before
+        it calls ``set_epoch``, so the sampler must already hold the right epoch. Under a
+        Trainer that is the Trainer's epoch (restored from a checkpoint when resuming); the
+        saved position applies only when it lies in that epoch. A position at the end of
+        its epoch (saved on the last batch, or with ``limit_train_batches``) therefore
+        starts the next epoch afresh, as Lightning does.
+        """
+        resume, self._resume = self._resume, None
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            if resume is None:
+                return sampler.epoch, 0
+            epoch, next_batch = resume["epoch"], resume["next_batch"]
+        else:
+            epoch = int(trainer.current_epoch)
+            next_batch = resume["next_batch"] if resume is not None and resume["epoch"] == epoch else 0
+        if next_batch >= sampler.batches_per_epoch():
+            return epoch + (trainer is None), 0
+        return epoch, next_batch
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", shuffle=False, drop_last=False, masks=False)

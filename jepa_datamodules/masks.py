@@ -135,7 +135,8 @@ def _check_range(name: str, value: Any, *, at_most_one: bool) -> tuple[float, fl
     try:
         lo, hi = float(value[0]), float(value[1])
     except (TypeError, ValueError):
-        raise ValueError(f"{name}={value!r} is not allowed: it must be a pair of numbers (lo, hi) with {allowed}.") from None
+        raise ValueError(f"{name}={value!r} is not allowed: it must be a pair of numbers (lo, hi) "
+                         f"with {allowed}.") from None
     if not (math.isfinite(lo) and math.isfinite(hi)) or lo <= 0 or (at_most_one and hi > 1):
         raise ValueError(f"{name}={value!r} is not allowed: both ends must lie in "
                          f"{'(0, 1]' if at_most_one else '(0, inf)'}.")
@@ -381,7 +382,8 @@ class _BlockMasker:
             raise ValueError(f"{type(self).__name__} has grid=None: call with_grid((rows, cols)) before sampling.")
         return self._grid
 
-    def _sample(self, batch_size: int, generator: torch.Generator) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
+    def _sample(self, batch_size: int,
+                generator: torch.Generator) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
         rows, cols = self._require_grid()
         n = rows * cols
         g = generator
@@ -434,8 +436,8 @@ class _BlockMasker:
             if rounds > _MAX_REDRAW_ROUNDS:
                 raise RuntimeError(
                     f"{type(self).__name__}: {short.numel()} of {batch_size} samples still had fewer than "
-                    f"min_keep={self.min_keep} context patches after {_MAX_REDRAW_ROUNDS} redraws; lower min_keep or the "
-                    "target scale, or raise the context scale.")
+                    f"min_keep={self.min_keep} context patches after {_MAX_REDRAW_ROUNDS} redraws; "
+                    "lower min_keep or the target scale, or raise the context scale.")
             # Redraw only the failing rows, all of them in one vectorised draw.
             new_targets, new_contexts = draw(short.numel())
             for old, new in zip(targets + contexts, new_targets + new_contexts):

@@ -86,7 +86,9 @@ class EpochBatchSampler(DistributedSampler):
         return math.ceil(math.ceil(per_rank) / self.batch_size)
 
     def __len__(self) -> int:
-        return max(0, self.batches_per_epoch() - self.start_batch)
+        # The whole epoch, even when resuming at ``start_batch``: Lightning restores its own
+        # count of the batches already run and ends the epoch when that count reaches len().
+        return self.batches_per_epoch()
 
     def epoch_order(self, epoch: int) -> np.ndarray:
         """This rank's indices for ``epoch``, in order."""
