@@ -62,14 +62,19 @@ def user_facing(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any
     return wrapper
 
 
-def build_datamodule(cfg: DictConfig, **overrides: Any):
-    return hydra.utils.instantiate(cfg.data, **overrides)
+def build_datamodule(cfg: DictConfig, prepare_only_ok: bool = False, **overrides: Any):
+    dm = hydra.utils.instantiate(cfg.data, **overrides)
+    if getattr(dm, "prepare_only", False) and not prepare_only_ok:
+        raise ValueError(f"data={dm.spec.name} only works with jepa-prepare; pick one dataset (e.g. data=cifar10) for this command.")
+    return dm
 
 
 # --------------------------------------------------------------------- the tasks
 @user_facing
 def prepare_task(cfg: DictConfig) -> None:
-    dm = build_datamodule(cfg, force=cfg.force)
+    dm = build_datamodule(cfg, prepare_only_ok=True, force=cfg.force)
+    if cfg.format is not None and getattr(dm, "prepare_only", False):
+        raise ValueError(f"format={cfg.format} converts one dataset; run `jepa-prepare data=<name> format={cfg.format} output=...` per dataset.")
     if cfg.instructions:
         from .imagenet import manual_instructions
 
@@ -135,12 +140,20 @@ def datasets_task(cfg: DictConfig) -> None:
 
 
 # ------------------------------------------------------------ console entry points
-def _entry(task: Callable[[DictConfig], Any]) -> Callable[[], Any]:
-    return hydra.main(**CONFIG)(task)
+def _entry(command: str, task: Callable[[DictConfig], Any]) -> Callable[[], Any]:
+    app = hydra.main(**CONFIG)(task)
+
+    def main() -> Any:
+        # Name the Hydra job after the command, so runs land in outputs/<command>/<time>.
+        if not any(arg.startswith("hydra.job.name=") for arg in sys.argv[1:]):
+            sys.argv.insert(1, f"hydra.job.name={command}")
+        return app()
+
+    return main
 
 
-prepare = _entry(prepare_task)
-verify = _entry(verify_task)
-fit = _entry(fit_task)
-bench = _entry(bench_task)
-datasets = _entry(datasets_task)
+prepare = _entry("jepa-prepare", prepare_task)
+verify = _entry("jepa-verify", verify_task)
+fit = _entry("jepa-fit", fit_task)
+bench = _entry("jepa-bench", bench_task)
+datasets = _entry("jepa-datasets", datasets_task)

@@ -17,7 +17,7 @@ import hashlib
 import os
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -28,7 +28,7 @@ from . import download as dl
 from .batching import JEPACollate, ViewDataset
 from .catalog import DatasetSpec, dataset_folder, get_spec
 from .readers import Source, SubsetSource, open_split
-from .sampling import EpochBatchSampler
+from .sampling import EpochBatchSampler, EpochDataLoader
 from .transforms import EvalView, TrainView, check_crop_scale, normalize
 from .verify import VerificationError, VerifyReport, remove_stamp, stamp_matches, verify_dataset, write_stamp
 
@@ -38,8 +38,9 @@ class JEPADataModule(LightningDataModule):
 
     Args (defaults in brackets):
         data_dir: root of all datasets; this one lives in ``<data_dir>/<name>`` ["data"].
-        batch_size: per-device batch size [128]. global_batch_size: alternative total
-            over all devices, must divide by the world size [None].
+        batch_size: batch size *per device* (per DDP rank) [128]; the global batch is
+            ``batch_size * world_size``. global_batch_size: the total over all devices
+            instead, split evenly; it must be a multiple of the world size [None].
         num_workers: loader processes [4]. pin_memory: [None = only when CUDA is present].
         persistent_workers: [None = only when num_workers > 0]. prefetch_factor: batches
             per worker in flight [None = 2 when num_workers > 0]. drop_last: train only [True].
@@ -55,6 +56,31 @@ class JEPADataModule(LightningDataModule):
         download: fetch missing archives [True]. mirrors: base URLs tried before upstream [()].
         force: fetch and extract again even if verified [False]. keep_archives [True].
         retries / timeout: per URL, seconds [4 / 30.0]. progress: bars [None = when a TTY].
+        format: where items come from: ``"files"``, the dataset's own files under
+            ``data_dir`` ["files"], or ``"litdata"``, LitData optimized chunks written by
+            ``jepa-prepare data=<name> format=litdata output=<where>``, read from ``input``.
+        input: the folder or URL (``s3://bucket/prefix``) given as ``output`` to that
+            conversion; only with ``format="litdata"`` [None].
+        storage_options: LitData's connection options for remote ``input`` / ``output``
+            (S3: boto3 client arguments, e.g. ``{"endpoint_url": "http://minio:9000"}``)
+            [None = boto3's defaults and ``AWS_*`` environment variables].
+        stream_cache_dir: LitData's local cache for remote ``input`` [None = LitData's default].
+
+    The Hydra data configs leave the LitData keys out to stay short; add them with ``+``:
+    ``jepa-fit data=cifar10 +data.format=litdata +data.input=s3://bucket/cifar10``
+    ``+data.storage_options.endpoint_url=http://127.0.0.1:9000``. Everything else (views,
+    masks, batch format, DDP sharding, resume) is the same in both formats.
+
+    Distributed training: each rank reads a disjoint shard of a per-epoch permutation,
+    every rank gets the same number of batches, and masks and augmentations are seeded
+    per rank (see ``sampling.py``). ``prepare_data`` runs once per node under a file lock.
+
+    Resuming: ``state_dict()`` (saved in every Lightning checkpoint) holds the epoch and
+    the next batch of the training stream, recorded when a batch reaches the model (loader
+    workers run ahead). ``Trainer.fit(ckpt_path=...)`` restores it and training continues
+    with exactly the batches, masks and augmentations the uninterrupted run would have
+    seen: every random draw is a function of (seed, epoch, rank, batch or sample index),
+    so the position is all the state there is. Same world size and batch size required.
     """
 
     spec_name: str = ""
@@ -87,9 +113,17 @@ class JEPADataModule(LightningDataModule):
         timeout: float = 30.0,
         progress: bool | None = None,
         global_batch_size: int | None = None,
+        format: str = "files",
+        input: str | None = None,
+        storage_options: dict | None = None,
+        stream_cache_dir: str | None = None,
     ):
         super().__init__()
         self.save_hyperparameters(logger=False, ignore=["mask"])
+        for key, value in self.hparams.items():
+            # Checkpoints carry these; torch.load(weights_only=True), which Trainer.fit(ckpt_path=...)
+            # uses, refuses Paths and OmegaConf containers (e.g. Hydra's crop_scale list).
+            self.hparams[key] = _plain(value)
         spec = self.build_spec()
         image_size = image_size or spec.image_size
         patch_size = patch_size or spec.patch_size
@@ -107,6 +141,7 @@ class JEPADataModule(LightningDataModule):
         check_crop_scale(crop_scale)
         if not 0 <= val_fraction < 1:
             raise ValueError(f"val_fraction={val_fraction} is invalid; allowed is 0 <= val_fraction < 1.")
+        _check_format(format, input)
         self.spec: DatasetSpec = spec
         self.grid = (image_size // patch_size, image_size // patch_size)
         self.mask_generator = mask.with_grid(self.grid) if mask is not None else None
@@ -134,11 +169,20 @@ class JEPADataModule(LightningDataModule):
         return {}
 
     def open_split(self, split: str) -> Source:
+        hp = self.hparams
+        if hp.format == "litdata":
+            from .streaming import LitDataSource, split_url
+
+            return LitDataSource(split_url(hp.input, split), storage_options=hp.storage_options,
+                                 cache_dir=hp.stream_cache_dir)
         return open_split(self.spec, self.folder, split, **self.reader_options())
 
     # -------------------------------------------------------------- prepare / verify
     def prepare_data(self) -> None:
-        """Fetch (when ``download``), extract and verify under a lock; no state assigned."""
+        """Fetch (when ``download``), extract and verify under a lock; no state assigned.
+        With ``format="litdata"`` there is nothing to fetch: the chunks are read where they are."""
+        if self.hparams.format == "litdata":
+            return
         folder = self.folder
         with dl.dataset_lock(folder):
             if not self.hparams.force and stamp_matches(folder, self.spec):
@@ -230,7 +274,7 @@ class JEPADataModule(LightningDataModule):
                              f"allowed are multiples of {world}, or set batch_size (per device) instead.")
         return total // world
 
-    def _loader(self, split: str, shuffle: bool, drop_last: bool, masks: bool) -> DataLoader:
+    def _loader(self, split: str, shuffle: bool, drop_last: bool, masks: bool) -> EpochDataLoader:
         if not self.datasets:
             self.setup()
         hp = self.hparams
@@ -241,8 +285,9 @@ class JEPADataModule(LightningDataModule):
         stats = None if hp.normalize_on_device else (self.spec.mean, self.spec.std)
         collate = JEPACollate(self.mask_generator if masks else None, hp.seed, stats)
         workers = hp.num_workers
-        return DataLoader(
+        return EpochDataLoader(
             dataset,
+            position=self.state_dict if split == "train" else None,
             batch_size=None,  # the sampler yields whole batches
             sampler=sampler,
             collate_fn=collate,
@@ -252,41 +297,20 @@ class JEPADataModule(LightningDataModule):
             prefetch_factor=(hp.prefetch_factor or 2) if workers > 0 else None,
         )
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> EpochDataLoader:
         loader = self._loader("train", shuffle=True, drop_last=self.hparams.drop_last, masks=True)
-        sampler: EpochBatchSampler = loader.sampler
-        self.train_sampler = sampler
-        epoch, start_batch = self._start_position(sampler)
-        sampler.epoch, sampler.start_batch = epoch, start_batch
+        self.train_sampler = loader.sampler
+        if self._resume is not None:
+            # Lightning then calls set_epoch with its own (restored) epoch before the first
+            # batch is drawn; if that is a later epoch, the sampler starts it from batch 0.
+            loader.load_state_dict(self._resume)
+            self._resume = None
         return loader
 
-    def _start_position(self, sampler: EpochBatchSampler) -> tuple[int, int]:
-        """(epoch, first batch) the new train loader starts at.
-
-        Lightning builds the loader's iterator (and loader workers read the sampler) before
-        it calls ``set_epoch``, so the sampler must already hold the right epoch. Under a
-        Trainer that is the Trainer's epoch (restored from a checkpoint when resuming); the
-        saved position applies only when it lies in that epoch. A position at the end of
-        its epoch (saved on the last batch, or with ``limit_train_batches``) therefore
-        starts the next epoch afresh, as Lightning does.
-        """
-        resume, self._resume = self._resume, None
-        trainer = getattr(self, "trainer", None)
-        if trainer is None:
-            if resume is None:
-                return sampler.epoch, 0
-            epoch, next_batch = resume["epoch"], resume["next_batch"]
-        else:
-            epoch = int(trainer.current_epoch)
-            next_batch = resume["next_batch"] if resume is not None and resume["epoch"] == epoch else 0
-        if next_batch >= sampler.batches_per_epoch():
-            return epoch + (trainer is None), 0
-        return epoch, next_batch
-
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> EpochDataLoader:
         return self._loader("val", shuffle=False, drop_last=False, masks=False)
 
-    def test_dataloader(self) -> DataLoader:
+    def test_dataloader(self) -> EpochDataLoader:
         return self._loader("test", shuffle=False, drop_last=False, masks=False)
 
     # -------------------------------------------------------- device side + resume
@@ -315,7 +339,7 @@ class JEPADataModule(LightningDataModule):
         self.setup()
         return {
             "dataset": self.spec.name,
-            "folder": str(self.folder),
+            "folder": str(self.folder) if self.hparams.format == "files" else self.hparams.input,
             "splits": {name: len(ds) for name, ds in self.datasets.items()},
             "classes": self.num_classes,
             "native_resolution": self.spec.resolution,
@@ -323,6 +347,30 @@ class JEPADataModule(LightningDataModule):
             "patch_size": self.hparams.patch_size,
             "patch_grid": self.grid,
         }
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as built-in types only: str for paths, dict/list for OmegaConf containers."""
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, Mapping) or type(value).__name__ == "DictConfig":
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(_plain(v) for v in value)
+    if isinstance(value, list) or type(value).__name__ == "ListConfig":
+        return [_plain(v) for v in value]
+    return value
+
+
+def _check_format(format: str, input: str | None) -> None:
+    if format not in ("files", "litdata"):
+        raise ValueError(f"Unknown value '{format}' for argument format. Valid values are {{files, litdata}}.")
+    if format == "litdata" and not input:
+        raise ValueError(f"input={input!r} is invalid with format=litdata; allowed is the folder or URL "
+                         "(s3://bucket/prefix) that jepa-prepare ... format=litdata output=<where> wrote.")
+    if format == "files" and input is not None:
+        raise ValueError(f"input={input!r} is only read with format=litdata; set format=litdata "
+                         "or leave input unset to read the dataset's own files.")
 
 
 def _check_positive(name: str, value: int) -> None:
@@ -408,6 +456,9 @@ class STL10DataModule(JEPADataModule):
             raise ValueError(f"Unknown value '{train_split}' for argument train_split. Valid values are {{{', '.join(allowed)}}}.")
         if fold is not None and not 0 <= fold <= 9:
             raise ValueError(f"fold={fold} is invalid; allowed is None or 0..9 (STL-10's predefined folds).")
+        if fold is not None and kwargs.get("format") == "litdata":
+            raise ValueError(f"fold={fold} is not available with format=litdata (the chunks hold whole splits); "
+                             "allowed is fold=None, or format=files.")
         self.train_split, self.fold = train_split, fold
         super().__init__(*args, **kwargs)
 

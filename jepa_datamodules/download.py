@@ -511,7 +511,7 @@ def _hash_file(path: Path, show: bool, chunk_size: int) -> Any:
     digest = _new_md5()
     with open(path, "rb") as fh, tqdm(
         total=path.stat().st_size, unit="B", unit_scale=True, unit_divisor=1024,
-        desc=f"md5 {path.name}", disable=not show, leave=False,
+        desc=f"md5 {path.name}", disable=not show, leave=False, **(_width() if show else {}),
     ) as bar:
         while block := fh.read(chunk_size):
             digest.update(block)
@@ -804,12 +804,29 @@ def _want_progress(progress: bool | None) -> bool:
         return False
 
 
+def _width() -> dict[str, Any]:
+    """tqdm sizing: follow the terminal's size; 80 columns / 20 rows where it reports 0.
+
+    A terminal that reports 0 columns or 0 rows (a pseudo-terminal nobody sized, some
+    container consoles) makes tqdm trim every line to nothing or skip drawing it, so the user
+    would see no bar at all. 80 x 20 are tqdm's own fallbacks where it cannot ask the terminal.
+    """
+    try:
+        columns, rows = os.get_terminal_size(sys.stderr.fileno())
+    except (AttributeError, OSError, ValueError):  # not a terminal, or stderr replaced / closed
+        columns, rows = 0, 0
+    if columns > 0 and rows > 0:
+        return {"dynamic_ncols": True}
+    return {"ncols": columns or 80, "nrows": rows or 20}
+
+
 def _bar(total: int | None, initial: int, label: str, show: bool) -> tqdm:
     return tqdm(
         total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024,
-        desc=label, disable=not show, dynamic_ncols=True, mininterval=0.5,
+        desc=label, disable=not show, mininterval=0.5, **(_width() if show else {}),
     )
 
 
 def _progress_iter(items: Sequence[_T], show: bool, label: str) -> Iterator[_T]:
-    yield from tqdm(items, total=len(items), unit="file", desc=f"extract {label}", disable=not show)
+    yield from tqdm(items, total=len(items), unit="file", desc=f"extract {label}", disable=not show,
+                    **(_width() if show else {}))

@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import IO, Any, Iterable, Sequence
+from typing import IO, Any, Collection, Iterable, Sequence
 
 from .catalog import SPECS, DatasetSpec, dataset_folder, dataset_names, get_spec
 from .download import DownloadError
@@ -264,7 +264,7 @@ def print_inventory(cfg: Any, file: IO[str] | None = None) -> None:
     print(inventory_table(cfg.paths.data_dir), file=file or sys.stdout)
 
 
-def _text_table(rows: Sequence[Sequence[str]], right: set[int] = frozenset()) -> list[str]:
+def _text_table(rows: Sequence[Sequence[str]], right: Collection[int] = ()) -> list[str]:
     """Rows as aligned text columns under a dashed rule; columns in ``right`` right-aligned."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
 
@@ -318,6 +318,8 @@ class AllAutoDownload:
         seed: seeds the verification's decode sample [0].
     """
 
+    prepare_only = True  # the apps refuse it for anything but jepa-prepare
+
     def __init__(self, data_dir: str | Path = "data", mirrors: Sequence[str] = (), download: bool = True,
                  force: bool = False, keep_archives: bool = True, retries: int = 4, timeout: float = 30.0,
                  progress: bool | None = None, seed: int = 0):
@@ -369,7 +371,7 @@ class AllAutoDownload:
                 message = str(error) or type(error).__name__
                 self.results.append(PrepareResult(name, False, time.perf_counter() - start,
                                                   disk_usage(dataset_folder(self.data_dir, spec)), message))
-                print(f"[{index}/{count}] {name}: FAILED: {message}", flush=True)
+                print(f"[{index}/{count}] {name}: FAILED (reason below the summary)", flush=True)
             else:
                 self.results.append(PrepareResult(name, True, time.perf_counter() - start,
                                                   disk_usage(dataset_folder(self.data_dir, spec))))
@@ -383,12 +385,14 @@ class AllAutoDownload:
                 f"verified datasets are only stat-checked, not fetched again.")
 
     def summary(self) -> str:
-        """The table printed at the end of :meth:`prepare_data`."""
-        rows = [("dataset", "result", "time", "on disk", "reason")]
+        """The table printed at the end of :meth:`prepare_data`, then each failure's reason in full."""
+        rows = [("dataset", "result", "time", "on disk")]
         for r in self.results:
-            reason = r.error if len(r.error) <= 100 else r.error[:99] + "…"
-            rows.append((r.name, "ready" if r.ok else "FAILED", f"{r.seconds:.1f} s", size_label(r.used_bytes), reason))
-        return "\n".join(_text_table(rows, right={2, 3}))
+            rows.append((r.name, "ready" if r.ok else "FAILED", f"{r.seconds:.1f} s", size_label(r.used_bytes)))
+        lines = _text_table(rows, right={2, 3})
+        failures = [f"{r.name} failed: {r.error}" for r in self.results if not r.ok]
+        lines += [""] + failures if failures else []
+        return "\n".join(lines)
 
     # jepa-fit / jepa-verify / jepa-bench need one dataset; say so instead of an AttributeError.
     def _prepare_only(self, *args: Any, **kwargs: Any) -> Any:

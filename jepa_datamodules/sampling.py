@@ -13,16 +13,24 @@ Consequences a user can rely on:
 
 It subclasses ``DistributedSampler`` so that Lightning recognises it as already
 distributed and does not wrap it in a sampler of its own.
+
+``EpochDataLoader`` is the DataLoader that goes with it. It reads the sampler only when
+the first batch is asked for: Lightning creates the loader's iterator *before* it calls
+``set_epoch`` (and loader workers fetch ahead as soon as an iterator exists), so an eager
+iterator would start a resumed run in the wrong epoch. It also exposes the stream
+position through ``state_dict`` / ``load_state_dict``, so Lightning treats it as
+resumable and applies the saved position before the first batch.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler
 
 
 @dataclass(frozen=True)
@@ -112,3 +120,52 @@ class EpochBatchSampler(DistributedSampler):
             if len(chunk) == 0:
                 break
             yield BatchKey(tuple(int(i) for i in chunk), self.epoch, batch_index, self.rank)
+
+
+class EpochDataLoader(DataLoader):
+    """A ``DataLoader`` over an ``EpochBatchSampler`` whose iteration starts lazily.
+
+    ``position`` returns ``{"epoch", "next_batch"}`` of the last batch *delivered* to
+    training (the DataModule records it on delivery, because workers prefetch ahead);
+    without it, ``state_dict`` reports where the sampler would start.
+    """
+
+    def __init__(self, *args: Any, position: Callable[[], dict[str, int]] | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        if not isinstance(self.sampler, EpochBatchSampler):
+            raise ValueError(f"EpochDataLoader needs an EpochBatchSampler, got {type(self.sampler).__name__}.")
+        self.position = position
+
+    def __iter__(self) -> Iterator[Any]:
+        return _DeferredIterator(self)
+
+    def state_dict(self) -> dict[str, int]:
+        if self.position is not None:
+            state = self.position()
+            return {"epoch": int(state["epoch"]), "next_batch": int(state["next_batch"])}
+        return {"epoch": self.sampler.epoch, "next_batch": self.sampler.start_batch}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Start at ``state["next_batch"]`` of ``state["epoch"]``; a later ``set_epoch``
+        to another epoch starts that epoch from its first batch."""
+        self.sampler.epoch = int(state["epoch"])
+        self.sampler.start_batch = int(state["next_batch"])
+
+
+class _DeferredIterator:
+    """Creates the real DataLoader iterator (workers, prefetching) on the first ``next``."""
+
+    def __init__(self, loader: EpochDataLoader):
+        self.loader = loader
+        self.iterator: Iterator[Any] | None = None
+
+    def __iter__(self) -> _DeferredIterator:
+        return self
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __next__(self) -> Any:
+        if self.iterator is None:
+            self.iterator = DataLoader.__iter__(self.loader)
+        return next(self.iterator)

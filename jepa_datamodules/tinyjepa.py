@@ -108,7 +108,10 @@ class TinyJEPA(LightningModule):
         self.encoder = PatchEncoder(image_size, patch_size, embed_dim, depth, num_heads)
         self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
         self.predictor = Predictor(self.encoder.grid, embed_dim, predictor_dim, predictor_depth, num_heads)
-        self.probe = nn.Linear(embed_dim, num_classes)
+        # Normalize features without learned scale before the linear layer, as MAE's linear
+        # probe does (BatchNorm1d, affine=False): the probe then learns at one rate whatever
+        # the scale the encoder's features drift to.
+        self.probe = nn.Sequential(nn.BatchNorm1d(embed_dim, affine=False, eps=1e-6), nn.Linear(embed_dim, num_classes))
         self.probe_accuracy = MulticlassAccuracy(num_classes=num_classes, average="micro")
         self.losses: list[float] = []
 

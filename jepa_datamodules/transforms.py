@@ -6,18 +6,32 @@ runs, on the training device by default (``JEPADataModule.on_after_batch_transfe
 
 Every random choice is drawn from a ``torch.Generator`` the caller passes in, seeded
 per sample from (seed, epoch, rank, index): no hidden global RNG, so augmentations are
-reproducible, differ across epochs, and are independent of the worker count.
+reproducible, differ across epochs, and are independent of the worker count. A view
+makes one ``torch.rand`` call per sample and reads every choice from it (one call
+costs about as much as each of the four it replaces).
 
 The random-resized-crop follows the definition of torchvision's ``RandomResizedCrop``
 (area fraction uniform in ``scale``, log-uniform aspect ratio in ``ratio``, ten tries,
 then a centre crop), but crops at native resolution first and resizes only the crop,
-once, in uint8. For JPEG files the decoder is asked for a reduced size (DCT scaling via
-``PIL.Image.draft``) whenever the crop is large enough that the reduced image still
-has at least the output resolution.
+once, in uint8 (torch's antialiased bilinear kernel, which matches Pillow's to +-1).
+Flip and colour jitter run at whichever of crop and output has fewer pixels (they
+commute with the resize up to uint8 rounding), so a 32x32 CIFAR crop is flipped and
+jittered before it becomes 224x224, not after.
+
+JPEG files are decoded by simplejpeg (libjpeg-turbo, about 30 % faster than Pillow's
+decode of the same file and bit-identical to it) when it is installed, else by Pillow;
+either way the decoder is asked for a 1/2, 1/4 or 1/8 size image (DCT scaling) whenever
+the crop keeps at least the output resolution at that size.
+
+Views come out in channels-last layout: shape ``(3, H, W)``, strides ``(1, 3W, 3)``.
+That is the layout torch's uint8 resize works in, and converting it to planar costs
+more than the resize itself (about 0.17 ms per 224x224 view); ``normalize`` returns an
+ordinary contiguous float tensor, so a model never sees the difference.
 """
 
 from __future__ import annotations
 
+import io
 import math
 from typing import Sequence
 
@@ -26,7 +40,29 @@ import torch
 import torchvision.transforms.v2.functional as TF
 from PIL import Image
 
+try:  # optional fast JPEG decoder; Pillow decodes when it is missing
+    import simplejpeg
+except ImportError:  # pragma: no cover - depends on the environment
+    simplejpeg = None
+
 ImageLike = np.ndarray | Image.Image
+
+# torchvision's RandomResizedCrop.get_params tries ten windows before its centre-crop fallback.
+CROP_TRIES = 10
+# DCT scaling factors that speed decoding up; libjpeg-turbo's M/8 factors between 1/2 and
+# 1 decode no faster than full size (measured: 7/8 takes longer than 8/8), so only these.
+_DECODE_REDUCTIONS = (8, 4, 2)
+# Pillow reports ordinary JPEGs as "JPEG" and camera multi-picture files as "MPO"; both
+# start with a baseline JPEG that libjpeg-turbo decodes.
+_JPEG_FORMATS = ("JPEG", "MPO")
+
+# Layout of the uniform draws a TrainView makes per sample (one torch.rand call).
+_DRAW_CROP = slice(0, 2 * CROP_TRIES)          # (area, log-aspect) per try
+_DRAW_POSITION = slice(2 * CROP_TRIES, 2 * CROP_TRIES + 2)  # (top, left) of the accepted window
+_DRAW_FLIP = 2 * CROP_TRIES + 2
+_DRAW_JITTER = slice(2 * CROP_TRIES + 3, 2 * CROP_TRIES + 6)  # brightness, contrast, saturation
+_DRAW_JITTER_ORDER = slice(2 * CROP_TRIES + 6, 2 * CROP_TRIES + 9)
+_DRAWS_PER_VIEW = 2 * CROP_TRIES + 9
 
 
 def check_crop_scale(crop_scale: Sequence[float]) -> tuple[float, float]:
@@ -36,22 +72,38 @@ def check_crop_scale(crop_scale: Sequence[float]) -> tuple[float, float]:
     return low, high
 
 
-def sample_crop(height: int, width: int, scale: tuple[float, float], ratio: tuple[float, float],
-                generator: torch.Generator) -> tuple[int, int, int, int]:
-    """(top, left, crop_height, crop_width) of a random-resized-crop window."""
+def check_crop_ratio(crop_ratio: Sequence[float]) -> tuple[float, float]:
+    low, high = (float(v) for v in crop_ratio)
+    if not (0 < low <= high):
+        raise ValueError(f"crop_ratio={tuple(crop_ratio)} is invalid; allowed is (low, high) with 0 < low <= high "
+                         f"(width / height of the crop window).")
+    return low, high
+
+
+# ------------------------------------------------------------------ crop windows
+def crop_from_uniforms(height: int, width: int, scale: tuple[float, float], ratio: tuple[float, float],
+                       uniforms: Sequence[float]) -> tuple[int, int, int, int]:
+    """(top, left, crop_height, crop_width) of a random-resized-crop window, from 22 U(0, 1) draws.
+
+    Same distribution as ``torchvision.transforms.RandomResizedCrop.get_params``: try
+    ``CROP_TRIES`` windows with area fraction uniform in ``scale`` and aspect (width /
+    height) log-uniform in ``ratio``; take the first that fits, at a uniform position;
+    otherwise the largest centred window whose aspect lies within ``ratio``. Draws 0..19
+    are the tries, 20 and 21 the position.
+    """
     area = height * width
-    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
-    draws = torch.rand(10, 2, generator=generator).tolist()
-    for area_draw, ratio_draw in draws:
+    log_low, log_high = math.log(ratio[0]), math.log(ratio[1])
+    for attempt in range(CROP_TRIES):
+        area_draw, ratio_draw = uniforms[2 * attempt], uniforms[2 * attempt + 1]
         target_area = area * (scale[0] + (scale[1] - scale[0]) * area_draw)
-        aspect = math.exp(log_ratio[0] + (log_ratio[1] - log_ratio[0]) * ratio_draw)
+        aspect = math.exp(log_low + (log_high - log_low) * ratio_draw)
         crop_w = int(round(math.sqrt(target_area * aspect)))
         crop_h = int(round(math.sqrt(target_area / aspect)))
         if 0 < crop_w <= width and 0 < crop_h <= height:
-            top = int(torch.randint(0, height - crop_h + 1, (1,), generator=generator))
-            left = int(torch.randint(0, width - crop_w + 1, (1,), generator=generator))
+            # floor(u * n) is uniform on 0..n-1, as torch.randint(0, n) is.
+            top = min(int(uniforms[2 * CROP_TRIES] * (height - crop_h + 1)), height - crop_h)
+            left = min(int(uniforms[2 * CROP_TRIES + 1] * (width - crop_w + 1)), width - crop_w)
             return top, left, crop_h, crop_w
-    # Fallback: the largest centred window whose aspect lies within ``ratio``.
     in_ratio = width / height
     if in_ratio < ratio[0]:
         crop_w, crop_h = width, int(round(width / ratio[0]))
@@ -62,70 +114,176 @@ def sample_crop(height: int, width: int, scale: tuple[float, float], ratio: tupl
     return (height - crop_h) // 2, (width - crop_w) // 2, crop_h, crop_w
 
 
-def _size_of(image: ImageLike) -> tuple[int, int]:
+def sample_crop(height: int, width: int, scale: tuple[float, float], ratio: tuple[float, float],
+                generator: torch.Generator) -> tuple[int, int, int, int]:
+    """(top, left, crop_height, crop_width) of a random-resized-crop window (see ``crop_from_uniforms``)."""
+    uniforms = torch.rand(2 * CROP_TRIES + 2, generator=generator, dtype=torch.float64).tolist()
+    return crop_from_uniforms(height, width, scale, ratio, uniforms)
+
+
+# ------------------------------------------------------------------------ decoding
+def image_size_of(image: ImageLike) -> tuple[int, int]:
+    """(height, width) of an HxWx3 array or a (possibly not yet decoded) PIL image."""
     if isinstance(image, np.ndarray):
         return image.shape[0], image.shape[1]
     return image.height, image.width
 
 
-def _crop_to_tensor(image: ImageLike, top: int, left: int, crop_h: int, crop_w: int, out_size: int) -> torch.Tensor:
-    """Crop (native resolution) then one uint8 resize: returns (3, out, out) uint8."""
+def decode_reduction(crop_h: int, crop_w: int, min_side: int) -> int:
+    """Largest of 8, 4, 2 by which the window can shrink and keep ``min_side`` pixels; else 1."""
+    short = min(crop_h, crop_w)
+    for factor in _DECODE_REDUCTIONS:
+        if short >= factor * min_side:
+            return factor
+    return 1
+
+
+def _jpeg_bytes(image: Image.Image) -> bytes | None:
+    """The file's bytes when ``image`` is an undecoded JPEG opened from a path, else None."""
+    if image.format not in _JPEG_FORMATS or image.mode not in ("RGB", "L") or not getattr(image, "filename", ""):
+        return None  # CMYK / YCCK JPEGs need Pillow's colour conversion
+    fp = getattr(image, "fp", None)
+    if fp is None:  # already decoded: Pillow closed the file
+        return None
+    fp.seek(0)
+    return fp.read()
+
+
+def decode_pixels(image: ImageLike, reduction: int = 1) -> np.ndarray:
+    """HxWx3 uint8 pixels of ``image``, decoded at about 1/``reduction`` size when that is cheaper.
+
+    Arrays come back as they are. A JPEG opened from a file is decoded by simplejpeg when
+    available (falling back to Pillow if it refuses the file), with DCT scaling by
+    ``reduction`` (1, 2, 4 or 8; libjpeg rounds the reduced size up). Other PIL images
+    are converted to RGB by Pillow, which also applies DCT scaling to JPEGs via ``draft``.
+    The result may be read-only (memmaps, Pillow buffers).
+    """
     if isinstance(image, np.ndarray):
-        # np.array copies: the source may be a read-only memmap shared by all workers.
-        crop = torch.from_numpy(np.array(image[top:top + crop_h, left:left + crop_w])).permute(2, 0, 1)
-    else:
-        width, height = image.size
-        if image.format == "JPEG" and min(crop_h, crop_w) >= 2 * out_size:
-            # Ask for the smallest DCT-scaled size that keeps the crop >= out_size pixels.
-            factor = min(crop_h, crop_w) / out_size
-            image.draft("RGB", (math.ceil(width / factor), math.ceil(height / factor)))
-        image = image.convert("RGB")
-        sx, sy = image.width / width, image.height / height
-        box = (round(left * sx), round(top * sy), round((left + crop_w) * sx), round((top + crop_h) * sy))
-        crop = torch.from_numpy(np.array(image.crop(box))).permute(2, 0, 1)
-    if crop.shape[1] == out_size and crop.shape[2] == out_size:
-        return crop.contiguous()
-    return TF.resize(crop, [out_size, out_size], antialias=True)
+        return image
+    width, height = image.size
+    data = _jpeg_bytes(image) if simplejpeg is not None else None
+    if data is not None:
+        image.close()
+        try:
+            if reduction > 1:
+                return simplejpeg.decode_jpeg(data, "RGB", min_height=height // reduction,
+                                              min_width=width // reduction, min_factor=reduction)
+            return simplejpeg.decode_jpeg(data, "RGB")
+        except ValueError:  # something libjpeg-turbo's strict mode refuses: let Pillow try
+            image = Image.open(io.BytesIO(data))
+    if reduction > 1 and image.format in _JPEG_FORMATS:
+        # Pillow picks the largest of 1/2, 1/4, 1/8 whose size stays >= the request; the
+        # request is floored so that a size that is not a multiple still gets the factor.
+        image.draft("RGB", (width // reduction, height // reduction))
+    return np.asarray(image.convert("RGB"))
 
 
+def _window_pixels(image: ImageLike, top: int, left: int, crop_h: int, crop_w: int,
+                   min_side: int) -> np.ndarray:
+    """HxWx3 uint8 pixels of the window, possibly at a reduced scale that keeps ``min_side``."""
+    if isinstance(image, np.ndarray):
+        return image[top:top + crop_h, left:left + crop_w]
+    height, width = image_size_of(image)
+    pixels = decode_pixels(image, decode_reduction(crop_h, crop_w, min_side))
+    if pixels.shape[0] == height and pixels.shape[1] == width:
+        return pixels[top:top + crop_h, left:left + crop_w]
+    sy, sx = pixels.shape[0] / height, pixels.shape[1] / width
+    y0, x0 = round(top * sy), round(left * sx)
+    y1, x1 = max(y0 + 1, round((top + crop_h) * sy)), max(x0 + 1, round((left + crop_w) * sx))
+    return pixels[y0:y1, x0:x1]
+
+
+def _as_chw(pixels: np.ndarray) -> torch.Tensor:
+    """A ``(3, H, W)`` uint8 tensor over HxWx3 pixels, dense channels-last, never over read-only memory."""
+    if not (pixels.flags.writeable and pixels.flags.c_contiguous):
+        # A window of a wider image is not dense, and torch's uint8 resize only stays in
+        # channels-last (its fast layout) for dense input; memmaps and Pillow buffers are
+        # read-only. Copying the window costs far less than either.
+        pixels = np.array(pixels)
+    return torch.from_numpy(pixels).permute(2, 0, 1)
+
+
+def _resize(view: torch.Tensor, out_h: int, out_w: int) -> torch.Tensor:
+    if view.shape[1] == out_h and view.shape[2] == out_w:
+        return view
+    return TF.resize(view, [out_h, out_w], antialias=True)
+
+
+def _finish(view: torch.Tensor, base: torch.Tensor, image: ImageLike, out: torch.Tensor | None) -> torch.Tensor:
+    """Write ``view`` into ``out`` when given; never return memory the caller's array owns."""
+    if out is not None:
+        return out.copy_(view)
+    if isinstance(image, np.ndarray) and view.untyped_storage().data_ptr() == base.untyped_storage().data_ptr():
+        # Neither resized nor flipped: still a window of the dataset's array. A plain
+        # copy of the HxWx3 memory keeps the channels-last layout.
+        return view.permute(1, 2, 0).clone().permute(2, 0, 1)
+    # A window of a larger resized image (EvalView's centre crop) becomes a compact tensor;
+    # for an already compact channels-last view this is a no-op.
+    return view.permute(1, 2, 0).contiguous().permute(2, 0, 1)
+
+
+# ---------------------------------------------------------------------------- views
 class TrainView:
     """Random-resized-crop to ``image_size``, optional flip and mild colour jitter.
 
-    Defaults: ``crop_scale=(0.3, 1.0)`` (area fraction), ``crop_ratio=(3/4, 4/3)``,
-    ``hflip=True``, ``color_jitter=0.0`` (off; a strength s draws brightness, contrast
-    and saturation factors uniformly from [1 - s, 1 + s]).
+    Defaults: ``crop_scale=(0.3, 1.0)`` (area fraction), ``crop_ratio=(3/4, 4/3)``
+    (width / height), ``hflip=True`` (probability 0.5), ``color_jitter=0.0`` (off; a
+    strength s draws brightness, contrast and saturation factors uniformly from
+    [1 - s, 1 + s] and applies them in a random order, as torchvision's ColorJitter does).
+
+    ``view(image, generator)`` returns a uint8 ``(3, image_size, image_size)`` tensor in
+    channels-last layout; ``view(image, generator, out=t)`` writes it into ``t`` instead
+    (e.g. a slot of a preallocated batch) and returns ``t``.
     """
 
     def __init__(self, image_size: int, crop_scale: Sequence[float] = (0.3, 1.0),
                  crop_ratio: Sequence[float] = (3 / 4, 4 / 3), hflip: bool = True, color_jitter: float = 0.0):
         self.image_size = int(image_size)
         self.crop_scale = check_crop_scale(crop_scale)
-        self.crop_ratio = (float(crop_ratio[0]), float(crop_ratio[1]))
+        self.crop_ratio = check_crop_ratio(crop_ratio)
         self.hflip = bool(hflip)
         if not 0 <= color_jitter < 1:
             raise ValueError(f"color_jitter={color_jitter} is invalid; allowed is 0 <= color_jitter < 1 (0 turns it off).")
         self.color_jitter = float(color_jitter)
 
-    def __call__(self, image: ImageLike, generator: torch.Generator) -> torch.Tensor:
-        height, width = _size_of(image)
-        top, left, crop_h, crop_w = sample_crop(height, width, self.crop_scale, self.crop_ratio, generator)
-        view = _crop_to_tensor(image, top, left, crop_h, crop_w, self.image_size)
-        if self.hflip and bool(torch.rand((), generator=generator) < 0.5):
+    def __call__(self, image: ImageLike, generator: torch.Generator, out: torch.Tensor | None = None) -> torch.Tensor:
+        draws = torch.rand(_DRAWS_PER_VIEW, generator=generator, dtype=torch.float64).tolist()
+        height, width = image_size_of(image)
+        top, left, crop_h, crop_w = crop_from_uniforms(height, width, self.crop_scale, self.crop_ratio, draws)
+        size = self.image_size
+        base = _as_chw(_window_pixels(image, top, left, crop_h, crop_w, size))
+        view = base
+        flip = self.hflip and draws[_DRAW_FLIP] < 0.5
+        # Pixel-wise steps run on the smaller of window and output.
+        early = view.shape[1] * view.shape[2] < size * size
+        if early:
+            view = self._colour(view, draws, flip)
+        view = _resize(view, size, size)
+        if not early:
+            view = self._colour(view, draws, flip)
+        return _finish(view, base, image, out)
+
+    def _colour(self, view: torch.Tensor, draws: list[float], flip: bool) -> torch.Tensor:
+        if flip:
             view = view.flip(-1)
         if self.color_jitter > 0:
             s = self.color_jitter
-            factors = (1 - s + 2 * s * torch.rand(3, generator=generator)).tolist()
-            view = TF.adjust_brightness(view, factors[0])
-            view = TF.adjust_contrast(view, factors[1])
-            view = TF.adjust_saturation(view, factors[2])
+            factors = [1 - s + 2 * s * u for u in draws[_DRAW_JITTER]]
+            steps = (TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation)
+            # argsort of three uniforms: a uniformly random order of the three steps.
+            for k in sorted(range(3), key=draws[_DRAW_JITTER_ORDER].__getitem__):
+                view = steps[k](view, factors[k])
         return view
 
 
 class EvalView:
-    """Resize the short side to ``image_size / crop_fraction`` then centre-crop ``image_size``.
+    """torchvision's eval transform: ``Resize(int(image_size / crop_fraction))`` of the short
+    side, then ``CenterCrop(image_size)``, in uint8.
 
-    ``crop_fraction`` defaults to 0.875 (224 from 256). When the image is already square
-    at ``image_size`` (CIFAR at 32, STL-10 at 96) it is passed through unchanged.
+    ``crop_fraction`` defaults to 0.875 (224 from 256). When the image is already square at
+    ``image_size`` (CIFAR at 32, STL-10 at 96) it is passed through unchanged. JPEGs are
+    decoded at 1/2, 1/4 or 1/8 size when the short side stays at least the resize target.
+    Output layout and ``out`` as for ``TrainView``.
     """
 
     def __init__(self, image_size: int, crop_fraction: float = 0.875):
@@ -133,19 +291,38 @@ class EvalView:
             raise ValueError(f"crop_fraction={crop_fraction} is invalid; allowed is 0 < crop_fraction <= 1.")
         self.image_size = int(image_size)
         self.crop_fraction = float(crop_fraction)
+        self.resize_to = int(self.image_size / self.crop_fraction)
 
-    def __call__(self, image: ImageLike, generator: torch.Generator | None = None) -> torch.Tensor:
-        height, width = _size_of(image)
-        if height == width == self.image_size:
-            return _crop_to_tensor(image, 0, 0, height, width, self.image_size)
-        # The centre window that becomes the output after resizing the short side.
-        short = min(height, width)
-        side = max(1, round(short * self.crop_fraction)) if self.crop_fraction < 1 else short
-        return _crop_to_tensor(image, (height - side) // 2, (width - side) // 2, side, side, self.image_size)
+    def __call__(self, image: ImageLike, generator: torch.Generator | None = None,
+                 out: torch.Tensor | None = None) -> torch.Tensor:
+        height, width = image_size_of(image)
+        size = self.image_size
+        if height == width == size:
+            base = _as_chw(_window_pixels(image, 0, 0, height, width, size))
+            return _finish(base, base, image, out)
+        # torchvision's Resize(int): the short side becomes resize_to, the long side is truncated.
+        if height <= width:
+            new_h, new_w = self.resize_to, int(self.resize_to * width / height)
+        else:
+            new_h, new_w = int(self.resize_to * height / width), self.resize_to
+        base = _as_chw(_window_pixels(image, 0, 0, height, width, self.resize_to))
+        view = _resize(base, new_h, new_w)
+        # torchvision's CenterCrop rounds the offsets half to even.
+        top, left = int(round((new_h - size) / 2.0)), int(round((new_w - size) / 2.0))
+        if top < 0 or left < 0:
+            raise ValueError(f"EvalView(image_size={size}, crop_fraction={self.crop_fraction}) resizes to "
+                             f"{new_h}x{new_w}, smaller than the crop; allowed is crop_fraction <= 1.")
+        return _finish(view[:, top:top + size, left:left + size], base, image, out)
 
 
 def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """uint8 ``(B, 3, H, W)`` -> float32 ``(x / 255 - mean) / std`` on the tensor's device."""
-    mean_t = torch.as_tensor(mean, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
-    std_t = torch.as_tensor(std, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
-    return (images.float().div_(255) - mean_t).div_(std_t)
+    """uint8 ``(B, 3, H, W)`` (or ``(3, H, W)``), any strides -> contiguous float32 ``(x / 255 - mean) / std``.
+
+    Runs on the tensor's device; ``mean`` and ``std`` are per channel, in [0, 1] units.
+    """
+    mean_t = torch.as_tensor(mean, dtype=torch.float32, device=images.device).view(-1, 1, 1)
+    std_t = torch.as_tensor(std, dtype=torch.float32, device=images.device).view(-1, 1, 1)
+    out = torch.empty(images.shape, dtype=torch.float32, device=images.device)
+    out.copy_(images)  # converts dtype and, for channels-last input, the layout in one pass
+    # (x / 255 - mean) / std == x * (1 / (255 std)) + (-mean / std): one fused pass.
+    return torch.addcmul(-mean_t / std_t, out, 1.0 / (255.0 * std_t), out=out)

@@ -1,0 +1,729 @@
+"""``jepa-bench``: this package's loader against a plain torchvision pipeline, side by side.
+
+One invocation runs both pipelines on the same images, batch size, image size and worker
+count, one after the other in the same process:
+
+* **baseline**: what a straightforward training script does (the pipeline the design
+  notes start from): a torch ``Dataset`` that yields a PIL image per item from the same
+  source, torchvision's PIL transforms per sample (``RandomResizedCrop`` -> flip ->
+  ``ColorJitter`` when jitter is on -> ``ToTensor`` -> ``Normalize``, with the DataModule's
+  crop, flip and jitter settings), the default collate function, ``shuffle=True``;
+* **ours**: the DataModule's ``train_dataloader()``, masks included.
+
+Both run ours first, so whatever the first run leaves in the page cache helps the baseline.
+Reported per pipeline: images/s over ``bench.batches`` batches after ``bench.warmup``
+more, time to the first batch, and peak memory of the loader processes (main + workers)
+as PSS from ``/proc/<pid>/smaps_rollup``, so pages the workers share with the main process
+are counted once. Also: the mask collator's ms/batch (ours and the per-sample baseline of
+``bench_masks``), device-side normalization ms/batch, a second ``prepare_data()`` on the
+verified dataset (a stamp hit), and per-image CPU costs measured in isolation (1 thread),
+including each JPEG decoder's for file datasets -- what bounds the ratio there.
+
+Data: the real dataset when it is already prepared; otherwise (or with
+``bench.synthetic_like=<name>``) a generated stand-in in the dataset's own on-disk format
+(CIFAR pickles, STL-10 binaries, an ImageNet ``train/<wnid>/`` JPEG folder with
+ImageNet-like sizes), cached under ``<data_dir>/bench-standins``. The bench never
+downloads: run ``jepa-prepare data=<name>`` first to measure the real thing. A stand-in's
+image counts differ from the catalog's, so its DataModule gets those counts as a catalog
+override (announced on stdout and recorded in the JSON); every other check of
+``prepare_data`` applies unchanged.
+"""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import json
+import math
+import os
+import pickle
+import platform
+import shutil
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from .catalog import DatasetSpec
+from .readers import Source
+
+# Which stand-ins exist: the dataset name -> the writer of its on-disk format.
+STANDIN_KINDS = ("cifar10", "cifar100", "stl10", "imagenet")
+# Bumped whenever a writer's output changes, so an old cached stand-in is not reused.
+_STANDIN_VERSION = 1
+# A stand-in holds at least this many training images, and otherwise enough that one
+# epoch covers the first batch, the warm-up and the timed batches (no epoch boundary,
+# hence no pipeline drain, inside the timed window).
+_STANDIN_MIN_TRAIN = {"cifar10": 5000, "cifar100": 5000, "stl10": 2000, "imagenet": 320}
+# ImageNet-1k's most common sizes (width, height): 500x375 landscape dominates, then
+# portrait and 500x333 (3:2) and squares; weights are round figures, not measured shares.
+_IMAGENET_SIZES = ((500, 375), (375, 500), (500, 333), (333, 500), (500, 500))
+_IMAGENET_SIZE_WEIGHTS = (0.5, 0.15, 0.15, 0.1, 0.1)
+_IMAGENET_STANDIN_CLASSES = 10
+# Quality 90 with 4:2:0 chroma subsampling (Pillow's default) gives ~105 KB for a 500x375
+# stand-in image; ImageNet-1k's train JPEGs average ~110 KB (138 GB / 1.28 M files).
+_JPEG_QUALITY = 90
+# Memory is sampled this often (seconds): reading smaps_rollup walks the page tables, so
+# much faster sampling would itself load the 2-core machines this runs on.
+_PSS_INTERVAL_S = 0.2
+
+
+# ============================================================== the entry point
+def run_bench(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]:
+    """Run both pipelines as configured by ``cfg`` (the composed ``jepa-bench`` config).
+
+    ``cfg.bench``: ``batches`` [30] timed batches per pipeline, ``warmup`` [3] batches
+    received (after the first) before timing starts, ``synthetic_like`` [null = real data
+    when prepared, else a stand-in], ``standin_images`` [null = enough for one epoch],
+    ``mask_repeats`` [20] timed calls per mask generator, ``isolated_samples`` [32] images
+    timed one by one. ``output_dir`` [None = Hydra's run directory, else the current
+    directory] receives ``bench.json``. Returns what the JSON holds.
+    """
+    settings = _check_settings(cfg.bench)
+    load_before = os.getloadavg()
+    dm, data = build_bench_datamodule(cfg, settings)
+    start = time.perf_counter()
+    dm.prepare_data()
+    first_prepare = time.perf_counter() - start
+    start = time.perf_counter()
+    dm.prepare_data()  # verified a moment ago: this one should only find the stamp
+    second_prepare = time.perf_counter() - start
+    dm.setup("fit")
+    source = dm.datasets["train"].source
+    data["train_images"] = len(source)
+    hp = dm.hparams
+    batch_size = dm.per_device_batch_size()
+    workers = int(hp.num_workers)
+    needed = (1 + settings["warmup"] + settings["batches"]) * batch_size
+    if len(source) < needed:
+        print(f"note: {len(source)} training images are fewer than the {needed} the bench reads; both pipelines "
+              "wrap around into a new epoch (each boundary drains the loader once).")
+
+    report: dict[str, Any] = {
+        "dataset": dm.spec.name,
+        "data": data,
+        "settings": {
+            "batch_size": batch_size, "num_workers": workers, "image_size": int(hp.image_size),
+            "patch_size": int(hp.patch_size), "grid": list(dm.grid), "masks": _mask_name(dm.mask_generator),
+            "crop_scale": list(dm.train_view.crop_scale), "crop_ratio": list(dm.train_view.crop_ratio),
+            "hflip": dm.train_view.hflip, "color_jitter": dm.train_view.color_jitter,
+            "batches": settings["batches"], "warmup": settings["warmup"], "order": ["ours", "baseline"],
+        },
+        "machine": _machine(),
+        "prepare_data_s": {"first": first_prepare, "again": second_prepare},
+    }
+    report["isolated_cpu_ms_per_image"] = isolated_costs(source, dm, settings["isolated_samples"])
+    report["masks_ms_per_batch"] = _mask_timings(dm, batch_size, settings["mask_repeats"])
+
+    held: list[dict[str, Any]] = []
+    ours = measure_loader("ours", dm.train_dataloader, settings, keep=held)
+    report["settings"]["loader"] = ours.pop("loader_settings")
+    report["normalize_ms_per_batch"] = _normalize_timing(dm, held[0]["images"]) if held else None
+    held.clear()
+    baseline = measure_loader("baseline", lambda: baseline_loader(source, dm, batch_size, workers), settings)
+    baseline.pop("loader_settings")
+    report["ours"], report["baseline"] = ours, baseline
+    report["ratio"] = ours["images_per_s"] / baseline["images_per_s"] if baseline["images_per_s"] else None
+    report["machine"]["load_average"] = {"before": list(load_before), "after": list(os.getloadavg())}
+
+    path = _output_dir(output_dir) / "bench.json"
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(report, indent=1))
+    os.replace(tmp, path)
+    report["json"] = str(path)
+    print(format_report(report))
+    return report
+
+
+def _check_settings(bench: DictConfig) -> dict[str, Any]:
+    def count(name: str, low: int) -> int:
+        value = bench.get(name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ValueError(f"bench.{name}={value} is invalid; allowed is an integer >= {low}.")
+        return value
+
+    kind = bench.get("synthetic_like")
+    if kind is not None and kind not in STANDIN_KINDS:
+        raise ValueError(f"Unknown value '{kind}' for bench.synthetic_like. Valid values are "
+                         f"{{{', '.join(STANDIN_KINDS)}}} (or null: the real data when prepared, else a stand-in).")
+    standin_images = bench.get("standin_images")
+    if standin_images is not None:
+        standin_images = count("standin_images", 1)
+    return {"batches": count("batches", 1), "warmup": count("warmup", 0), "synthetic_like": kind,
+            "standin_images": standin_images, "mask_repeats": count("mask_repeats", 1),
+            "isolated_samples": count("isolated_samples", 1)}
+
+
+def _output_dir(output_dir: str | Path | None) -> Path:
+    if output_dir is None:
+        try:
+            from hydra.core.hydra_config import HydraConfig
+
+            output_dir = HydraConfig.get().runtime.output_dir
+        except ValueError:  # not running under Hydra
+            output_dir = Path.cwd()
+    path = Path(output_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _mask_name(mask_generator: Any) -> str:
+    return "none" if mask_generator is None else type(mask_generator).__name__
+
+
+def _machine() -> dict[str, Any]:
+    try:
+        import simplejpeg
+
+        simplejpeg_version = simplejpeg.__version__
+    except ImportError:
+        simplejpeg_version = None
+    import torchvision
+
+    cuda = torch.cuda.is_available()
+    return {
+        "cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
+        "pillow": Image.__version__, "simplejpeg": simplejpeg_version,
+        "cuda_device": torch.cuda.get_device_name(0) if cuda else None,
+    }
+
+
+# ================================================================== the data
+def build_bench_datamodule(cfg: DictConfig, settings: dict[str, Any]):
+    """The DataModule to measure and a description of its data (real, or which stand-in).
+
+    Real data when ``synthetic_like`` is null and the dataset is already verified on disk
+    (or is the synthetic dataset, which ``prepare_data`` generates); otherwise a stand-in
+    written under ``<data_dir>/bench-standins`` whose counts replace the spec's.
+    """
+    import hydra
+
+    from .verify import stamp_matches
+
+    dm = hydra.utils.instantiate(cfg.data)
+    name = dm.spec.name
+    kind = settings["synthetic_like"]
+    if kind is not None and kind != name:
+        raise ValueError(f"bench.synthetic_like={kind} does not match data={name}; a stand-in imitates the dataset "
+                         f"being benchmarked, so use data={kind} bench.synthetic_like={kind}.")
+    if kind is None and (name == "synthetic" or stamp_matches(dm.folder, dm.spec)):
+        return dm, {"kind": "real", "folder": str(dm.folder)}
+    if name not in STANDIN_KINDS:
+        raise ValueError(f"{name} is not prepared at {dm.folder} and has no stand-in (stand-ins exist for "
+                         f"{', '.join(STANDIN_KINDS)}); run `jepa-prepare data={name}` first.")
+    if kind is None:
+        print(f"note: {dm.spec.title} is not prepared at {dm.folder}; benchmarking a generated stand-in in its format "
+              f"(run `jepa-prepare data={name}` first to measure the real data).")
+    batch_size = dm.per_device_batch_size()
+    needed = (1 + settings["warmup"] + settings["batches"]) * batch_size
+    train = settings["standin_images"] or max(_STANDIN_MIN_TRAIN[name], needed)
+    root = Path(cfg.data.data_dir).expanduser() / "bench-standins" / f"{name}-{train}-v{_STANDIN_VERSION}"
+    standin = hydra.utils.instantiate(cfg.data, data_dir=str(root))
+    counts = write_standin(standin.spec, standin.folder, train, seed=int(cfg.seed))
+    splits = {split: counts[split] for split in standin.spec.splits}
+    num_classes = counts.get("num_classes", standin.spec.num_classes)
+    # The catalog override: the stand-in's own counts; checksums, files, decoding checks unchanged.
+    standin.spec = standin.spec.replace(splits=splits, num_classes=num_classes)
+    print(f"note: stand-in {name} at {standin.folder}: catalog override splits={splits}, classes={num_classes}.")
+    return standin, {"kind": "stand-in", "folder": str(standin.folder), "catalog_override":
+                     {"splits": splits, "num_classes": num_classes}}
+
+
+def write_standin(spec: DatasetSpec, folder: Path, train_images: int, seed: int = 0) -> dict[str, int]:
+    """Write a stand-in for ``spec`` into ``folder`` (once; reused while it exists); returns its counts.
+
+    The folder appears complete or not at all (written beside it, then renamed).
+    ``train_images`` is the pre-training split's size; other splits are sized from it.
+    """
+    counts = _standin_counts(spec, train_images)
+    folder = Path(folder)
+    if folder.is_dir():
+        return counts
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=folder.parent))
+    try:
+        rng = np.random.default_rng(seed)
+        writer = {"cifar": _write_cifar, "stl10": _write_stl10, "imagefolder": _write_imagenet}[spec.reader]
+        writer(spec, staging, counts, rng)
+        os.replace(staging, folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return counts
+
+
+def _standin_counts(spec: DatasetSpec, train_images: int) -> dict[str, int]:
+    if spec.reader == "cifar":
+        # Every class in every split (the verifier counts classes), and a whole number per batch file.
+        per_file = len(spec.options["train_files"])
+        classes = spec.options.get("num_classes", {}).get("fine", spec.num_classes)
+        train = max(train_images, classes * per_file)
+        train = math.ceil(train / per_file) * per_file
+        return {"train": train, "test": max(classes, min(10_000, train // 5))}
+    if spec.reader == "stl10":
+        # Real STL-10 has 20 unlabeled images per labeled one (100,000 / 5,000).
+        labeled = max(spec.num_classes, min(5000, train_images // 21))
+        unlabeled = max(1, train_images - labeled)
+        return {"train": labeled, "unlabeled": unlabeled, "train+unlabeled": labeled + unlabeled,
+                "test": max(spec.num_classes, min(8000, labeled))}
+    classes = _IMAGENET_STANDIN_CLASSES
+    train = max(train_images, classes)
+    return {"train": train, "val": max(classes, train // 8), "num_classes": classes}
+
+
+def _shapes(labels: np.ndarray, side: int, rng: np.random.Generator) -> np.ndarray:
+    """Images with spatial structure (the synthetic dataset's shapes), in chunks to bound memory."""
+    from .synthetic import CLASS_NAMES, render
+
+    kinds = labels % len(CLASS_NAMES)
+    chunk = max(1, 2_000_000 // (side * side))  # render holds float64 planes: ~50 MB per chunk
+    return np.concatenate([render(kinds[i:i + chunk], side, rng) for i in range(0, len(kinds), chunk)])
+
+
+def _balanced_labels(count: int, classes: int, rng: np.random.Generator) -> np.ndarray:
+    return rng.permutation(np.arange(count) % classes).astype(np.int64)
+
+
+def _write_cifar(spec: DatasetSpec, folder: Path, counts: dict[str, int], rng: np.random.Generator) -> None:
+    """The CIFAR "python version": pickled dicts with an (N, 3072) uint8 ``data`` array
+    (red plane, green, blue; each 32x32 row-major) and label lists (the reader's format)."""
+    options = spec.options
+    root = folder / spec.data_root
+    root.mkdir(parents=True)
+    label_keys = options["label_keys"]
+    fine_classes = options.get("num_classes", {}).get("fine", spec.num_classes)
+
+    def write(name: str, count: int) -> None:
+        labels = _balanced_labels(count, fine_classes, rng)
+        images = _shapes(labels, 32, rng)
+        content: dict[str, Any] = {"batch_label": f"jepa-bench stand-in {name}",
+                                   "data": images.transpose(0, 3, 1, 2).reshape(count, 3072)}
+        for granularity, key in label_keys.items():
+            # CIFAR-100's coarse label is one of 20 superclasses; 5 fine classes each.
+            content[key] = [int(v) for v in (labels if granularity == "fine" else labels // 5)]
+        (root / name).write_bytes(pickle.dumps(content, protocol=2))
+
+    files = options["train_files"]
+    for name in files:
+        write(name, counts["train"] // len(files))
+    for name in options["test_files"]:
+        write(name, counts["test"])
+    meta = {}
+    for granularity, key in options["class_names_key"].items():
+        total = fine_classes if granularity == "fine" else fine_classes // 5
+        meta[key] = [f"{granularity}-class-{i}" for i in range(total)]
+    (root / options["meta_file"]).write_bytes(pickle.dumps(meta, protocol=2))
+
+
+def _write_stl10(spec: DatasetSpec, folder: Path, counts: dict[str, int], rng: np.random.Generator) -> None:
+    """STL-10 binaries: per image three 96x96 planes stored column by column, 1-based uint8 labels."""
+    root = folder / spec.data_root
+    root.mkdir(parents=True)
+    side = 96
+    chunk = 2000  # images per write, so a full-size unlabeled split never sits in memory
+    for split in ("train", "test", "unlabeled"):
+        count = counts[split]
+        labels = _balanced_labels(count, spec.num_classes, rng)
+        with open(root / f"{split}_X.bin", "wb") as handle:
+            for start in range(0, count, chunk):
+                pixels = _shapes(labels[start:start + chunk], side, rng)
+                handle.write(np.ascontiguousarray(pixels.transpose(0, 3, 2, 1)).tobytes())
+        if split != "unlabeled":
+            (labels + 1).astype(np.uint8).tofile(root / f"{split}_y.bin")
+    train = counts["train"]
+    folds = [np.sort(rng.choice(train, size=max(1, train // 5), replace=False)) for _ in range(10)]
+    (root / "fold_indices.txt").write_text("".join(" ".join(map(str, f)) + " \n" for f in folds))
+    (root / "class_names.txt").write_text("".join(f"class-{i}\n" for i in range(spec.num_classes)))
+
+
+def _texture_bank(rng: np.random.Generator, count: int = 4, side: int = 640) -> list[np.ndarray]:
+    """Fields with a 1/f amplitude spectrum (that of natural images), unit variance.
+
+    Crops of these give the stand-in JPEGs photo-like detail at every scale, and with it
+    file sizes and decode times close to ImageNet's (flat colours would decode far faster).
+    """
+    fy = np.fft.fftfreq(side)[:, None]
+    fx = np.fft.rfftfreq(side)[None, :]
+    radius = np.hypot(fy, fx)
+    radius[0, 0] = 1.0
+    bank = []
+    for _ in range(count):
+        spectrum = (rng.normal(size=radius.shape) + 1j * rng.normal(size=radius.shape)) / radius
+        spectrum[0, 0] = 0.0
+        field = np.fft.irfft2(spectrum, s=(side, side))
+        bank.append((field / field.std()).astype(np.float32))
+    return bank
+
+
+def _photo_like(rng: np.random.Generator, bank: list[np.ndarray], width: int, height: int) -> Image.Image:
+    """A smooth colour field, a few flat shapes, then 1/f texture (amplitude 45 of 255)."""
+    from PIL import ImageDraw
+
+    corners = rng.integers(0, 256, (3, 4, 3), dtype=np.uint8)
+    canvas = Image.fromarray(corners).resize((width, height), Image.BICUBIC)
+    draw = ImageDraw.Draw(canvas)
+    for _ in range(int(rng.integers(3, 8))):
+        x0, y0 = rng.uniform(-50, width), rng.uniform(-50, height)
+        box = (x0, y0, x0 + rng.uniform(30, width / 1.5), y0 + rng.uniform(30, height / 1.5))
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=colour)
+    texture = bank[int(rng.integers(len(bank)))]
+    top = int(rng.integers(0, texture.shape[0] - height + 1))
+    left = int(rng.integers(0, texture.shape[1] - width + 1))
+    pixels = np.asarray(canvas, dtype=np.float32) + 45.0 * texture[top:top + height, left:left + width, None]
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+def _write_imagenet(spec: DatasetSpec, folder: Path, counts: dict[str, int], rng: np.random.Generator) -> None:
+    """``train/<wnid>/<wnid>_<n>.JPEG`` and ``val/<wnid>/ILSVRC2012_val_<n>.JPEG`` with
+    ImageNet-like sizes, using the first classes of the packaged ImageNet-100 list."""
+    from .imagenet import load_class_list
+
+    wnids = load_class_list()[:counts["num_classes"]]
+    bank = _texture_bank(rng)
+    total = counts["train"] + counts["val"]
+    with tqdm(total=total, desc="writing ImageNet stand-in", unit="img", disable=None) as bar:
+        number = 0
+        for split in ("train", "val"):
+            labels = np.sort(_balanced_labels(counts[split], len(wnids), rng))
+            for label in labels:
+                wnid = wnids[label]
+                (folder / split / wnid).mkdir(parents=True, exist_ok=True)
+                number += 1
+                name = f"{wnid}_{number}.JPEG" if split == "train" else f"ILSVRC2012_val_{number:08d}.JPEG"
+                width, height = _IMAGENET_SIZES[rng.choice(len(_IMAGENET_SIZES), p=_IMAGENET_SIZE_WEIGHTS)]
+                _photo_like(rng, bank, width, height).save(folder / split / wnid / name, quality=_JPEG_QUALITY)
+                bar.update()
+
+
+# ============================================================== the baseline
+class PlainPILDataset(Dataset):
+    """The baseline's dataset: one RGB PIL image per item from ``source``, then ``transform``.
+
+    What torchvision's CIFAR10 / ImageFolder do: ``Image.fromarray`` on an array source,
+    ``Image.open(...).convert("RGB")`` (a full decode) on a file source. Items are
+    ``(transform(image), label)``.
+    """
+
+    def __init__(self, source: Source, transform: Callable[[Image.Image], Any]):
+        self.source = source
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        item = self.source.load(index)
+        image = Image.fromarray(np.asarray(item)) if isinstance(item, np.ndarray) else item.convert("RGB")
+        return self.transform(image), int(self.source.labels[index])
+
+
+def baseline_transform(dm) -> Callable[[Image.Image], torch.Tensor]:
+    """torchvision PIL transforms with the DataModule's crop, flip, jitter and statistics."""
+    import torchvision.transforms as T
+
+    view = dm.train_view
+    steps: list[Any] = [T.RandomResizedCrop(view.image_size, scale=view.crop_scale, ratio=view.crop_ratio)]
+    if view.hflip:
+        steps.append(T.RandomHorizontalFlip())
+    if view.color_jitter > 0:
+        s = view.color_jitter
+        steps.append(T.ColorJitter(brightness=s, contrast=s, saturation=s))
+    steps += [T.ToTensor(), T.Normalize(dm.spec.mean, dm.spec.std)]
+    return T.Compose(steps)
+
+
+def baseline_loader(source: Source, dm, batch_size: int, workers: int) -> DataLoader:
+    """The baseline DataLoader: per-sample PIL transforms, default collate, shuffled, same workers."""
+    generator = torch.Generator().manual_seed(int(dm.hparams.seed))
+    return DataLoader(PlainPILDataset(source, baseline_transform(dm)), batch_size=batch_size, shuffle=True,
+                      num_workers=workers, drop_last=True, generator=generator,
+                      pin_memory=torch.cuda.is_available())
+
+
+# ============================================================ measuring loaders
+def _child_pids(parent: int) -> list[int]:
+    children = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                stat = handle.read()
+        except OSError:  # the process ended while we looked
+            continue
+        # Field 4 is the parent pid; the name (field 2) may hold spaces, so split after it.
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
+            children.append(int(entry))
+    return children
+
+
+def process_pss_kb(pid: int) -> dict[str, int] | None:
+    """``Pss``, ``Pss_Anon``, ``Pss_File`` and ``Pss_Shmem`` of a process in kB, or None when unreadable."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return None
+    values = {}
+    for line in lines:
+        key, _, rest = line.partition(":")
+        if key.startswith("Pss"):
+            values[key] = int(rest.split()[0])
+    return values or None
+
+
+class PssSampler:
+    """Samples the summed PSS of this process and its children every ``interval`` seconds.
+
+    ``peak`` is the largest total seen, in MB, with its breakdown (anon, file, shmem) and
+    the number of processes counted; None where ``/proc/<pid>/smaps_rollup`` is missing
+    (non-Linux, kernels before 4.14).
+    """
+
+    def __init__(self, interval: float = _PSS_INTERVAL_S):
+        self.interval = interval
+        self.peak: dict[str, Any] | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pss-sampler", daemon=True)
+
+    def __enter__(self) -> "PssSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+    def sample(self) -> None:
+        main = os.getpid()
+        totals: dict[str, int] = {}
+        processes = 0
+        for pid in [main, *_child_pids(main)]:
+            values = process_pss_kb(pid)
+            if values is None:
+                continue
+            processes += 1
+            for key, value in values.items():
+                totals[key] = totals.get(key, 0) + value
+        if "Pss" not in totals:
+            return
+        if self.peak is None or totals["Pss"] / 1024 > self.peak["total_mb"]:
+            self.peak = {"total_mb": totals["Pss"] / 1024, "anon_mb": totals.get("Pss_Anon", 0) / 1024,
+                         "file_mb": totals.get("Pss_File", 0) / 1024, "shmem_mb": totals.get("Pss_Shmem", 0) / 1024,
+                         "processes": processes}
+
+
+def _endless(loader: DataLoader) -> Iterator[Any]:
+    for epoch in itertools.count():
+        set_epoch = getattr(loader.sampler, "set_epoch", None)
+        if set_epoch is not None:
+            set_epoch(epoch)
+        yield from loader
+
+
+def _batch_images(batch: Any) -> torch.Tensor:
+    return batch["images"] if isinstance(batch, dict) else batch[0]
+
+
+def _shutdown(loader: DataLoader) -> None:
+    """Stop the loader's worker processes now (persistent workers otherwise live on)."""
+    iterator = getattr(loader, "_iterator", None)
+    if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+        iterator._shutdown_workers()
+    loader._iterator = None
+
+
+def measure_loader(name: str, make_loader: Callable[[], DataLoader], settings: dict[str, Any],
+                   keep: list | None = None) -> dict[str, Any]:
+    """Images/s, time to first batch and peak PSS of one pipeline.
+
+    ``first_batch_s``: from building the loader to receiving its first batch (worker
+    start-up included). Then ``warmup`` batches, then ``batches`` timed ones:
+    ``images_per_s`` = images received / seconds between the last warm-up batch and the
+    last timed one. ``keep`` receives the first batch (for the normalization timing).
+    """
+    warmup, batches = settings["warmup"], settings["batches"]
+    with PssSampler() as memory:
+        start = time.perf_counter()
+        loader = make_loader()
+        stream = _endless(loader)
+        first = next(stream)
+        first_batch_s = time.perf_counter() - start
+        if keep is not None:
+            keep.append(first)
+        del first
+        with tqdm(total=warmup + batches, desc=name, unit="batch", disable=None, leave=False) as bar:
+            for _ in range(warmup):
+                next(stream)
+                bar.update()
+            images = 0
+            timed_start = time.perf_counter()
+            for _ in range(batches):
+                images += len(_batch_images(next(stream)))
+                bar.update()
+            seconds = time.perf_counter() - timed_start
+        loader_settings = {"pin_memory": loader.pin_memory, "persistent_workers": loader.persistent_workers,
+                           "prefetch_factor": loader.prefetch_factor}
+        stream.close()
+        _shutdown(loader)
+        del loader, stream
+        gc.collect()
+    return {"images_per_s": images / seconds, "seconds": seconds, "images": images, "first_batch_s": first_batch_s,
+            "peak_pss": memory.peak, "loader_settings": loader_settings}
+
+
+# =================================================================== the extras
+def _mask_timings(dm, batch_size: int, repeats: int) -> dict[str, float] | None:
+    """Mask collator ms/batch on 1 thread (what a loader worker has): ours vs per-sample baseline."""
+    from .bench_masks import time_mask_generators
+
+    if dm.mask_generator is None:
+        return None
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        timings = time_mask_generators(batch_size, tuple(dm.grid), repeats)
+    except ValueError as error:  # e.g. a grid too small for the I-JEPA defaults
+        print(f"note: mask timing skipped ({error})")
+        return None
+    finally:
+        torch.set_num_threads(threads)
+    return {"ours": timings["ours_ms"], "per_sample_baseline": timings["baseline_ms"],
+            "hierarchical": timings["hierarchical_ms"]}
+
+
+def _normalize_timing(dm, images: torch.Tensor, repeats: int = 10) -> dict[str, Any]:
+    """Median ms to move one uint8 batch to the device and normalize it there."""
+    from .transforms import normalize
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+    def once() -> None:
+        normalize(images.to(device, non_blocking=True), dm.spec.mean, dm.spec.std)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    once()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        once()
+        times.append(time.perf_counter() - start)
+    return {"device": str(device), "ms": 1000 * statistics.median(times),
+            "threads": torch.get_num_threads() if device.type == "cpu" else None}
+
+
+def _decoders() -> dict[str, Callable[[str], Any]]:
+    from torchvision.io import decode_jpeg, read_file
+
+    decoders: dict[str, Callable[[str], Any]] = {
+        "pillow": lambda path: Image.open(path).convert("RGB"),
+        "torchvision": lambda path: decode_jpeg(read_file(path)),
+    }
+    try:
+        import simplejpeg
+
+        def decode_simplejpeg(path: str) -> np.ndarray:
+            with open(path, "rb") as handle:
+                return simplejpeg.decode_jpeg(handle.read(), "RGB")
+
+        decoders["simplejpeg"] = decode_simplejpeg
+    except ImportError:
+        pass
+    return decoders
+
+
+def isolated_costs(source: Source, dm, samples: int) -> dict[str, Any]:
+    """Mean CPU ms per image on 1 thread, each step timed alone on the same ``samples`` images.
+
+    ``baseline``: the baseline dataset's item (load + PIL transforms); ``ours``: the train
+    view of the DataModule (load + view); for JPEG files also ``decode`` per decoder and the
+    files' mean size. CPU time of this thread (``time.thread_time``), so other processes on
+    a shared machine distort it less than wall time.
+    """
+    from .sampling import seeded_generator
+
+    rng = np.random.default_rng(0)
+    indices = rng.choice(len(source), size=min(samples, len(source)), replace=False).tolist()
+    baseline = PlainPILDataset(source, baseline_transform(dm))
+    view = dm.train_view
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+
+    def cpu_ms(step: Callable[[int], Any]) -> float:
+        step(indices[0])  # first call pays one-off set-up
+        start = time.thread_time()
+        for index in indices:
+            step(index)
+        return 1000 * (time.thread_time() - start) / len(indices)
+
+    try:
+        result: dict[str, Any] = {
+            "baseline": cpu_ms(lambda i: baseline[i]),
+            "ours": cpu_ms(lambda i: view(source.load(i), seeded_generator(0, i))),
+        }
+        paths = getattr(source, "paths", None)
+        if paths is not None:
+            files = [str(source.root / paths[i]) for i in indices]
+            if all(f.lower().endswith((".jpeg", ".jpg")) for f in files):
+                positions = {i: f for i, f in zip(indices, files)}
+                result["decode"] = {name: cpu_ms(lambda i, d=decode: d(positions[i]))
+                                    for name, decode in _decoders().items()}
+                result["mean_file_kb"] = sum(os.path.getsize(f) for f in files) / len(files) / 1024
+    finally:
+        torch.set_num_threads(threads)
+    return result
+
+
+# =================================================================== the report
+def format_report(report: dict[str, Any]) -> str:
+    """The printed summary: both pipelines, the ratio and the extras, one line each."""
+    s, m = report["settings"], report["machine"]
+    data = report["data"]
+    where = "real data" if data["kind"] == "real" else "generated stand-in"
+    lines = [f"== jepa-bench: {report['dataset']} ({where}, {data['train_images']:,} training images) ==",
+             f"machine:          {m['cpu_count']} CPU cores, {m['cuda_device'] or 'no CUDA device'}; torch {m['torch']}, "
+             f"load average {report['machine']['load_average']['before'][0]:.1f} -> "
+             f"{report['machine']['load_average']['after'][0]:.1f}",
+             f"setting:          batch {s['batch_size']}, {s['num_workers']} workers, image {s['image_size']}, "
+             f"masks {s['masks']} on {s['grid'][0]}x{s['grid'][1]}, {s['batches']} timed batches after {s['warmup']}",
+             f"{'':18}{'images/s':>10}{'first batch':>14}{'peak PSS (main+workers)':>26}"]
+    for key, label in (("baseline", "baseline"), ("ours", "jepa_datamodules")):
+        run = report[key]
+        pss = run["peak_pss"]
+        memory = f"{pss['total_mb']:,.0f} MB ({pss['processes']} procs)" if pss else "n/a"
+        lines.append(f"{label:18}{run['images_per_s']:>10,.0f}{run['first_batch_s']:>12.2f} s{memory:>26}")
+    ratio = report["ratio"]
+    lines.append(f"ratio:            {ratio:.1f}x (ours / baseline images/s)" if ratio else "ratio:            n/a")
+    masks = report["masks_ms_per_batch"]
+    if masks:
+        lines.append(f"mask collator:    {masks['ours']:.2f} ms/batch (per-sample baseline {masks['per_sample_baseline']:.2f} "
+                     f"ms/batch, {masks['per_sample_baseline'] / masks['ours']:.1f}x; 1 thread)")
+    norm = report["normalize_ms_per_batch"]
+    if norm:
+        lines.append(f"normalize:        {norm['ms']:.1f} ms/batch on {norm['device']} (uint8 -> float, after transfer)")
+    lines.append(f"prepare_data:     {report['prepare_data_s']['again']:.3f} s again on the verified dataset "
+                 f"(first: {report['prepare_data_s']['first']:.1f} s)")
+    costs = report["isolated_cpu_ms_per_image"]
+    line = f"per image (CPU):  baseline {costs['baseline']:.2f} ms, ours {costs['ours']:.2f} ms (1 thread, isolated)"
+    if "decode" in costs:
+        decoders = ", ".join(f"{name} {ms:.2f}" for name, ms in costs["decode"].items())
+        line += f"; JPEG decode alone ({costs['mean_file_kb']:.0f} KB files): {decoders} ms"
+    lines.append(line)
+    lines.append(f"json:             {report['json']}")
+    return "\n".join(lines)

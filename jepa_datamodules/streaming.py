@@ -1,0 +1,263 @@
+"""LitData: any of our datasets as optimized chunks, and a source that reads them back.
+
+``convert_to_litdata(dm, output)`` (``jepa-prepare data=X format=litdata output=...``)
+writes, with LitData's own ``optimize`` and its progress bar, one optimized dataset per
+split the DataModule reads (its pre-training split and its evaluation split)::
+
+    <output>/<split>/         items {"index": int, "label": int, "image": ...}
+    <output>/<split>-labels/  one item {"labels": int64 array}: every label, so the
+                              loader knows them without reading a single image; written
+                              last, so its presence marks a complete conversion
+
+``image`` is the file's own bytes for file datasets (ImageNet JPEGs, never re-encoded)
+and the raw ``HxWx3`` uint8 array for array datasets (CIFAR, STL-10, synthetic). Items
+keep the source order, so item ``i`` is dataset index ``i`` in either format. ``output``
+is a folder or any URL LitData writes to (``s3://bucket/prefix``, ``gs://``, ...);
+S3-compatible endpoints and credentials come from ``storage_options`` (passed to the
+boto3 client, as LitData documents: ``{"endpoint_url": ..., "aws_access_key_id": ...}``)
+or the usual ``AWS_*`` environment variables.
+
+``LitDataSource`` reads one such split through a ``StreamingDataset`` used as a random-
+access reader (``dataset[i]``), so the DataModule keeps its own sampler, transforms,
+collator, DDP sharding and mid-epoch resume unchanged whatever the format. Why not
+LitData's own shuffling iterator and ``StreamingDataLoader``: its order and its resume
+state depend on the number of workers and on its batch size, and its per-sample order
+is not the one our masks and augmentations are seeded from, so "resume gives exactly
+the uninterrupted batches" could not hold across formats. Local folders are read with
+memory maps; remote items are fetched one byte range each (LitData's on-demand reads,
+two small GETs per item), which ``load_many`` runs in parallel threads so that one
+batch costs about one round trip per ``io_threads`` items rather than one per item.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image
+
+from .readers import FileSource, Source
+
+# One chunk file of this size holds ~640 ImageNet JPEGs or ~20,000 CIFAR images; LitData
+# recommends chunks of tens of MB so that object-store requests stay few and large.
+DEFAULT_CHUNK_BYTES = "64MB"
+# Byte-range reads in flight per loader worker when the data is remote.
+DEFAULT_IO_THREADS = 16
+_LABELS_SUFFIX = "-labels"
+
+
+def split_url(root: str | os.PathLike, split: str) -> str:
+    """Where ``split`` lives under a converted dataset (``+`` is avoided in object keys)."""
+    return _join(root, split.replace("+", "_"))
+
+
+def _join(root: str | os.PathLike, name: str) -> str:
+    root = os.fspath(root)
+    if "://" in root:
+        return root.rstrip("/") + "/" + name
+    return str(Path(root) / name)
+
+
+def _is_remote(url: str) -> bool:
+    return "://" in url and not url.startswith("file://")
+
+
+def _allow_plain_http(storage_options: dict) -> None:
+    """Let LitData's obstore client talk to an ``http://`` S3 endpoint (MinIO, moto, a
+    cluster-local gateway).
+
+    LitData moves chunks with obstore, whose HTTP client refuses plain http unless its
+    ``allow_http`` client option is set, and LitData builds that client from a fixed
+    module-level dict (``litdata.streaming.downloader._OBSTORE_CLIENT_OPTIONS``, litdata
+    0.2.76) that never sets it, so such endpoints fail with "HTTP error: builder error".
+    boto3, which LitData uses for the index files, has no such restriction. Only applied
+    when the configured endpoint is plain http; a no-op if LitData changes that dict.
+    """
+    endpoint = (storage_options.get("endpoint_url") or os.environ.get("AWS_ENDPOINT_URL_S3")
+                or os.environ.get("AWS_ENDPOINT_URL") or "")
+    if not str(endpoint).startswith("http://"):
+        return
+    from litdata.streaming import downloader
+
+    options = getattr(downloader, "_OBSTORE_CLIENT_OPTIONS", None)
+    if isinstance(options, dict) and not options.get("allow_http"):
+        downloader._OBSTORE_CLIENT_OPTIONS = {**options, "allow_http": True}
+
+
+def _require_litdata() -> Any:
+    try:
+        import litdata
+    except ImportError as error:  # pragma: no cover - litdata is an optional extra
+        raise ImportError("format=litdata needs the litdata package: pip install 'jepa-datamodules[litdata]'.") from error
+    return litdata
+
+
+# ------------------------------------------------------------------------- writing
+class _ItemWriter:
+    """``optimize``'s per-item function: index -> the stored item (see the module docstring)."""
+
+    def __init__(self, source: Source):
+        self.source = source
+
+    def __call__(self, index: int) -> dict[str, Any]:
+        return {"index": int(index), "label": int(self.source.labels[index]), "image": _payload(self.source, index)}
+
+
+def _payload(source: Source, index: int) -> bytes | np.ndarray:
+    if isinstance(source, FileSource):
+        return (source.root / source.paths[index]).read_bytes()
+    image = source.load(index)
+    if isinstance(image, Image.Image):
+        image = np.asarray(image.convert("RGB"))
+    return np.ascontiguousarray(image, dtype=np.uint8)
+
+
+class _LabelsWriter:
+    def __init__(self, labels: np.ndarray):
+        self.labels = np.asarray(labels, dtype=np.int64)
+
+    def __call__(self, _: int) -> dict[str, Any]:
+        return {"labels": self.labels}
+
+
+def convert_to_litdata(dm: Any, output: str | os.PathLike | None, *, chunk_bytes: str | int = DEFAULT_CHUNK_BYTES,
+                       num_workers: int | None = None, splits: Sequence[str] | None = None,
+                       storage_options: dict | None = None, force: bool | None = None,
+                       progress: bool | None = None) -> dict[str, str]:
+    """Write ``dm``'s splits as LitData optimized datasets under ``output``; returns split -> URL.
+
+    ``dm`` must be prepared (``prepare_data``) and read its own files (``format="files"``).
+    Defaults: ``chunk_bytes`` 64 MB; ``num_workers`` [None = min(4, CPUs)] processes;
+    ``splits`` [None = the pre-training and evaluation splits]; ``storage_options``
+    [None = ``dm.hparams.storage_options``]; ``force`` [None = ``dm.hparams.force``]
+    overwrites a split converted before (otherwise that is an error); ``progress``
+    [None = ``dm.hparams.progress``, else when stderr is a terminal] shows LitData's bar.
+    """
+    litdata = _require_litdata()
+    if output is None or not str(output).strip():
+        raise ValueError("output=None is invalid for format=litdata; allowed is a folder or a URL such as "
+                         "s3://bucket/prefix (jepa-prepare ... format=litdata output=<where>).")
+    hp = dm.hparams
+    if hp.get("format", "files") != "files":
+        raise ValueError(f"format={hp.format!r}: convert_to_litdata reads a dataset from its own files; "
+                         "build the DataModule with format='files' to convert it.")
+    storage_options = dict(storage_options if storage_options is not None else (hp.get("storage_options") or {}))
+    _allow_plain_http(storage_options)
+    force = hp.get("force", False) if force is None else force
+    progress = hp.get("progress") if progress is None else progress
+    verbose = sys.stderr.isatty() if progress is None else bool(progress)
+    workers = num_workers if num_workers is not None else max(1, min(4, os.cpu_count() or 1))
+    if workers <= 0:
+        raise ValueError(f"num_workers={workers} is invalid; allowed is a positive integer.")
+    spec = dm.spec
+    wanted = list(splits) if splits is not None else list(dict.fromkeys([spec.pretrain_split, spec.eval_split]))
+    if "://" not in str(output):
+        Path(output).mkdir(parents=True, exist_ok=True)
+    written: dict[str, str] = {}
+    for split in wanted:
+        source = dm.open_split(split)
+        url = split_url(output, split)
+        options = dict(chunk_bytes=chunk_bytes, storage_options=storage_options, mode="overwrite" if force else None,
+                       start_method=_start_method(), verbose=verbose,
+                       # Items stay in source order, so item i is dataset index i.
+                       keep_data_ordered=True, reorder_files=False)
+        if verbose:
+            print(f"{spec.name} {split}: {len(source)} items -> {url}", file=sys.stderr)
+        try:
+            litdata.optimize(fn=_ItemWriter(source), inputs=list(range(len(source))), output_dir=url,
+                             num_workers=min(workers, len(source)), **options)
+            litdata.optimize(fn=_LabelsWriter(source.labels), inputs=[0], output_dir=url + _LABELS_SUFFIX,
+                             num_workers=1, **{**options, "verbose": False})
+        except RuntimeError as error:
+            if "already contains an optimized" in str(error):
+                raise ValueError(f"{url} already holds a converted dataset; allowed is a new output, or force=true "
+                                 "to overwrite it.") from error
+            raise
+        written[split] = url
+    if verbose:
+        print(f"{spec.name}: LitData chunks at {output} (read them with +data.format=litdata +data.input={output})",
+              file=sys.stderr)
+    return written
+
+
+def _start_method() -> str | None:
+    # fork shares the already-open source with the writer processes instead of pickling it
+    # (LitData's default, spawn, re-imports everything and costs seconds per call). Only on
+    # Linux: macOS forks are unsafe once system frameworks have started threads.
+    return "fork" if sys.platform.startswith("linux") else None
+
+
+# ------------------------------------------------------------------------- reading
+class LitDataSource:
+    """One converted split, read item by item through ``litdata.StreamingDataset``.
+
+    ``url``: the split's folder or URL (``split_url(input, split)``). ``storage_options``:
+    passed to LitData (S3: boto3 client arguments such as ``endpoint_url``).
+    ``cache_dir``: LitData's local cache for remote data [None = LitData's default].
+    ``io_threads``: parallel item reads per process when remote [16]. The dataset is
+    opened lazily in each process, so loader workers open their own.
+    """
+
+    def __init__(self, url: str, storage_options: dict | None = None, cache_dir: str | None = None,
+                 io_threads: int = DEFAULT_IO_THREADS):
+        _require_litdata()
+        self.url = url
+        self.storage_options = dict(storage_options or {})
+        self.cache_dir = cache_dir
+        self.io_threads = int(io_threads)
+        self.remote = _is_remote(url)
+        self._dataset: Any = None
+        labels_dataset = self._open(url + _LABELS_SUFFIX, what="labels")
+        self.labels = np.asarray(labels_dataset[0]["labels"], dtype=np.int64)
+        if len(self.dataset) != len(self.labels):
+            raise ValueError(f"{url} holds {len(self.dataset)} items but {len(self.labels)} labels; the conversion "
+                             "is damaged: convert again with jepa-prepare ... format=litdata force=true.")
+
+    def _open(self, url: str, what: str) -> Any:
+        import litdata
+
+        _allow_plain_http(self.storage_options)  # again in each loader worker (spawn re-imports)
+
+        try:
+            return litdata.StreamingDataset(url, cache_dir=self.cache_dir, storage_options=self.storage_options or None)
+        except (FileNotFoundError, ValueError) as error:
+            raise FileNotFoundError(
+                f"{url} is not a LitData dataset ({what} missing: {error}); create it with "
+                f"jepa-prepare data=<name> format=litdata output=<where>.") from error
+
+    @property
+    def dataset(self) -> Any:
+        if self._dataset is None:
+            self._dataset = self._open(self.url, what="items")
+        return self._dataset
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_dataset": None}
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def load(self, index: int) -> np.ndarray | Image.Image:
+        return _decode(self.dataset[int(index)]["image"])
+
+    def load_many(self, indices: Sequence[int]) -> list[np.ndarray | Image.Image]:
+        """Items in order; remote reads overlap in ``io_threads`` threads."""
+        if not self.remote or self.io_threads <= 1 or len(indices) <= 1:
+            return [self.load(i) for i in indices]
+        dataset = self.dataset
+        with ThreadPoolExecutor(max_workers=min(self.io_threads, len(indices))) as pool:
+            items = list(pool.map(lambda i: dataset[int(i)]["image"], indices))
+        return [_decode(item) for item in items]
+
+
+def _decode(image: Any) -> np.ndarray | Image.Image:
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        # Unopened pixels, as from a file: the train view can ask the JPEG decoder for a
+        # reduced size before decoding (see transforms.py).
+        return Image.open(io.BytesIO(bytes(image)))
+    return np.asarray(image)

@@ -1,0 +1,141 @@
+"""Mid-epoch resume through Lightning checkpoints: a run that stops and resumes sees exactly
+the batches (sample ids, masks, augmented pixels) the uninterrupted run sees, whatever the
+number of loader workers."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Callable
+
+import lightning
+import pytest
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from jepa_datamodules import SyntheticDataModule
+from jepa_datamodules.masks import MultiBlockMaskGenerator
+from jepa_datamodules.sampling import EpochBatchSampler
+
+# 96 training images in batches of 8: 12 batches per epoch.
+NUM_TRAIN, BATCH = 96, 8
+BATCHES_PER_EPOCH = NUM_TRAIN // BATCH
+
+
+def batch_record(batch: dict[str, Any]) -> tuple:
+    """What a user would compare between two runs: where the batch sits, which samples it
+    holds, and digests of its masks and (augmented, normalized) pixels."""
+    masks = hashlib.sha1()
+    for mask in batch.get("context_masks", []) + batch.get("target_masks", []):
+        masks.update(mask.cpu().numpy().tobytes())
+    pixels = hashlib.sha1(batch["images"].cpu().numpy().tobytes()).hexdigest()[:12]
+    return (int(batch["epoch"]), int(batch["batch_index"]), tuple(batch["indices"].tolist()),
+            masks.hexdigest()[:12], pixels)
+
+
+class Recorder(lightning.LightningModule):
+    """Trains one scalar and records every batch it is given (see ``batch_record``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.ones(1))
+        self.seen: list[tuple] = []
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        self.seen.append(batch_record(batch))
+        return self.weight.pow(2).sum() * batch["images"].mean().abs().detach()
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+def fit(datamodule: lightning.LightningDataModule, max_steps: int, root: Path, ckpt_path: str | None = None,
+        checkpoint_every: int | None = None) -> Recorder:
+    model = Recorder()
+    callbacks = [ModelCheckpoint(dirpath=root / "checkpoints", every_n_train_steps=checkpoint_every,
+                                 save_top_k=-1)] if checkpoint_every else []
+    trainer = lightning.Trainer(max_steps=max_steps, accelerator="cpu", devices=1, logger=False,
+                                enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                                enable_checkpointing=bool(callbacks), callbacks=callbacks, default_root_dir=root)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    return model
+
+
+def synthetic(data_dir: Path, num_workers: int) -> SyntheticDataModule:
+    return SyntheticDataModule(data_dir=data_dir, num_train=NUM_TRAIN, num_test=16, image_size=32, patch_size=4,
+                               batch_size=BATCH, num_workers=num_workers, mask=MultiBlockMaskGenerator(min_keep=4),
+                               progress=False)
+
+
+def interrupted_and_resumed(make_dm: Callable[[], lightning.LightningDataModule], tmp_path: Path, total: int,
+                            checkpoint_at: int, stop_at: int) -> list[tuple]:
+    """Run to ``stop_at`` saving a checkpoint at step ``checkpoint_at`` (the run goes on
+    past it, as a run that crashes later does), then resume from that checkpoint to ``total``;
+    returns the batches the model trained on, in order, as the resumed history sees them."""
+    first = fit(make_dm(), stop_at, tmp_path / "first", checkpoint_every=checkpoint_at)
+    checkpoint = next((tmp_path / "first" / "checkpoints").glob(f"*step={checkpoint_at}.ckpt"))
+    second = fit(make_dm(), total, tmp_path / "second", ckpt_path=str(checkpoint))
+    return first.seen[:checkpoint_at] + second.seen
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(data_dir, tmp_path_factory) -> list[tuple]:
+    """30 steps straight through: two and a half epochs."""
+    return fit(synthetic(data_dir, 0), 30, tmp_path_factory.mktemp("reference")).seen
+
+
+def test_uninterrupted_run_covers_epochs_in_new_orders(uninterrupted):
+    assert len(uninterrupted) == 30
+    assert [(e, b) for e, b, *_ in uninterrupted[:13]] == [(0, b) for b in range(12)] + [(1, 0)]
+    epoch0 = [i for e, _, ids, *_ in uninterrupted if e == 0 for i in ids]
+    epoch1 = [i for e, _, ids, *_ in uninterrupted if e == 1 for i in ids]
+    assert sorted(epoch0) == sorted(epoch1) == list(range(NUM_TRAIN))
+    assert epoch0 != epoch1
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+@pytest.mark.parametrize("checkpoint_at, stop_at", [(5, 7), (BATCHES_PER_EPOCH, BATCHES_PER_EPOCH + 2)],
+                         ids=["mid-epoch", "last-batch-of-epoch"])
+def test_resumed_run_sees_exactly_the_uninterrupted_batches(data_dir, tmp_path, uninterrupted, num_workers,
+                                                            checkpoint_at, stop_at):
+    resumed = interrupted_and_resumed(lambda: synthetic(data_dir, num_workers), tmp_path, 30, checkpoint_at, stop_at)
+    assert [r[:2] for r in resumed] == [r[:2] for r in uninterrupted]  # no repeats, no skips
+    assert resumed == uninterrupted  # same samples, masks and augmented pixels
+
+
+def test_checkpoint_records_the_delivered_batch_not_the_prefetched_ones(data_dir, tmp_path):
+    # Two workers with prefetching run several batches ahead of training when step 5 is saved.
+    fit(synthetic(data_dir, 2), 7, tmp_path, checkpoint_every=5)
+    checkpoint = torch.load(next((tmp_path / "checkpoints").glob("*step=5.ckpt")), weights_only=False)
+    assert checkpoint["SyntheticDataModule"]["epoch"] == 0
+    assert checkpoint["SyntheticDataModule"]["next_batch"] == 5
+
+
+def test_load_state_dict_without_a_trainer_starts_the_loader_there(data_dir):
+    resumed = synthetic(data_dir, 0)
+    resumed.prepare_data()
+    resumed.load_state_dict({"epoch": 1, "next_batch": 4, "seed": 0})
+    batch = next(iter(resumed.train_dataloader()))
+    assert (batch["epoch"], batch["batch_index"]) == (1, 4)
+    sampler = EpochBatchSampler(NUM_TRAIN, BATCH, shuffle=True, drop_last=True)
+    assert batch["indices"].tolist() == list(sampler.epoch_order(1)[4 * BATCH:5 * BATCH])
+
+
+def test_checkpointed_hyperparameters_load_with_weights_only(tmp_path):
+    # Trainer.fit(ckpt_path=...) loads with torch.load(weights_only=True): Paths and Hydra's
+    # ListConfig values in the DataModule's hyperparameters would make resuming fail.
+    from hydra import compose, initialize_config_module
+    from hydra.utils import instantiate
+
+    with initialize_config_module(config_module="jepa_datamodules.conf", version_base="1.3"):
+        cfg = compose("config", overrides=[f"paths.data_dir={tmp_path}"])
+    dm = instantiate(cfg.data, data_dir=tmp_path / "data")
+    torch.save({"datamodule_hyper_parameters": dict(dm.hparams)}, tmp_path / "hparams.ckpt")
+    loaded = torch.load(tmp_path / "hparams.ckpt", weights_only=True)["datamodule_hyper_parameters"]
+    assert loaded["data_dir"] == str(tmp_path / "data")
+    assert list(loaded["crop_scale"]) == [0.3, 1.0]
