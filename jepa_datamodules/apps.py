@@ -117,7 +117,8 @@ def fit_task(cfg: DictConfig) -> dict[str, Any]:
     dm.prepare_data()
     dm.setup("fit")
     model = build_model(cfg, dm)
-    summary = FitSummary(Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir))
+    summary = FitSummary(Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir),
+                         mean=dm.spec.mean, std=dm.spec.std, patch_size=dm.hparams.patch_size)
     trainer = hydra.utils.instantiate(cfg.trainer, callbacks=[summary])
     trainer.fit(model, datamodule=dm)
     metrics = trainer.validate(model, datamodule=dm, verbose=False)

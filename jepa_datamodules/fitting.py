@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
 from lightning import Callback, LightningModule, Trainer
 from omegaconf import DictConfig, OmegaConf
 
@@ -22,15 +23,20 @@ def build_model(cfg: DictConfig, dm: Any) -> TinyJEPA:
 
 
 class FitSummary(Callback):
-    """Measures images/s over the training steps and writes ``summary.json``."""
+    """Measures images/s over the training steps, draws the first batch's masks
+    (``masks.png``) and the loss / probe-accuracy curves (``training.png``), and writes
+    ``summary.json`` into the run directory."""
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, mean: Any = (0.0, 0.0, 0.0), std: Any = (1.0, 1.0, 1.0), patch_size: int = 16):
         self.run_dir = Path(run_dir)
+        self.mean, self.std, self.patch_size = mean, std, patch_size
         self.images = 0
         self.steps = 0
         self.started: float | None = None
         self.elapsed = 0.0
         self.first_batch: Any = None
+        self.probe_curve: list[tuple[int, float]] = []
+        self.pictures: dict[str, Path] = {}
 
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
         if self.started is None:
@@ -39,7 +45,43 @@ class FitSummary(Callback):
             self.on_first_batch(trainer, pl_module, batch)
 
     def on_first_batch(self, trainer: Trainer, pl_module: LightningModule, batch: Any) -> None:
-        """Hook for pictures of the first batch; see ``masks_picture``."""
+        if not trainer.is_global_zero:
+            return
+        from .mask_viz import draw_mask_grid
+
+        images = batch["images"].detach().float().cpu()
+        # Batches arrive normalized; undo it so the picture shows the views as they are.
+        mean = torch.as_tensor(self.mean).view(1, -1, 1, 1)
+        std = torch.as_tensor(self.std).view(1, -1, 1, 1)
+        views = (images * std + mean).clamp(0, 1) if images.min() < 0 or images.max() > 1.5 else images / 255
+        self.pictures["masks"] = draw_mask_grid(views, batch.get("context_masks"), batch.get("target_masks"),
+                                                self.patch_size, self.run_dir / "masks.png")
+
+    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        value = trainer.callback_metrics.get("val/probe_accuracy")
+        if value is not None and not trainer.sanity_checking:
+            self.probe_curve.append((trainer.global_step, float(value)))
+
+    def plot(self, losses: list[float]) -> Path:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
+        left.plot(range(1, len(losses) + 1), losses, lw=1)
+        left.set(xlabel="step", ylabel="JEPA loss (smooth-L1)", yscale="log", title="training loss")
+        if self.probe_curve:
+            steps, accuracy = zip(*self.probe_curve)
+            right.plot(steps, accuracy, marker="o")
+        right.set(xlabel="step", ylabel="accuracy", title="online linear probe (val)", ylim=(0, 1))
+        figure.tight_layout()
+        path = self.run_dir / "training.png"
+        tmp = self.run_dir / ".training.png.tmp"
+        figure.savefig(tmp, dpi=110, format="png")
+        plt.close(figure)
+        os.replace(tmp, path)
+        return path
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         self.images += len(batch["labels"])
@@ -60,6 +102,8 @@ class FitSummary(Callback):
             "run_dir": str(self.run_dir),
         }
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.pictures["training"] = self.plot(model.losses)
+        summary["pictures"] = {name: str(path) for name, path in self.pictures.items()}
         tmp = self.run_dir / ".summary.json.tmp"
         tmp.write_text(json.dumps(summary, indent=1))
         os.replace(tmp, self.run_dir / "summary.json")
@@ -72,6 +116,7 @@ class FitSummary(Callback):
             f"images/s:       {summary['images_per_second']:.1f}\n"
             f"loss:           {loss}\n"
             f"probe accuracy: {accuracy:.3f} ({verdict} chance {chance:.3f})\n"
-            f"run directory:  {self.run_dir}"
+            f"run directory:  {self.run_dir}\n"
+            + "".join(f"picture:        {path}\n" for path in self.pictures.values())
         )
         return summary

@@ -132,6 +132,8 @@ def draw_mask_grid(images: torch.Tensor, context_masks: Sequence[torch.Tensor] |
     for i in range(count):
         tile = pixels[i].astype(np.float32)
         if masked:
+            # Grey underneath, so the mask colours cannot be mistaken for image colours.
+            tile = np.repeat(tile @ np.array([[0.299], [0.587], [0.114]], dtype=np.float32), 3, axis=-1)
             # Per-patch colour and opacity, then blown up to pixels in one go.
             colour = np.zeros((n_patches, 3), dtype=np.float32)
             alpha = np.zeros(n_patches, dtype=np.float32)
