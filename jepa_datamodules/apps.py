@@ -98,6 +98,9 @@ def verify_task(cfg: DictConfig) -> None:
     print(f"{dm.spec.name} at {dm.folder}")
     print(report.table())
     if not report.ok:
+        from .verify import remove_stamp
+
+        remove_stamp(dm.folder)  # the next prepare_data checks again instead of trusting an old stamp
         bad = ", ".join(c.name for c in report.failures)
         _fail(f"{dm.spec.name} failed {len(report.failures)} check(s) ({bad}); {report.fix()}.", 1)
     from .verify import write_stamp

@@ -528,6 +528,20 @@ class PssSampler:
                          "processes": processes}
 
 
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds the processes have used so far (those still running)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / ticks
+
+
 def _endless(loader: DataLoader) -> Iterator[Any]:
     for epoch in itertools.count():
         set_epoch = getattr(loader.sampler, "set_epoch", None)
@@ -555,7 +569,9 @@ def measure_loader(name: str, make_loader: Callable[[], DataLoader], settings: d
     ``first_batch_s``: from building the loader to receiving its first batch (worker
     start-up included). Then ``warmup`` batches, then ``batches`` timed ones:
     ``images_per_s`` = images received / seconds between the last warm-up batch and the
-    last timed one. ``keep`` receives the first batch (for the normalization timing).
+    last timed one; ``cpu_ms_per_image`` = CPU time the main process and the workers used
+    in that window per image (on a shared machine a steadier figure of the work done than
+    wall time). ``keep`` receives the first batch (for the normalization timing).
     """
     warmup, batches = settings["warmup"], settings["batches"]
     with PssSampler() as memory:
@@ -572,11 +588,14 @@ def measure_loader(name: str, make_loader: Callable[[], DataLoader], settings: d
                 next(stream)
                 bar.update()
             images = 0
+            processes = [os.getpid(), *_child_pids(os.getpid())]
+            cpu_start = _cpu_seconds(processes)
             timed_start = time.perf_counter()
             for _ in range(batches):
                 images += len(_batch_images(next(stream)))
                 bar.update()
             seconds = time.perf_counter() - timed_start
+            cpu = _cpu_seconds(processes) - cpu_start
         loader_settings = {"pin_memory": loader.pin_memory, "persistent_workers": loader.persistent_workers,
                            "prefetch_factor": loader.prefetch_factor}
         stream.close()
@@ -584,7 +603,7 @@ def measure_loader(name: str, make_loader: Callable[[], DataLoader], settings: d
         del loader, stream
         gc.collect()
     return {"images_per_s": images / seconds, "seconds": seconds, "images": images, "first_batch_s": first_batch_s,
-            "peak_pss": memory.peak, "loader_settings": loader_settings}
+            "cpu_ms_per_image": 1000 * cpu / images, "peak_pss": memory.peak, "loader_settings": loader_settings}
 
 
 # =================================================================== the extras
@@ -702,14 +721,17 @@ def format_report(report: dict[str, Any]) -> str:
              f"{report['machine']['load_average']['after'][0]:.1f}",
              f"setting:          batch {s['batch_size']}, {s['num_workers']} workers, image {s['image_size']}, "
              f"masks {s['masks']} on {s['grid'][0]}x{s['grid'][1]}, {s['batches']} timed batches after {s['warmup']}",
-             f"{'':18}{'images/s':>10}{'first batch':>14}{'peak PSS (main+workers)':>26}"]
+             f"{'':18}{'images/s':>10}{'CPU ms/image':>14}{'first batch':>13}{'peak PSS (main+workers)':>26}"]
     for key, label in (("baseline", "baseline"), ("ours", "jepa_datamodules")):
         run = report[key]
         pss = run["peak_pss"]
         memory = f"{pss['total_mb']:,.0f} MB ({pss['processes']} procs)" if pss else "n/a"
-        lines.append(f"{label:18}{run['images_per_s']:>10,.0f}{run['first_batch_s']:>12.2f} s{memory:>26}")
+        lines.append(f"{label:18}{run['images_per_s']:>10,.0f}{run['cpu_ms_per_image']:>14.3f}"
+                     f"{run['first_batch_s']:>11.2f} s{memory:>26}")
     ratio = report["ratio"]
-    lines.append(f"ratio:            {ratio:.1f}x (ours / baseline images/s)" if ratio else "ratio:            n/a")
+    cpu_ratio = report["baseline"]["cpu_ms_per_image"] / max(report["ours"]["cpu_ms_per_image"], 1e-9)
+    lines.append(f"ratio:            {ratio:.1f}x images/s (ours / baseline); {cpu_ratio:.1f}x less CPU per image"
+                 if ratio else "ratio:            n/a")
     masks = report["masks_ms_per_batch"]
     if masks:
         lines.append(f"mask collator:    {masks['ours']:.2f} ms/batch (per-sample baseline {masks['per_sample_baseline']:.2f} "

@@ -123,7 +123,7 @@ class JEPADataModule(LightningDataModule):
         for key, value in self.hparams.items():
             # Checkpoints carry these; torch.load(weights_only=True), which Trainer.fit(ckpt_path=...)
             # uses, refuses Paths and OmegaConf containers (e.g. Hydra's crop_scale list).
-            self.hparams[key] = value
+            self.hparams[key] = _plain(value)
         spec = self.build_spec()
         image_size = image_size or spec.image_size
         patch_size = patch_size or spec.patch_size
