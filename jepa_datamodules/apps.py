@@ -150,7 +150,7 @@ def _entry(command: str, task: Callable[[DictConfig], Any]) -> Callable[[], Any]
     def main() -> Any:
         # Name the Hydra job after the command, so runs land in outputs/<command>/<time>.
         if not any(arg.startswith("hydra.job.name=") for arg in sys.argv[1:]):
-            sys.argv.insert(1, f"hydra.job.name={command}")
+            sys.argv.append(f"hydra.job.name={command}")
         return app()
 
     return main

@@ -1,0 +1,97 @@
+"""Every command in the README's shell blocks is exercised: the quick ones run here against
+the loopback-served fakes (same overrides a user types, plus where data and runs go and a
+tiny model), the long ones are named with the test that runs them."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+TESTS = Path(__file__).resolve().parent
+
+# Commands run by another test (or by CI itself), with the test that does it.
+ELSEWHERE = {
+    "make demo": ".ci/run does not call it; tests/test_foundation.py::test_jepa_fit_cifar10_from_the_command_line "
+                 "and the demo's own summary format are checked in tests/test_readme.py::test_demo_summary_fields",
+    "make test": ".ci/run",
+    "jepa-fit data=cifar10 trainer=ddp": "tests/test_ddp.py",
+    "jepa-bench data=cifar10": "tests/test_bench.py",
+}
+
+TINY_FIT = {"trainer.max_steps": "2", "data.image_size": "32", "data.patch_size": "4", "data.batch_size": "8",
+            "data.num_workers": "0", "mask.min_keep": "4", "model.embed_dim": "32", "model.depth": "1",
+            "model.num_heads": "2", "model.predictor_dim": "16", "model.predictor_depth": "1"}
+
+
+def readme_commands() -> list[str]:
+    text = README.read_text()
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        for line in block.splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line:
+                commands.append(line)
+    return commands
+
+
+def test_readme_starts_with_the_two_commands():
+    assert readme_commands()[:2] == ["make demo", "make test"]
+
+
+def test_every_command_is_run_here_or_named_elsewhere():
+    for command in readme_commands():
+        if command in ELSEWHERE:
+            target = ELSEWHERE[command].split("::")[0].split()[0]
+            assert (TESTS.parent / target).exists(), f"{command!r} is said to be covered by {target}, which is missing"
+        else:
+            assert command.split()[0].startswith("jepa-"), f"README command {command!r} is not exercised by any test"
+
+
+def _patched(command: str, data_dir: Path, log_dir: Path, mirror: str) -> list[str]:
+    words = shlex.split(command)
+    flags = [w for w in words[1:] if w.startswith("--")]
+    overrides = dict(w.split("=", 1) for w in words[1:] if not w.startswith("--"))
+    overrides.update({"paths.data_dir": str(data_dir), "paths.log_dir": str(log_dir)})
+    datasets = overrides.get("data", "synthetic").split(",")
+    if any(name in ("cifar10", "cifar100", "stl10") for name in datasets):
+        overrides["data.mirrors"] = f"[{mirror}]"
+    if words[0] == "jepa-fit":
+        overrides.update(TINY_FIT)
+    script = Path(sys.executable).parent / words[0]
+    return [str(script), *flags, *(f"{k}={v}" for k, v in overrides.items())]
+
+
+@pytest.mark.slow
+def test_readme_commands_run(served, tmp_path):
+    server, _ = served
+    data_dir, log_dir = tmp_path / "data", tmp_path / "runs"
+    quick = [c for c in readme_commands() if c not in ELSEWHERE]
+    # all-auto uses each dataset's own YAML; point it at the fakes like the others.
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for command in quick:
+        args = _patched(command, data_dir, log_dir, server.url)
+        if "data=all-auto" in command:
+            args.append(f"data.mirrors=[{server.url}]")
+        result = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=600, env=env)
+        assert result.returncode == 0, f"{command}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+        if command.startswith("jepa-fit"):
+            assert "== jepa-fit summary ==" in result.stdout
+        if command.startswith("jepa-verify"):
+            assert "ok: cifar10 is complete and intact" in result.stdout
+
+
+def test_demo_summary_fields():
+    """The summary the README shows is the one jepa-fit prints (field names and order)."""
+    shown = re.search(r"== jepa-fit summary ==\n(.*?)```", README.read_text(), flags=re.S).group(1)
+    fields = [line.split(":", 1)[0] for line in shown.splitlines() if ":" in line]
+    source = (TESTS.parent / "jepa_datamodules" / "fitting.py").read_text()
+    printed = re.findall(r'f"(\w[\w /]*?):\s', source)
+    assert fields[:6] == printed[:6] == ["dataset", "steps", "images/s", "loss", "probe accuracy", "run directory"]
+    assert fields[6:] == ["picture", "picture"] and "picture" in printed
