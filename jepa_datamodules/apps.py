@@ -123,10 +123,11 @@ def fit_task(cfg: DictConfig) -> dict[str, Any]:
     summary = FitSummary(Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir),
                          mean=dm.spec.mean, std=dm.spec.std, patch_size=dm.hparams.patch_size)
     trainer = hydra.utils.instantiate(cfg.trainer, callbacks=[summary])
-    trainer.fit(model, datamodule=dm)
+    trainer.fit(model, datamodule=dm, ckpt_path=cfg.ckpt_path)
     metrics = trainer.validate(model, datamodule=dm, verbose=False)
-    result = summary.report(dm, model, metrics[0] if metrics else {})
-    return result
+    if not trainer.is_global_zero:
+        return {}
+    return summary.report(dm, model, metrics[0] if metrics else {})
 
 
 @user_facing

@@ -2,7 +2,9 @@
 
 ``ViewDataset`` turns a key into per-sample uint8 views (each sample's augmentation
 seeded from seed, epoch, rank and its dataset index); ``JEPACollate`` stacks them and adds
-the JEPA masks (seeded from seed, epoch, rank and the batch index).
+the JEPA masks (seeded from seed, epoch, rank and the batch index). A source with a
+``load_many(indices)`` method (remote LitData, see ``streaming.py``) reads a batch's
+items in one call, so it can overlap the requests.
 
 Batch format (a dict):
   ``images``         uint8 ``(B, 3, H, W)`` -- float32 normalized once it reaches the model

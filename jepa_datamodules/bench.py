@@ -60,9 +60,9 @@ from .readers import Source
 STANDIN_KINDS = ("cifar10", "cifar100", "stl10", "imagenet")
 # Bumped whenever a writer's output changes, so an old cached stand-in is not reused.
 _STANDIN_VERSION = 1
-# A stand-in holds at least this many training images, and otherwise enough that one
-# epoch covers the first batch, the warm-up and the timed batches (no epoch boundary,
-# hence no pipeline drain, inside the timed window).
+# A stand-in holds enough training images that one epoch covers the first batch, the
+# warm-up and the timed batches (no epoch boundary, hence no pipeline drain, inside the
+# timed window), and at least these (a few seconds of writing at most).
 _STANDIN_MIN_TRAIN = {"cifar10": 5000, "cifar100": 5000, "stl10": 2000, "imagenet": 320}
 # ImageNet-1k's most common sizes (width, height): 500x375 landscape dominates, then
 # portrait and 500x333 (3:2) and squares; weights are round figures, not measured shares.
@@ -72,9 +72,10 @@ _IMAGENET_STANDIN_CLASSES = 10
 # Quality 90 with 4:2:0 chroma subsampling (Pillow's default) gives ~105 KB for a 500x375
 # stand-in image; ImageNet-1k's train JPEGs average ~110 KB (138 GB / 1.28 M files).
 _JPEG_QUALITY = 90
-# Memory is sampled this often (seconds): reading smaps_rollup walks the page tables, so
-# much faster sampling would itself load the 2-core machines this runs on.
-_PSS_INTERVAL_S = 0.2
+# Memory is sampled this often (seconds), and at the start and end of the timed window.
+# Reading smaps_rollup walks the page tables: ~20 ms of CPU per loader process here, so
+# sampling much faster would itself load the 2-core machines this runs on.
+_PSS_INTERVAL_S = 1.0
 
 
 # ============================================================== the entry point
@@ -274,7 +275,7 @@ def _standin_counts(spec: DatasetSpec, train_images: int) -> dict[str, int]:
         labeled = max(spec.num_classes, min(5000, train_images // 21))
         unlabeled = max(1, train_images - labeled)
         return {"train": labeled, "unlabeled": unlabeled, "train+unlabeled": labeled + unlabeled,
-                "test": max(spec.num_classes, min(8000, labeled))}
+                "test": max(spec.num_classes, min(8000, labeled * 8 // 5))}  # real: 8,000 test per 5,000 train
     classes = _IMAGENET_STANDIN_CLASSES
     train = max(train_images, classes)
     return {"train": train, "val": max(classes, train // 8), "num_classes": classes}
@@ -373,10 +374,12 @@ def _photo_like(rng: np.random.Generator, bank: list[np.ndarray], width: int, he
     draw = ImageDraw.Draw(canvas)
     for _ in range(int(rng.integers(3, 8))):
         x0, y0 = rng.uniform(-50, width), rng.uniform(-50, height)
-        box = (x0, y0, x0 + rng.uniform(30, width / 1.5), y0 + rng.uniform(30, height / 1.5))
+        box = (x0, y0, x0 + rng.uniform(width / 15, width / 1.5), y0 + rng.uniform(height / 15, height / 1.5))
         colour = tuple(int(c) for c in rng.integers(0, 256, 3))
         (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=colour)
     texture = bank[int(rng.integers(len(bank)))]
+    if texture.shape[0] < height or texture.shape[1] < width:
+        raise ValueError(f"a {width}x{height} stand-in image needs a texture bank of at least that side.")
     top = int(rng.integers(0, texture.shape[0] - height + 1))
     left = int(rng.integers(0, texture.shape[1] - width + 1))
     pixels = np.asarray(canvas, dtype=np.float32) + 45.0 * texture[top:top + height, left:left + width, None]
@@ -493,6 +496,8 @@ class PssSampler:
     def __init__(self, interval: float = _PSS_INTERVAL_S):
         self.interval = interval
         self.peak: dict[str, Any] | None = None
+        self.sampler_cpu_s = 0.0  # CPU the background thread spent sampling (subtracted from timings)
+        self._lock = threading.Lock()  # the main thread samples too, at the edges of the timed window
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pss-sampler", daemon=True)
 
@@ -507,7 +512,9 @@ class PssSampler:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
+            start = time.thread_time()
             self.sample()
+            self.sampler_cpu_s += time.thread_time() - start
 
     def sample(self) -> None:
         main = os.getpid()
@@ -522,10 +529,11 @@ class PssSampler:
                 totals[key] = totals.get(key, 0) + value
         if "Pss" not in totals:
             return
-        if self.peak is None or totals["Pss"] / 1024 > self.peak["total_mb"]:
-            self.peak = {"total_mb": totals["Pss"] / 1024, "anon_mb": totals.get("Pss_Anon", 0) / 1024,
-                         "file_mb": totals.get("Pss_File", 0) / 1024, "shmem_mb": totals.get("Pss_Shmem", 0) / 1024,
-                         "processes": processes}
+        with self._lock:
+            if self.peak is None or totals["Pss"] / 1024 > self.peak["total_mb"]:
+                self.peak = {"total_mb": totals["Pss"] / 1024, "anon_mb": totals.get("Pss_Anon", 0) / 1024,
+                             "file_mb": totals.get("Pss_File", 0) / 1024,
+                             "shmem_mb": totals.get("Pss_Shmem", 0) / 1024, "processes": processes}
 
 
 def _cpu_seconds(pids: list[int]) -> float:
@@ -587,15 +595,17 @@ def measure_loader(name: str, make_loader: Callable[[], DataLoader], settings: d
             for _ in range(warmup):
                 next(stream)
                 bar.update()
+            memory.sample()
             images = 0
             processes = [os.getpid(), *_child_pids(os.getpid())]
-            cpu_start = _cpu_seconds(processes)
+            cpu_start, sampler_start = _cpu_seconds(processes), memory.sampler_cpu_s
             timed_start = time.perf_counter()
             for _ in range(batches):
                 images += len(_batch_images(next(stream)))
                 bar.update()
             seconds = time.perf_counter() - timed_start
-            cpu = _cpu_seconds(processes) - cpu_start
+            cpu = _cpu_seconds(processes) - cpu_start - (memory.sampler_cpu_s - sampler_start)
+            memory.sample()
         loader_settings = {"pin_memory": loader.pin_memory, "persistent_workers": loader.persistent_workers,
                            "prefetch_factor": loader.prefetch_factor}
         stream.close()
@@ -701,8 +711,12 @@ def isolated_costs(source: Source, dm, samples: int) -> dict[str, Any]:
             files = [str(source.root / paths[i]) for i in indices]
             if all(f.lower().endswith((".jpeg", ".jpg")) for f in files):
                 positions = {i: f for i, f in zip(indices, files)}
-                result["decode"] = {name: cpu_ms(lambda i, d=decode: d(positions[i]))
-                                    for name, decode in _decoders().items()}
+                result["decode"] = {}
+                for name, decode in _decoders().items():
+                    try:
+                        result["decode"][name] = cpu_ms(lambda i, d=decode: d(positions[i]))
+                    except Exception as error:  # noqa: BLE001 - e.g. a CMYK JPEG one decoder refuses
+                        print(f"note: {name} could not decode the sampled files ({error}); its time is left out.")
                 result["mean_file_kb"] = sum(os.path.getsize(f) for f in files) / len(files) / 1024
     finally:
         torch.set_num_threads(threads)

@@ -22,7 +22,6 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 from lightning import LightningDataModule
-from torch.utils.data import DataLoader
 
 from . import download as dl
 from .batching import JEPACollate, ViewDataset
@@ -30,7 +29,15 @@ from .catalog import DatasetSpec, dataset_folder, get_spec
 from .readers import Source, SubsetSource, open_split
 from .sampling import EpochBatchSampler, EpochDataLoader
 from .transforms import EvalView, TrainView, check_crop_scale, normalize
-from .verify import VerificationError, VerifyReport, remove_stamp, stamp_matches, verify_dataset, write_stamp
+from .verify import (
+    VerificationError,
+    VerifyReport,
+    recorded_md5,
+    remove_stamp,
+    stamp_matches,
+    verify_dataset,
+    write_stamp,
+)
 
 
 class JEPADataModule(LightningDataModule):
@@ -187,8 +194,10 @@ class JEPADataModule(LightningDataModule):
         with dl.dataset_lock(folder):
             if not self.hparams.force and stamp_matches(folder, self.spec):
                 return
+            # Archives the last verification hashed and that are unchanged need no second hash.
+            remembered = {} if self.hparams.force else recorded_md5(folder)
             remove_stamp(folder)
-            known_md5 = self.acquire(folder)
+            known_md5 = {**remembered, **self.acquire(folder)}
             report = self.verify(known_md5=known_md5)
             if not report.ok:
                 raise VerificationError(report)

@@ -153,7 +153,7 @@ class TinyJEPA(LightningModule):
             self.probe_accuracy.update(logits[labeled], labels[labeled])
 
     def on_validation_epoch_end(self) -> None:
-        self.log("val/probe_accuracy", self.probe_accuracy.compute(), prog_bar=True)
+        self.log("val/probe_accuracy", self.probe_accuracy.compute(), prog_bar=True, sync_dist=True)
         self.probe_accuracy.reset()
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:

@@ -18,10 +18,11 @@ Flip and colour jitter run at whichever of crop and output has fewer pixels (the
 commute with the resize up to uint8 rounding), so a 32x32 CIFAR crop is flipped and
 jittered before it becomes 224x224, not after.
 
-JPEG files are decoded by simplejpeg (libjpeg-turbo, about 30 % faster than Pillow's
-decode of the same file and bit-identical to it) when it is installed, else by Pillow;
-either way the decoder is asked for a 1/2, 1/4 or 1/8 size image (DCT scaling) whenever
-the crop keeps at least the output resolution at that size.
+JPEG files are decoded by simplejpeg (libjpeg-turbo; 15-30 % less time than Pillow's
+decode of the same file here, and bit-identical to it) when it is installed, else by
+Pillow. Either way the decoder is asked for a 1/2, 1/4 or 1/8 size image (DCT scaling)
+whenever the crop keeps at least twice the output resolution at that size; the crop box
+is then mapped into the reduced image exactly (fractional), not rounded to its pixels.
 
 Views come out in channels-last layout: shape ``(3, H, W)``, strides ``(1, 3W, 3)``.
 That is the layout torch's uint8 resize works in, and converting it to planar costs
@@ -53,13 +54,15 @@ CROP_TRIES = 10
 # DCT scaling factors that speed decoding up; libjpeg-turbo's M/8 factors between 1/2 and
 # 1 decode no faster than full size (measured: 7/8 takes longer than 8/8), so only these.
 _DECODE_REDUCTIONS = (8, 4, 2)
+# A DCT-scaled decode is a box filter; resizing from at least twice the output size keeps
+# the result close to a full decode (Pillow's ``thumbnail`` uses the same reducing_gap=2).
+REDUCING_GAP = 2.0
 # Pillow reports ordinary JPEGs as "JPEG" and camera multi-picture files as "MPO"; both
 # start with a baseline JPEG that libjpeg-turbo decodes.
 _JPEG_FORMATS = ("JPEG", "MPO")
 
-# Layout of the uniform draws a TrainView makes per sample (one torch.rand call).
-_DRAW_CROP = slice(0, 2 * CROP_TRIES)          # (area, log-aspect) per try
-_DRAW_POSITION = slice(2 * CROP_TRIES, 2 * CROP_TRIES + 2)  # (top, left) of the accepted window
+# Layout of the uniform draws a TrainView makes per sample (one torch.rand call): the
+# crop takes the first 2 * CROP_TRIES + 2 (see crop_from_uniforms), then these.
 _DRAW_FLIP = 2 * CROP_TRIES + 2
 _DRAW_JITTER = slice(2 * CROP_TRIES + 3, 2 * CROP_TRIES + 6)  # brightness, contrast, saturation
 _DRAW_JITTER_ORDER = slice(2 * CROP_TRIES + 6, 2 * CROP_TRIES + 9)
@@ -131,10 +134,10 @@ def image_size_of(image: ImageLike) -> tuple[int, int]:
 
 
 def decode_reduction(crop_h: int, crop_w: int, min_side: int) -> int:
-    """Largest of 8, 4, 2 by which the window can shrink and keep ``min_side`` pixels; else 1."""
+    """Largest of 8, 4, 2 by which the window can shrink and keep ``REDUCING_GAP * min_side`` pixels; else 1."""
     short = min(crop_h, crop_w)
     for factor in _DECODE_REDUCTIONS:
-        if short >= factor * min_side:
+        if short >= factor * REDUCING_GAP * min_side:
             return factor
     return 1
 
@@ -179,19 +182,35 @@ def decode_pixels(image: ImageLike, reduction: int = 1) -> np.ndarray:
     return np.asarray(image.convert("RGB"))
 
 
-def _window_pixels(image: ImageLike, top: int, left: int, crop_h: int, crop_w: int,
-                   min_side: int) -> np.ndarray:
-    """HxWx3 uint8 pixels of the window, possibly at a reduced scale that keeps ``min_side``."""
+Box = tuple[float, float, float, float]  # (left, top, right, bottom) in pixels, as Pillow's resize takes it
+
+
+def _window(image: ImageLike, top: int, left: int, crop_h: int, crop_w: int,
+            min_side: int) -> tuple[np.ndarray, Box | None]:
+    """The window's pixels, or a reduced decode of the whole image plus the window's box in it.
+
+    ``(pixels, None)``: HxWx3 uint8 pixels of exactly the window. ``(pixels, box)``: the
+    image was decoded at 1/2, 1/4 or 1/8 size (the window keeps ``REDUCING_GAP * min_side``
+    pixels there) and ``box`` is the window in those pixels -- fractional, so that the
+    resize samples exactly the window a full decode would.
+    """
+    window = (slice(top, top + crop_h), slice(left, left + crop_w))
     if isinstance(image, np.ndarray):
-        return image[top:top + crop_h, left:left + crop_w]
+        return image[window], None
     height, width = image_size_of(image)
     pixels = decode_pixels(image, decode_reduction(crop_h, crop_w, min_side))
     if pixels.shape[0] == height and pixels.shape[1] == width:
-        return pixels[top:top + crop_h, left:left + crop_w]
-    sy, sx = pixels.shape[0] / height, pixels.shape[1] / width
-    y0, x0 = round(top * sy), round(left * sx)
-    y1, x1 = max(y0 + 1, round((top + crop_h) * sy)), max(x0 + 1, round((left + crop_w) * sx))
-    return pixels[y0:y1, x0:x1]
+        return pixels[window], None
+    # libjpeg scales by exactly 1/f and rounds the size up, so W / reduced W rounds to f
+    # (for the sizes that get reduced at all: at least 2f pixels per output pixel).
+    factor = round(width / pixels.shape[1])
+    return pixels, (left / factor, top / factor, (left + crop_w) / factor, (top + crop_h) / factor)
+
+
+def _resize_box(pixels: np.ndarray, box: Box, out_h: int, out_w: int) -> torch.Tensor:
+    """Pillow's antialiased bilinear resize of a fractional box; channels-last ``(3, out_h, out_w)``."""
+    resized = Image.fromarray(pixels).resize((out_w, out_h), Image.BILINEAR, box=box)
+    return _as_chw(np.asarray(resized))
 
 
 def _as_chw(pixels: np.ndarray) -> torch.Tensor:
@@ -200,7 +219,7 @@ def _as_chw(pixels: np.ndarray) -> torch.Tensor:
         # A window of a wider image is not dense, and torch's uint8 resize only stays in
         # channels-last (its fast layout) for dense input; memmaps and Pillow buffers are
         # read-only. Copying the window costs far less than either.
-        pixels = np.array(pixels)
+        pixels = np.array(pixels, order="C")
     return torch.from_numpy(pixels).permute(2, 0, 1)
 
 
@@ -222,10 +241,8 @@ def _resize(view: torch.Tensor, out_h: int, out_w: int) -> torch.Tensor:
     return F.interpolate(batch, size=(out_h, out_w), mode="bilinear", antialias=True, align_corners=False)[0]
 
 
-def _finish(view: torch.Tensor, base: torch.Tensor, image: ImageLike, out: torch.Tensor | None) -> torch.Tensor:
-    """Write ``view`` into ``out`` when given; never return memory the caller's array owns."""
-    if out is not None:
-        return out.copy_(view)
+def _finish(view: torch.Tensor, base: torch.Tensor, image: ImageLike) -> torch.Tensor:
+    """A compact channels-last view that never shares memory with the caller's array."""
     if isinstance(image, np.ndarray) and view.untyped_storage().data_ptr() == base.untyped_storage().data_ptr():
         # Neither resized nor flipped: still a window of the dataset's array. A plain
         # copy of the HxWx3 memory keeps the channels-last layout.
@@ -245,8 +262,7 @@ class TrainView:
     [1 - s, 1 + s] and applies them in a random order, as torchvision's ColorJitter does).
 
     ``view(image, generator)`` returns a uint8 ``(3, image_size, image_size)`` tensor in
-    channels-last layout; ``view(image, generator, out=t)`` writes it into ``t`` instead
-    (e.g. a slot of a preallocated batch) and returns ``t``.
+    channels-last layout that shares no memory with ``image``.
     """
 
     def __init__(self, image_size: int, crop_scale: Sequence[float] = (0.3, 1.0),
@@ -259,22 +275,25 @@ class TrainView:
             raise ValueError(f"color_jitter={color_jitter} is invalid; allowed is 0 <= color_jitter < 1 (0 turns it off).")
         self.color_jitter = float(color_jitter)
 
-    def __call__(self, image: ImageLike, generator: torch.Generator, out: torch.Tensor | None = None) -> torch.Tensor:
+    def __call__(self, image: ImageLike, generator: torch.Generator) -> torch.Tensor:
         draws = torch.rand(_DRAWS_PER_VIEW, generator=generator, dtype=torch.float64).tolist()
         height, width = image_size_of(image)
         top, left, crop_h, crop_w = crop_from_uniforms(height, width, self.crop_scale, self.crop_ratio, draws)
         size = self.image_size
-        base = _as_chw(_window_pixels(image, top, left, crop_h, crop_w, size))
-        view = base
         flip = self.hflip and draws[_DRAW_FLIP] < 0.5
+        pixels, box = _window(image, top, left, crop_h, crop_w, size)
+        if box is not None:  # decoded at reduced size: the window is still larger than the output
+            base = _resize_box(pixels, box, size, size)
+            return _finish(self._colour(base, draws, flip), base, image)
+        base = view = _as_chw(pixels)
         # Pixel-wise steps run on the smaller of window and output.
-        early = view.shape[1] * view.shape[2] < size * size
+        early = crop_h * crop_w < size * size
         if early:
             view = self._colour(view, draws, flip)
         view = _resize(view, size, size)
         if not early:
             view = self._colour(view, draws, flip)
-        return _finish(view, base, image, out)
+        return _finish(view, base, image)
 
     def _colour(self, view: torch.Tensor, draws: list[float], flip: bool) -> torch.Tensor:
         if flip:
@@ -294,9 +313,9 @@ class EvalView:
     side, then ``CenterCrop(image_size)``, in uint8.
 
     ``crop_fraction`` defaults to 0.875 (224 from 256). When the image is already square at
-    ``image_size`` (CIFAR at 32, STL-10 at 96) it is passed through unchanged. JPEGs are
-    decoded at 1/2, 1/4 or 1/8 size when the short side stays at least the resize target.
-    Output layout and ``out`` as for ``TrainView``.
+    ``image_size`` (CIFAR at 32, STL-10 at 96) it is passed through unchanged (copied).
+    JPEGs are decoded at 1/2, 1/4 or 1/8 size when the short side keeps at least twice the
+    resize target. Output layout as for ``TrainView``.
     """
 
     def __init__(self, image_size: int, crop_fraction: float = 0.875):
@@ -306,26 +325,30 @@ class EvalView:
         self.crop_fraction = float(crop_fraction)
         self.resize_to = int(self.image_size / self.crop_fraction)
 
-    def __call__(self, image: ImageLike, generator: torch.Generator | None = None,
-                 out: torch.Tensor | None = None) -> torch.Tensor:
+    def __call__(self, image: ImageLike, generator: torch.Generator | None = None) -> torch.Tensor:
         height, width = image_size_of(image)
         size = self.image_size
         if height == width == size:
-            base = _as_chw(_window_pixels(image, 0, 0, height, width, size))
-            return _finish(base, base, image, out)
+            base = _as_chw(_window(image, 0, 0, height, width, size)[0])
+            return _finish(base, base, image)
         # torchvision's Resize(int): the short side becomes resize_to, the long side is truncated.
         if height <= width:
             new_h, new_w = self.resize_to, int(self.resize_to * width / height)
         else:
             new_h, new_w = int(self.resize_to * height / width), self.resize_to
-        base = _as_chw(_window_pixels(image, 0, 0, height, width, self.resize_to))
-        view = _resize(base, new_h, new_w)
         # torchvision's CenterCrop rounds the offsets half to even.
         top, left = int(round((new_h - size) / 2.0)), int(round((new_w - size) / 2.0))
-        if top < 0 or left < 0:
-            raise ValueError(f"EvalView(image_size={size}, crop_fraction={self.crop_fraction}) resizes to "
-                             f"{new_h}x{new_w}, smaller than the crop; allowed is crop_fraction <= 1.")
-        return _finish(view[:, top:top + size, left:left + size], base, image, out)
+        pixels, box = _window(image, 0, 0, height, width, self.resize_to)
+        if box is not None:
+            # Reduced decode: resize just the crop's box (the same samples and filter
+            # footprint as resizing the whole image and then cropping).
+            sx, sy = box[2] / new_w, box[3] / new_h
+            crop_box = (left * sx, top * sy, (left + size) * sx, (top + size) * sy)
+            base = _resize_box(pixels, crop_box, size, size)
+            return _finish(base, base, image)
+        base = _as_chw(pixels)
+        view = _resize(base, new_h, new_w)
+        return _finish(view[:, top:top + size, left:left + size], base, image)
 
 
 def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:

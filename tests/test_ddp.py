@@ -25,7 +25,9 @@ from jepa_datamodules.readers import ArraySource
 from jepa_datamodules.sampling import BatchKey, EpochBatchSampler
 from jepa_datamodules.transforms import TrainView
 
-from test_resume import Recorder  # noqa: E402  (tests/ is on sys.path via conftest)
+from fakes import archive_override, catalog_override, make_cifar
+from loopback import LoopbackServer
+from test_resume import Recorder  # tests/ is on sys.path via conftest
 
 
 class RankRecorder(Recorder):
@@ -41,9 +43,21 @@ class RankRecorder(Recorder):
         path.write_text(json.dumps({"world_size": self.trainer.world_size, "seen": self.seen}))
 
 
+@pytest.fixture
+def own_cifar10_server(tmp_path, monkeypatch):
+    """A fake CIFAR-10 behind a loopback server of this test's own (the session's shared
+    server counts requests across tests, and other tests count its CIFAR-10 downloads)."""
+    root = tmp_path / "upstream"
+    fake = make_cifar(root, "cifar10", per_batch=20, test_count=30, seed=7)
+    catalog = catalog_override(root / "catalog.yaml", archive_override("cifar10", fake, {"train": 100, "test": 30}))
+    monkeypatch.setenv("JEPA_CATALOG", str(catalog))  # inherited by the spawned ranks
+    with LoopbackServer(root) as server:
+        yield server, fake
+
+
 @pytest.mark.slow
-def test_two_ranks_see_disjoint_shards_reshuffled_each_epoch(served, data_dir, tmp_path):
-    server, fakes = served
+def test_two_ranks_see_disjoint_shards_reshuffled_each_epoch(own_cifar10_server, data_dir, tmp_path):
+    server, fake = own_cifar10_server
     out = tmp_path / "records"
     out.mkdir()
     # Fake CIFAR-10: 100 training images; 2 ranks x 6 batches of 8 = 96 per epoch (drop_last).
@@ -54,7 +68,7 @@ def test_two_ranks_see_disjoint_shards_reshuffled_each_epoch(served, data_dir, t
                                 limit_val_batches=0, default_root_dir=tmp_path)
     trainer.fit(RankRecorder(str(out)), datamodule=dm)
 
-    assert server.count("/cifar-10-python.tar.gz") == 1  # prepare_data ran once, under the lock
+    assert server.count(f"/{fake.path.name}") == 1  # prepare_data ran once per node, under the lock
     ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["world_size"] for r in ranks] == [2, 2]
     seen = [[tuple(map(_tupled, batch)) for batch in r["seen"]] for r in ranks]

@@ -20,7 +20,7 @@ from fakes import catalog_override
 from jepa_datamodules import ImageNetDataModule, SyntheticDataModule, TinyJEPA
 from jepa_datamodules.masks import MultiBlockMaskGenerator
 from jepa_datamodules.streaming import LitDataSource, convert_to_litdata, split_url
-from test_resume import BATCHES_PER_EPOCH, Recorder, fit, interrupted_and_resumed
+from test_resume import BATCHES_PER_EPOCH, fit, interrupted_and_resumed
 
 SYNTHETIC = dict(num_train=96, num_test=16, image_size=32, patch_size=4, batch_size=8, progress=False)
 
