@@ -143,38 +143,45 @@ def decode_reduction(crop_h: int, crop_w: int, min_side: int) -> int:
 
 
 def _jpeg_bytes(image: Image.Image) -> bytes | None:
-    """The file's bytes when ``image`` is an undecoded JPEG opened from a path, else None."""
-    if image.format not in _JPEG_FORMATS or image.mode not in ("RGB", "L") or not getattr(image, "filename", ""):
+    """The JPEG's bytes when ``image`` is an undecoded JPEG read from a file or an in-memory
+    buffer (LitData streams hand over ``BytesIO``s), else None."""
+    if image.format not in _JPEG_FORMATS or image.mode not in ("RGB", "L"):
         return None  # CMYK / YCCK JPEGs need Pillow's colour conversion
     fp = getattr(image, "fp", None)
-    if fp is None:  # already decoded: Pillow closed the file
+    if fp is None:  # already decoded: Pillow dropped the file
         return None
-    fp.seek(0)
-    return fp.read()
+    if isinstance(fp, io.BytesIO):
+        return fp.getvalue()
+    if getattr(image, "filename", ""):  # opened from a path: the file is the image
+        fp.seek(0)
+        return fp.read()
+    return None  # some other stream: where the image starts in it is unknown
 
 
 def decode_pixels(image: ImageLike, reduction: int = 1) -> np.ndarray:
     """HxWx3 uint8 pixels of ``image``, decoded at about 1/``reduction`` size when that is cheaper.
 
-    Arrays come back as they are. A JPEG opened from a file is decoded by simplejpeg when
-    available (falling back to Pillow if it refuses the file), with DCT scaling by
-    ``reduction`` (1, 2, 4 or 8; libjpeg rounds the reduced size up). Other PIL images
-    are converted to RGB by Pillow, which also applies DCT scaling to JPEGs via ``draft``.
-    The result may be read-only (memmaps, Pillow buffers).
+    Arrays come back as they are. An undecoded JPEG is decoded by simplejpeg when it is
+    installed, with DCT scaling by ``reduction`` (1, 2, 4 or 8; libjpeg rounds the reduced
+    size up); Pillow decodes everything else, and any file simplejpeg refuses, applying
+    the same DCT scaling to JPEGs through ``draft``. The result may be read-only.
     """
     if isinstance(image, np.ndarray):
         return image
     width, height = image.size
     data = _jpeg_bytes(image) if simplejpeg is not None else None
     if data is not None:
-        image.close()
         try:
             if reduction > 1:
-                return simplejpeg.decode_jpeg(data, "RGB", min_height=height // reduction,
-                                              min_width=width // reduction, min_factor=reduction)
-            return simplejpeg.decode_jpeg(data, "RGB")
-        except ValueError:  # something libjpeg-turbo's strict mode refuses: let Pillow try
-            image = Image.open(io.BytesIO(data))
+                pixels = simplejpeg.decode_jpeg(data, "RGB", min_height=height // reduction,
+                                                min_width=width // reduction, min_factor=reduction)
+            else:
+                pixels = simplejpeg.decode_jpeg(data, "RGB")
+        except ValueError:  # something libjpeg-turbo's strict mode refuses: Pillow tries below
+            pass
+        else:
+            image.close()
+            return pixels
     if reduction > 1 and image.format in _JPEG_FORMATS:
         # Pillow picks the largest of 1/2, 1/4, 1/8 whose size stays >= the request; the
         # request is floored so that a size that is not a multiple still gets the factor.

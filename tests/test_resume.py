@@ -138,4 +138,4 @@ def test_checkpointed_hyperparameters_load_with_weights_only(tmp_path):
     torch.save({"datamodule_hyper_parameters": dict(dm.hparams)}, tmp_path / "hparams.ckpt")
     loaded = torch.load(tmp_path / "hparams.ckpt", weights_only=True)["datamodule_hyper_parameters"]
     assert loaded["data_dir"] == str(tmp_path / "data")
-    assert list(loaded["crop_scale"]) == [0.3, 1.0]
+    assert list(loaded["crop_scale"]) == list(cfg.data.crop_scale)

@@ -171,6 +171,33 @@ def test_fast_decoder_gives_pillows_pixels_and_pillow_handles_the_rest(tmp_path,
         np.testing.assert_array_equal(decode_pixels(Image.open(tmp_path / name)), expected, err_msg=name)
 
 
+def test_simplejpeg_decodes_files_and_buffers_and_pillow_takes_what_it_refuses(photo_jpeg, monkeypatch):
+    real = pytest.importorskip("simplejpeg")
+    calls = []
+
+    class Recording:
+        @staticmethod
+        def decode_jpeg(data, *args, **kwargs):
+            calls.append(len(data))
+            return real.decode_jpeg(data, *args, **kwargs)
+
+    monkeypatch.setattr(tf, "simplejpeg", Recording)
+    path = photo_jpeg(500, 375)
+    data = open(path, "rb").read()
+    expected = np.asarray(Image.open(path).convert("RGB"))
+    for image in (Image.open(path), Image.open(io.BytesIO(data))):  # a file, and a LitData-style buffer
+        np.testing.assert_array_equal(decode_pixels(image), expected)
+    assert calls == [len(data), len(data)]
+
+    class Refusing:
+        @staticmethod
+        def decode_jpeg(data, *args, **kwargs):
+            raise ValueError("refused")
+
+    monkeypatch.setattr(tf, "simplejpeg", Refusing)
+    np.testing.assert_array_equal(decode_pixels(Image.open(path)), expected)
+
+
 def test_train_view_of_a_jpeg_matches_the_same_crop_of_its_pixels(photo_jpeg):
     # At 224 from ~500x375 nothing is reduced: file and array paths give identical views.
     path = photo_jpeg(500, 375)
