@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, get_worker_info
 
 from .readers import Source
 from .sampling import BatchKey, seeded_generator
@@ -46,18 +46,34 @@ class ViewDataset(Dataset):
         # A source that reads faster in bulk (remote LitData: overlapping requests) says so.
         load_many = getattr(self.source, "load_many", None)
         images = load_many(key.indices) if load_many is not None else [self.source.load(i) for i in key.indices]
-        views = []
-        for index, image in zip(key.indices, images):
-            generator = seeded_generator(self.seed, _VIEW_STREAM, key.epoch, key.rank, index)
-            views.append(self.view(image, generator))
+        batch = None
+        for position, (index, image) in enumerate(zip(key.indices, images)):
+            view = self.view(image, seeded_generator(self.seed, _VIEW_STREAM, key.epoch, key.rank, index))
+            if batch is None:
+                batch = _batch_buffer(len(key.indices), view)
+            batch[position].copy_(view)
         return {
-            "images": torch.stack(views),
+            "images": batch,
             "labels": torch.as_tensor(self.source.labels[list(key.indices)], dtype=torch.int64),
             "indices": torch.as_tensor(key.indices, dtype=torch.int64),
             "epoch": key.epoch,
             "batch_index": key.batch_index,
             "rank": key.rank,
         }
+
+
+def _batch_buffer(count: int, first: torch.Tensor) -> torch.Tensor:
+    """An empty ``(count, C, H, W)`` channels-last batch shaped like ``first``.
+
+    Inside a loader worker it is allocated in shared memory straight away (as
+    ``default_collate`` does), so the views are written once and the batch crosses to the
+    main process without another copy; ``torch.stack`` would transpose every channels-last
+    view and then be copied into shared memory a second time.
+    """
+    channels, height, width = first.shape
+    nbytes = count * channels * height * width * first.element_size()
+    storage = torch.UntypedStorage._new_shared(nbytes) if get_worker_info() is not None else torch.UntypedStorage(nbytes)
+    return torch.empty(0, dtype=first.dtype).set_(storage).view(count, height, width, channels).permute(0, 3, 1, 2)
 
 
 class JEPACollate:

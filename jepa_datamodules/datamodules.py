@@ -454,7 +454,7 @@ class STL10DataModule(JEPADataModule):
     ``train_split`` [``"train+unlabeled"``]: the split pre-training reads (``train``,
     ``unlabeled`` or ``train+unlabeled``; unlabeled items carry label -1). ``fold``
     [None]: one of the 10 predefined folds of the labeled train split (0..9).
-    The binaries are memory-mapped, never loaded whole.
+    The binaries are read one image at a time (``os.pread``), never loaded whole.
     """
 
     spec_name = "stl10"

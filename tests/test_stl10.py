@@ -73,8 +73,8 @@ def _write_layout(folder: Path, unlabeled: int) -> None:
 def _children_anon_rss_kb() -> int:
     """Anonymous resident memory of this process's children (the loader workers).
 
-    A split copied into a worker is anonymous memory; pages of the memory-mapped file are
-    file-backed page cache shared by every process, so they are not counted here."""
+    A split copied into a worker is anonymous memory; pages of the file itself are page
+    cache shared by every process, so they are not counted here."""
     total = 0
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
