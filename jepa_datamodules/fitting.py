@@ -57,7 +57,8 @@ class FitSummary(Callback):
         self.pictures["masks"] = draw_mask_grid(views, batch.get("context_masks"), batch.get("target_masks"),
                                                 self.patch_size, self.run_dir / "masks.png")
 
-    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # Not on_validation_epoch_end: callbacks run that hook before the module logs the metric.
         value = trainer.callback_metrics.get("val/probe_accuracy")
         if value is not None and not trainer.sanity_checking:
             self.probe_curve.append((trainer.global_step, float(value)))
