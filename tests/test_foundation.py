@@ -203,3 +203,11 @@ def test_jepa_fit_cifar10_from_the_command_line(served, data_dir, tmp_path):
     assert "dataset:        cifar10" in result.stdout
     assert "steps:          3" in result.stdout
     assert (data_dir / "cifar10" / ".jepa-verified.json").exists()
+    # The run folder holds the pictures the summary names, as real PNGs.
+    pictures = [line.split(":", 1)[1].strip() for line in result.stdout.splitlines() if line.startswith("picture:")]
+    assert {Path(p).name for p in pictures} == {"masks.png", "training.png"}
+    from PIL import Image
+
+    for picture in pictures:
+        with Image.open(picture) as image:
+            assert image.format == "PNG" and image.width > 100

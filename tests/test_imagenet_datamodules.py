@@ -129,3 +129,20 @@ def test_jepa_fit_runs_on_the_fakes_from_the_command_line(tmp_path, name):
         env={**os.environ, "JEPA_CATALOG": str(catalog), "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"dataset:        {name}" in result.stdout and "steps:          2" in result.stdout
+
+
+@pytest.mark.slow
+def test_jepa_verify_names_a_truncated_jpeg(tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    make_imagenet_layout(data / "imagenet", WNIDS, train_per_class=2, val_per_class=1)
+    _catalog(tmp_path, monkeypatch, None, train=12, val=6)
+    ImageNetDataModule(data_dir=data, **SMALL).prepare_data()
+    victim = sorted((data / "imagenet" / "train" / WNIDS[2]).iterdir())[0]
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "jepa-verify"), "data=imagenet", "full=true", f"paths.data_dir={data}",
+         f"paths.log_dir={tmp_path / 'runs'}"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300, env={**os.environ})
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"{WNIDS[2]}/{victim.name}" in result.stdout + result.stderr
+    assert "force=true" in result.stderr
