@@ -146,3 +146,15 @@ def test_jepa_verify_names_a_truncated_jpeg(tmp_path, monkeypatch):
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"{WNIDS[2]}/{victim.name}" in result.stdout + result.stderr
     assert "force=true" in result.stderr
+
+
+def test_prepare_instructions_print_the_manual_steps(tmp_path):
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "jepa-prepare"), "data=imagenet", "instructions=true",
+         f"paths.data_dir={tmp_path / 'data'}", f"paths.log_dir={tmp_path / 'runs'}"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr
+    for needed in ("ILSVRC2012_img_train.tar", "ILSVRC2012_devkit_t12.tar.gz", str(tmp_path / "data" / "imagenet"),
+                   "jepa-prepare data=imagenet"):
+        assert needed in result.stdout
+    assert not (tmp_path / "data" / "imagenet").exists() or not any((tmp_path / "data" / "imagenet").iterdir())
