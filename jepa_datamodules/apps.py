@@ -146,15 +146,15 @@ def datasets_task(cfg: DictConfig) -> None:
 
 # ------------------------------------------------------------ console entry points
 def _entry(command: str, task: Callable[[DictConfig], Any]) -> Callable[[], Any]:
-    app = hydra.main(**CONFIG)(task)
+    def job(cfg: DictConfig) -> Any:
+        return task(cfg)
 
-    def main() -> Any:
-        # Name the Hydra job after the command, so runs land in outputs/<command>/<time>.
-        if not any(arg.startswith("hydra.job.name=") for arg in sys.argv[1:]):
-            sys.argv.append(f"hydra.job.name={command}")
-        return app()
-
-    return main
+    # Hydra names the job after the last part of the task's module: runs then land in
+    # outputs/<command>/<time> instead of outputs/apps/<time>. (Editing sys.argv instead
+    # breaks argparse when flags such as --cfg sit between overrides.)
+    job.__module__ = f"jepa_datamodules.{command}"
+    job.__qualname__ = job.__name__ = command.replace("-", "_")
+    return hydra.main(**CONFIG)(job)
 
 
 prepare = _entry("jepa-prepare", prepare_task)

@@ -211,3 +211,13 @@ def test_jepa_fit_cifar10_from_the_command_line(served, data_dir, tmp_path):
     for picture in pictures:
         with Image.open(picture) as image:
             assert image.format == "PNG" and image.width > 100
+
+
+def test_cfg_job_between_overrides_and_runs_named_after_the_command(tmp_path):
+    shown = _cli("jepa-fit", "data=stl10", "--cfg", "job", "mask=hierarchical", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "_target_: jepa_datamodules.STL10DataModule" in shown.stdout
+    assert "_target_: jepa_datamodules.masks.HierarchicalMaskGenerator" in shown.stdout
+    listed = _cli("jepa-datasets", f"paths.data_dir={tmp_path / 'data'}", f"paths.log_dir={tmp_path / 'runs'}", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["jepa-datasets"]
