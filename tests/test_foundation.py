@@ -213,8 +213,8 @@ def test_jepa_fit_cifar10_from_the_command_line(served, data_dir, tmp_path):
             assert image.format == "PNG" and image.width > 100
 
 
-def test_cfg_job_between_overrides_and_runs_named_after_the_command(tmp_path):
-    shown = _cli("jepa-fit", "data=stl10", "--cfg", "job", "mask=hierarchical", cwd=tmp_path)
+def test_cfg_job_after_overrides_and_runs_named_after_the_command(tmp_path):
+    shown = _cli("jepa-fit", "data=stl10", "mask=hierarchical", "--cfg", "job", cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
     assert "_target_: jepa_datamodules.STL10DataModule" in shown.stdout
     assert "_target_: jepa_datamodules.masks.HierarchicalMaskGenerator" in shown.stdout
