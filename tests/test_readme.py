@@ -101,3 +101,30 @@ def test_demo_summary_fields():
     printed = re.findall(r'f"(\w[\w /]*?):\s', source)
     assert fields[:6] == printed[:6] == ["dataset", "steps", "images/s", "loss", "probe accuracy", "run directory"]
     assert fields[6:] == ["picture", "picture"] and "picture" in printed
+
+
+@pytest.mark.slow
+def test_readme_python_example_trains(served, tmp_path, monkeypatch):
+    """The README's Python block, run as written except for where data comes from and
+    sizes small enough for a CPU test (each substitution must match, or the README moved)."""
+    server, _ = served
+    code = re.search(r"```python\n(.*?)```", README.read_text(), flags=re.S).group(1)
+    substitutions = {
+        'data_dir="data", batch_size=128, num_workers=4,':
+            f'data_dir={str(tmp_path / "data")!r}, batch_size=8, num_workers=0, mirrors=[{server.url!r}], '
+            'image_size=32, patch_size=4, progress=False,',
+        "MultiBlockMaskGenerator()": "MultiBlockMaskGenerator(min_keep=4)",
+        "TinyJEPA(image_size=224, patch_size=16, num_classes=10)":
+            "TinyJEPA(image_size=32, patch_size=4, num_classes=10, embed_dim=32, depth=1, num_heads=2, "
+            "predictor_dim=16, predictor_depth=1)",
+        "lightning.Trainer(max_epochs=1)":
+            "lightning.Trainer(max_steps=2, accelerator='cpu', logger=False, enable_checkpointing=False, "
+            "enable_progress_bar=False, limit_val_batches=1)",
+    }
+    for old, new in substitutions.items():
+        assert old in code, f"the README's Python example no longer contains {old!r}"
+        code = code.replace(old, new)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert namespace["model"].global_step == 2 and len(namespace["model"].losses) == 2
+    assert (tmp_path / "data" / "cifar10" / ".jepa-verified.json").exists()
