@@ -4,8 +4,8 @@ Context encoder (a narrow ViT) sees the context patches; a narrower predictor, g
 context tokens and the positions of each target block, predicts the target encoder's
 embeddings of those patches; the target encoder is an EMA copy of the context encoder and
 sees the whole image. Loss: smooth-L1 on layer-normed target embeddings (as in I-JEPA).
-An online linear probe on detached, mean-pooled target-encoder features reports how
-linearly separable the learned features are (torchmetrics accuracy on val).
+An online linear probe on detached target-encoder features (mean and standard deviation
+over patches) reports how linearly separable they are (torchmetrics accuracy on val).
 """
 
 from __future__ import annotations
@@ -87,6 +87,18 @@ class Predictor(nn.Module):
         return self.project(self.norm(tokens[:, -target_idx.shape[1]:]))
 
 
+def pooled_features(tokens: torch.Tensor) -> torch.Tensor:
+    """Per-image features for the probe: mean and standard deviation over patch tokens.
+
+    Mean pooling alone (I-JEPA's linear-probe convention) leaves a probe trained online
+    for a few hundred steps near chance on the synthetic shapes even with a good encoder;
+    the spread across patches (how much the image varies: edges, stripes, a small or large
+    shape) is what separates them: with it the demo's probe more than doubled its accuracy
+    when this was chosen (compare with ``pooled_features = lambda t: t.mean(1)``).
+    """
+    return torch.cat([tokens.mean(1), tokens.std(1)], dim=1)
+
+
 def flatten_targets(target_masks: list) -> list[torch.Tensor]:
     """Multi-block gives a list of blocks; hierarchical a list of levels of blocks."""
     flat: list[torch.Tensor] = []
@@ -111,7 +123,8 @@ class TinyJEPA(LightningModule):
         # Normalize features without learned scale before the linear layer, as MAE's linear
         # probe does (BatchNorm1d, affine=False): the probe then learns at one rate whatever
         # the scale the encoder's features drift to.
-        self.probe = nn.Sequential(nn.BatchNorm1d(embed_dim, affine=False, eps=1e-6), nn.Linear(embed_dim, num_classes))
+        self.probe = nn.Sequential(nn.BatchNorm1d(2 * embed_dim, affine=False, eps=1e-6),
+                                   nn.Linear(2 * embed_dim, num_classes))
         self.probe_accuracy = MulticlassAccuracy(num_classes=num_classes, average="micro")
         self.losses: list[float] = []
 
@@ -133,7 +146,7 @@ class TinyJEPA(LightningModule):
                 prediction = self.predictor(context, context_idx, target_idx)
                 loss = loss + F.smooth_l1_loss(prediction, gather_tokens(targets, target_idx))
         loss = loss / (len(batch["context_masks"]) * len(target_blocks))
-        probe_loss = self._probe_loss(targets.mean(1), batch["labels"])
+        probe_loss = self._probe_loss(pooled_features(targets), batch["labels"])
         self.losses.append(float(loss.detach()))
         self.log("train/loss", loss, prog_bar=True, batch_size=len(images))
         self.log("train/probe_loss", probe_loss, batch_size=len(images))
@@ -149,7 +162,7 @@ class TinyJEPA(LightningModule):
         labels = batch["labels"]
         labeled = labels >= 0
         if labeled.any():
-            logits = self.probe(self._target_features(batch["images"]).mean(1))
+            logits = self.probe(pooled_features(self._target_features(batch["images"])))
             self.probe_accuracy.update(logits[labeled], labels[labeled])
 
     def on_validation_epoch_end(self) -> None:
