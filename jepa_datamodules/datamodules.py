@@ -216,9 +216,7 @@ class JEPADataModule(LightningDataModule):
             path = folder / archive.filename
             if target is not None and target.exists() and not hp.force and not path.exists():
                 continue  # extracted earlier and the archive was deleted on purpose
-            if hp.force:
-                path.unlink(missing_ok=True)  # force means fetch again, not re-check
-            if not path.exists():
+            if (hp.force and hp.download) or not path.exists():
                 if not hp.download:
                     raise dl.DownloadError(
                         f"{path} is missing and download=False; place {archive.filename} there by hand "
@@ -226,8 +224,13 @@ class JEPADataModule(LightningDataModule):
                 needed = archive.size + archive.extracted_size
                 dl.check_free_space(folder, needed, f"download and extract {archive.filename}")
                 urls = dl.candidate_urls(archive.filename, archive.urls, hp.mirrors)
-                dl.fetch(urls, path, md5=archive.md5, size=archive.size, retries=hp.retries,
+                # force fetches again beside the archive and swaps it in only once its md5
+                # matches, so a failed re-download (no network) keeps the archive there was.
+                landing = path.with_name(f".{archive.filename}.refetch") if path.exists() else path
+                landing.unlink(missing_ok=True)
+                dl.fetch(urls, landing, md5=archive.md5, size=archive.size, retries=hp.retries,
                          timeout=hp.timeout, progress=hp.progress)
+                os.replace(landing, path)
                 known[archive.filename] = archive.md5
             if target is not None:
                 dl.safe_extract(path, target, progress=hp.progress)

@@ -221,3 +221,19 @@ def test_cfg_job_after_overrides_and_runs_named_after_the_command(tmp_path):
     listed = _cli("jepa-datasets", f"paths.data_dir={tmp_path / 'data'}", f"paths.log_dir={tmp_path / 'runs'}", cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
     assert [p.name for p in (tmp_path / "runs").iterdir()] == ["jepa-datasets"]
+
+
+def test_failed_forced_download_keeps_the_archive(served, data_dir):
+    server, fakes = served
+    CIFAR10DataModule(data_dir=data_dir, mirrors=[server.url], progress=False, **SMALL).prepare_data()
+    archive = data_dir / "cifar10" / "cifar-10-python.tar.gz"
+    dead = CIFAR10DataModule(data_dir=data_dir, mirrors=["http://127.0.0.1:9"], retries=0, force=True, progress=False,
+                             **SMALL)
+    with pytest.raises(dl.DownloadError):
+        dead.prepare_data()
+    assert dl.file_md5(archive) == fakes["cifar10"].md5
+    # Without force the kept archive is extracted and verified again; nothing is fetched.
+    before = server.count("/cifar-10-python.tar.gz")
+    CIFAR10DataModule(data_dir=data_dir, mirrors=[server.url], progress=False, **SMALL).prepare_data()
+    assert server.count("/cifar-10-python.tar.gz") == before
+    assert len(CIFAR10DataModule(data_dir=data_dir, **SMALL).open_split("train")) == 100
