@@ -13,6 +13,7 @@ a seeded carve-out of the training split and ``test`` stays the official one.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import sys
@@ -175,14 +176,20 @@ class JEPADataModule(LightningDataModule):
     def reader_options(self) -> dict[str, Any]:
         return {}
 
-    def open_split(self, split: str) -> Source:
+    # Reader options that select part of a split (STL-10's fold); verification reads whole splits.
+    subset_options: tuple[str, ...] = ()
+
+    def open_split(self, split: str, whole: bool = False) -> Source:
         hp = self.hparams
         if hp.format == "litdata":
             from .streaming import LitDataSource, split_url
 
             return LitDataSource(split_url(hp.input, split), storage_options=hp.storage_options,
                                  cache_dir=hp.stream_cache_dir)
-        return open_split(self.spec, self.folder, split, **self.reader_options())
+        options = self.reader_options()
+        if whole:
+            options = {key: value for key, value in options.items() if key not in self.subset_options}
+        return open_split(self.spec, self.folder, split, **options)
 
     # -------------------------------------------------------------- prepare / verify
     def prepare_data(self) -> None:
@@ -240,7 +247,8 @@ class JEPADataModule(LightningDataModule):
 
     def verify(self, full: bool = False, known_md5: dict[str, str] | None = None) -> VerifyReport:
         """Check the dataset on disk against its spec (see ``verify.verify_dataset``)."""
-        return verify_dataset(self.spec, self.folder, self.open_split, full=full, known_md5=known_md5,
+        return verify_dataset(self.spec, self.folder, functools.partial(self.open_split, whole=True), full=full,
+                              known_md5=known_md5,
                               md5=lambda p: dl.file_md5(p, progress=self.hparams.progress),
                               num_classes=self.num_classes, seed=self.hparams.seed)
 
@@ -477,16 +485,10 @@ class STL10DataModule(JEPADataModule):
     def build_spec(self) -> DatasetSpec:
         return get_spec(self.spec_name).replace(pretrain_split=self.train_split)
 
+    subset_options = ("fold",)
+
     def reader_options(self) -> dict[str, Any]:
         return {"fold": self.fold}
-
-    def verify(self, full: bool = False, known_md5: dict[str, str] | None = None) -> VerifyReport:
-        # Folds select from the train split; verification always looks at the whole splits.
-        fold, self.fold = self.fold, None
-        try:
-            return super().verify(full=full, known_md5=known_md5)
-        finally:
-            self.fold = fold
 
 
 class ImageNetDataModule(JEPADataModule):
@@ -556,7 +558,7 @@ class ImageNet100DataModule(ImageNetDataModule):
     def build_spec(self) -> DatasetSpec:
         return get_spec(self.spec_name).replace(num_classes=len(self.classes))
 
-    @property
+    @functools.cached_property
     def parent(self) -> ImageNetDataModule:
         hp = self.hparams
         return ImageNetDataModule(data_dir=hp.data_dir, progress=hp.progress, download=False, force=False)

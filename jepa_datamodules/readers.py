@@ -132,12 +132,6 @@ def read_cifar(spec: DatasetSpec, folder: Path, split: str, label_type: str = "f
     return ArraySource(np.ascontiguousarray(np.concatenate(images)), np.concatenate(labels))
 
 
-def cifar_class_names(spec: DatasetSpec, folder: Path, label_type: str = "fine") -> list[str]:
-    meta = load_cifar_pickle(folder / spec.data_root / spec.options["meta_file"])
-    names = meta[spec.options["class_names_key"][label_type]]
-    return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
-
-
 # -------------------------------------------------------------------------- STL-10
 STL10_SIDE = 96
 _STL10_IMAGE_BYTES = 3 * STL10_SIDE * STL10_SIDE
