@@ -1,7 +1,12 @@
 """jepa_datamodules: Lightning DataModules that take a JEPA / H-JEPA run from nothing on
 disk to masked, augmented batches."""
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("jepa-datamodules")  # the one copy lives in pyproject.toml
+except PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
 
 from .catalog import DatasetSpec, dataset_names, get_spec
 from .datamodules import (
