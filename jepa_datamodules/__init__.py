@@ -13,7 +13,7 @@ from .datamodules import (
     STL10DataModule,
     SyntheticDataModule,
 )
-from .masks import HierarchicalMaskGenerator, MultiBlockMaskGenerator, NoMaskGenerator
+from .masks import HierarchicalMaskGenerator, MaskGenerator, MultiBlockMaskGenerator, NoMaskGenerator
 from .tinyjepa import TinyJEPA
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "ImageNet100DataModule",
     "ImageNetDataModule",
     "JEPADataModule",
+    "MaskGenerator",
     "MultiBlockMaskGenerator",
     "NoMaskGenerator",
     "STL10DataModule",

@@ -88,6 +88,7 @@ import torch
 
 __all__ = [
     "HierarchicalMaskGenerator",
+    "MaskGenerator",
     "MultiBlockMaskGenerator",
     "NoMaskGenerator",
     "DEFAULT_HIERARCHICAL_LEVELS",
@@ -330,7 +331,30 @@ def _plan_targets(name: str, label: str, shape: _Shape, count: int, grid: Grid, 
 # --------------------------------------------------------------------------- sampling core
 
 
-class _BlockMasker:
+class MaskGenerator:
+    """What a DataModule's ``mask`` argument takes; the three generators here derive from it.
+
+    A subclass implements ``with_grid(grid)`` (a copy set up for the patch grid (rows, cols))
+    and ``__call__(batch_size, generator)`` (``(context_masks, target_masks)`` or None, drawn
+    only from the CPU ``torch.Generator`` given). Deriving from it is what lets LightningCLI /
+    jsonargparse accept a generator by class path (``--data.mask jepa_datamodules.MultiBlockMaskGenerator``).
+    """
+
+    _grid: Grid | None = None
+
+    @property
+    def grid(self) -> Grid | None:
+        """Patch grid (rows, cols), or None until ``with_grid`` is called."""
+        return self._grid
+
+    def with_grid(self, grid: tuple[int, int]) -> MaskGenerator:
+        raise NotImplementedError
+
+    def __call__(self, batch_size: int, generator: torch.Generator) -> Any:
+        raise NotImplementedError
+
+
+class _BlockMasker(MaskGenerator):
     """Shared machinery: configuration, grid tables and the vectorised batch sampler."""
 
     _grid: Grid | None
@@ -352,11 +376,6 @@ class _BlockMasker:
     # Subclasses list their target groups as (name, label for messages, shape, count).
     def _target_groups(self) -> list[tuple[str, str, _Shape, int]]:
         raise NotImplementedError
-
-    @property
-    def grid(self) -> Grid | None:
-        """Patch grid (rows, cols), or None until ``with_grid`` is called."""
-        return self._grid
 
     def _set_grid(self, grid: Grid) -> None:
         rows, cols = grid
@@ -644,16 +663,11 @@ class HierarchicalMaskGenerator(_BlockMasker):
         return f"HierarchicalMaskGenerator(grid={self._grid!r}, {args})"
 
 
-class NoMaskGenerator:
+class NoMaskGenerator(MaskGenerator):
     """``mask=none``: plain augmented views, no masks. Calling it returns None."""
 
     def __init__(self, grid: tuple[int, int] | None = None) -> None:
         self._grid = None if grid is None else _check_grid(grid)
-
-    @property
-    def grid(self) -> Grid | None:
-        """Patch grid (rows, cols), or None until ``with_grid``."""
-        return self._grid
 
     def with_grid(self, grid: tuple[int, int]) -> NoMaskGenerator:
         """A copy with the grid recorded (validated, otherwise unused)."""
