@@ -11,18 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from jepa_datamodules import (
-    CIFAR10DataModule,
-    CIFAR100DataModule,
-    ImageNet100DataModule,
-    ImageNetDataModule,
-    JEPADataModule,
-    STL10DataModule,
-    SyntheticDataModule,
-)
+import jepa_datamodules
+from jepa_datamodules import SyntheticDataModule
 
-PUBLIC_DATAMODULES = [JEPADataModule, SyntheticDataModule, CIFAR10DataModule, CIFAR100DataModule,
-                      STL10DataModule, ImageNetDataModule, ImageNet100DataModule]
+PUBLIC_DATAMODULES = [getattr(jepa_datamodules, name) for name in jepa_datamodules.__all__
+                      if name.endswith("DataModule")]
 
 # A module of the user's own: counts the masks it is given and trains one scalar.
 MASK_COUNTER = '''
