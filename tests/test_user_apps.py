@@ -4,6 +4,7 @@ run as a subprocess, as a user runs them."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -39,8 +40,9 @@ class MaskCounter(lightning.LightningModule):
 
 
 def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "JEPA_DATA_DIR"}
     result = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=300,
-                            stdin=subprocess.DEVNULL)
+                            stdin=subprocess.DEVNULL, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
 
@@ -107,3 +109,55 @@ def test_python_default_is_the_multiblock_recipe_and_none_means_no_masks(tmp_pat
 def test_seed_must_be_an_integer(seed):
     with pytest.raises(ValueError, match=r"seed=.* is invalid; allowed is an integer"):
         SyntheticDataModule(seed=seed)
+
+
+USER_HYDRA_CONFIG = '''
+# A user's own lightning-hydra-template-style config: our groups come from the installed
+# package's Hydra plugin; there is no paths, seed or mask key of ours at the root.
+defaults:
+  - data: synthetic
+  - mask: multiblock
+  - _self_
+
+trainer:
+  fast_dev_run: true
+'''
+
+USER_HYDRA_APP = '''
+import hydra
+import lightning
+from hydra.utils import instantiate
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="train")
+def main(cfg):
+    datamodule = instantiate(cfg.data)
+    print(f"data_dir={datamodule.hparams.data_dir} seed={datamodule.hparams.seed}", flush=True)
+    trainer = lightning.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                                enable_model_summary=False, **cfg.trainer)
+    trainer.fit(MaskCounter(), datamodule=datamodule)
+
+
+if __name__ == "__main__":
+    main()
+'''
+
+
+@pytest.mark.slow
+def test_a_users_own_hydra_app_composes_our_data_and_mask_groups(tmp_path):
+    app = tmp_path / "my_project"
+    (app / "configs").mkdir(parents=True)
+    (app / "configs" / "train.yaml").write_text(USER_HYDRA_CONFIG)
+    (app / "train.py").write_text(MASK_COUNTER + USER_HYDRA_APP)
+    small = ["data.num_train=64", "data.num_test=16", "data.batch_size=8", "data.num_workers=0",
+             "mask.num_targets=2", "hydra.run.dir=run"]
+    result = run(["train.py", *small], app)
+    # Fallbacks: data in ./data (JEPA_DATA_DIR unset), seed 0, the mask group the user chose.
+    assert "data_dir=data seed=0" in result.stdout
+    assert "contexts=1 targets=2" in result.stdout
+    assert (app / "data" / "synthetic").is_dir()
+    # lightning-hydra-template's `seed: null` is refused at construction, in one sentence.
+    refused = subprocess.run([sys.executable, "train.py", *small, "+seed=null"], cwd=app, capture_output=True,
+                             text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert refused.returncode != 0
+    assert "seed=None is invalid; allowed is an integer" in refused.stderr
