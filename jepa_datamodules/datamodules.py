@@ -362,7 +362,8 @@ class JEPADataModule(LightningDataModule):
         self.train_sampler = loader.sampler
         if self._resume is not None:
             # Lightning then calls set_epoch with its own (restored) epoch before the first
-            # batch is drawn; if that is a later epoch, the sampler starts it from batch 0.
+            # batch is drawn; the stream position wins (EpochBatchSampler.resume_at), also when
+            # Lightning counted an epoch that max_steps cut short as finished.
             loader.load_state_dict(self._resume)
             self._resume = None
         return loader

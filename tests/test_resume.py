@@ -50,10 +50,12 @@ class Recorder(lightning.LightningModule):
 
 
 def fit(datamodule: lightning.LightningDataModule, max_steps: int, root: Path, ckpt_path: str | None = None,
-        checkpoint_every: int | None = None) -> Recorder:
+        checkpoint_every: int | None = None, checkpoint_at_end: bool = False) -> Recorder:
+    """``checkpoint_every``: save every that many steps; ``checkpoint_at_end``: save when the
+    run ends (ModelCheckpoint's default, on epoch end, which is where jepa-fit saves)."""
     model = Recorder()
     callbacks = [ModelCheckpoint(dirpath=root / "checkpoints", every_n_train_steps=checkpoint_every,
-                                 save_top_k=-1)] if checkpoint_every else []
+                                 save_top_k=-1)] if checkpoint_every or checkpoint_at_end else []
     trainer = lightning.Trainer(max_steps=max_steps, accelerator="cpu", devices=1, logger=False,
                                 enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
                                 enable_checkpointing=bool(callbacks), callbacks=callbacks, default_root_dir=root)
@@ -139,3 +141,14 @@ def test_checkpointed_hyperparameters_load_with_weights_only(tmp_path):
     loaded = torch.load(tmp_path / "hparams.ckpt", weights_only=True)["datamodule_hyper_parameters"]
     assert loaded["data_dir"] == str(tmp_path / "data")
     assert list(loaded["crop_scale"]) == list(cfg.data.crop_scale)
+
+
+@pytest.mark.parametrize("stop_at", [5, BATCHES_PER_EPOCH + 3, BATCHES_PER_EPOCH])
+def test_extending_a_run_stopped_by_max_steps_continues_its_stream(data_dir, tmp_path, uninterrupted, stop_at):
+    # A run that max_steps ended, saved at its end, then extended with a larger max_steps:
+    # Lightning counts the cut-short epoch as finished, the DataModule's position must win.
+    first = fit(synthetic(data_dir, 0), stop_at, tmp_path / "first", checkpoint_at_end=True)
+    checkpoint = next((tmp_path / "first" / "checkpoints").glob(f"*step={stop_at}.ckpt"))
+    second = fit(synthetic(data_dir, 0), 30, tmp_path / "second", ckpt_path=str(checkpoint))
+    assert len(second.seen) == 30 - stop_at
+    assert first.seen + second.seen == uninterrupted
