@@ -113,7 +113,7 @@ def verify_task(cfg: DictConfig) -> None:
 def fit_task(cfg: DictConfig) -> dict[str, Any]:
     import lightning
 
-    from .fitting import FitSummary, build_model
+    from .fitting import FitSummary, already_complete, build_model, checkpoint_path, fit_callbacks
 
     lightning.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = build_datamodule(cfg)
@@ -122,12 +122,16 @@ def fit_task(cfg: DictConfig) -> dict[str, Any]:
     model = build_model(cfg, dm)
     summary = FitSummary(Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir),
                          mean=dm.spec.mean, std=dm.spec.std, patch_size=dm.hparams.patch_size)
-    trainer = hydra.utils.instantiate(cfg.trainer, callbacks=[summary])
+    trainer = hydra.utils.instantiate(cfg.trainer, callbacks=[summary, *fit_callbacks(cfg)])
     trainer.fit(model, datamodule=dm, ckpt_path=cfg.ckpt_path)
+    if cfg.ckpt_path and summary.steps == 0:
+        if trainer.is_global_zero:
+            print(already_complete(trainer, cfg.ckpt_path))
+        return {}
     metrics = trainer.validate(model, datamodule=dm, verbose=False)
     if not trainer.is_global_zero:
         return {}
-    return summary.report(dm, model, metrics[0] if metrics else {})
+    return summary.report(dm, model, metrics[0] if metrics else {}, checkpoint=checkpoint_path(trainer))
 
 
 @user_facing
@@ -204,12 +208,10 @@ def close_key_hints(overrides: list[str]) -> list[str]:
             valid = [str(k) for k in node.keys() if not str(k).startswith("_")]
             close = difflib.get_close_matches(last, valid, n=2, cutoff=0.6)
             where = ".".join(parents)
-            if close:
+            if close:  # otherwise Hydra's own advice (append it with +) is the right one
                 also = "".join(f" or {where}.{c}" for c in close[1:])
                 hints.append(f"{key} is not a setting of {where}; did you mean {where}.{close[0]}{also}? "
                              f"(`--cfg job` lists every setting.)")
-            else:
-                hints.append(f"{key} is not a setting of {where}; `--cfg job` lists every setting.")
     return hints
 
 

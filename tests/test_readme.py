@@ -23,6 +23,8 @@ ELSEWHERE = {
     "make test": ".ci/run",
     "jepa-fit data=cifar10 trainer=ddp": "tests/test_ddp.py",
     "jepa-bench data=cifar10": "tests/test_bench.py",
+    "jepa-fit trainer.max_steps=100": "tests/test_resume.py::test_readme_resume_recipe_through_jepa_fit",
+    "jepa-fit trainer.max_steps=200 ckpt_path=<path>": "tests/test_resume.py::test_readme_resume_recipe_through_jepa_fit",
     # The performance table's commands take minutes each: tests/test_bench.py runs
     # jepa-bench on the cifar10 and imagenet stand-ins with tiny batch counts and checks what
     # it prints, and checks that every stand-in kind (stl10 included) prepares and loads.
@@ -100,7 +102,7 @@ def test_demo_summary_fields():
     source = (TESTS.parent / "jepa_datamodules" / "fitting.py").read_text()
     printed = re.findall(r'f"(\w[\w /]*?):\s', source)
     assert fields[:6] == printed[:6] == ["dataset", "steps", "images/s", "loss", "probe accuracy", "run directory"]
-    assert fields[6:] == ["picture", "picture"] and "picture" in printed
+    assert fields[6:] == ["checkpoint", "picture", "picture"] and "checkpoint" in printed and "picture" in printed
 
 
 @pytest.mark.slow
