@@ -9,10 +9,17 @@ repeats each consecutive chunk of ``B`` rows ``repeat`` times in place.
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
+import pytest
 import torch
 import torch.nn.functional as F
 
-from jepa_datamodules import HierarchicalMaskGenerator, MultiBlockMaskGenerator, TinyJEPA
+from jepa_datamodules import HierarchicalMaskGenerator, MultiBlockMaskGenerator, SyntheticDataModule, TinyJEPA
+from jepa_datamodules.adapters import boolean_masks, ijepa_batch, indices_to_boolean, to_device
+
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def ijepa_apply_masks(x: torch.Tensor, masks: list[torch.Tensor]) -> torch.Tensor:
@@ -81,3 +88,70 @@ def test_tiny_jepa_loss_is_the_mean_over_every_context_target_pair():
                     prediction = model.predictor(context, [c], [t])
                     losses.append(F.smooth_l1_loss(prediction, ijepa_apply_masks(targets, [t])))
         assert abs(model.losses[-1] - float(torch.stack(losses).mean())) < 1e-5
+
+
+# ----------------------------------------------------------------------------- adapters
+
+
+def small_synthetic(tmp_path, **kwargs) -> SyntheticDataModule:
+    dm = SyntheticDataModule(data_dir=tmp_path, num_train=64, num_test=16, batch_size=8, num_workers=0,
+                             progress=False, **kwargs)
+    dm.prepare_data()
+    return dm
+
+
+def test_to_device_gives_what_a_lightning_module_receives(tmp_path):
+    dm = small_synthetic(tmp_path)
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["images"].dtype == torch.uint8
+    finished = to_device(batch, dm, "cpu")
+    assert finished["images"].dtype == torch.float32
+    mean = torch.tensor(dm.spec.mean).view(1, 3, 1, 1)
+    std = torch.tensor(dm.spec.std).view(1, 3, 1, 1)
+    assert torch.allclose(finished["images"], (batch["images"].float() / 255 - mean) / std, atol=1e-5)
+
+
+def test_ijepa_form_and_boolean_masks_agree_with_the_indices(tmp_path):
+    dm = small_synthetic(tmp_path, mask=HierarchicalMaskGenerator(min_keep=4))
+    batch = to_device(next(iter(dm.train_dataloader())), dm)
+    n = dm.grid[0] * dm.grid[1]
+    with pytest.raises(ValueError, match="pass level=0..1"):
+        ijepa_batch(batch)
+    images, masks_enc, masks_pred = ijepa_batch(batch, level=1)
+    assert images.shape[0] == 8 and masks_pred == batch["target_masks"][1]
+    ijepa_apply_masks(torch.randn(8, n, 4), masks_pred)  # one K within the level
+    context, targets = boolean_masks(batch, n)
+    assert context.shape == (8, n) and targets.shape == (8, 6 + 2, n)
+    assert (context.sum(1) == masks_enc[0].shape[1]).all()
+    flat = batch["target_masks"][0] + batch["target_masks"][1]
+    for block, indices in enumerate(flat):
+        assert torch.equal(targets[:, block].nonzero()[:, 1].view(8, -1), indices)
+    assert not (context & targets.any(1)).any()  # the context excludes every target
+    assert torch.equal(indices_to_boolean(masks_enc[0], n), context)
+
+
+def readme_section_code(title: str) -> list[str]:
+    text = README.read_text()
+    start = text.index(f"## {title}\n")
+    section = text[start:text.index("\n## ", start + 1)]
+    return re.findall(r"```python\n(.*?)```", section, flags=re.S)
+
+
+def test_readme_own_training_code_examples_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    blocks = readme_section_code("Using your own training code")
+    assert len(blocks) == 2
+    old = 'SyntheticDataModule(data_dir="data", batch_size=64)'
+    assert old in blocks[0], "the README's I-JEPA example no longer builds the DataModule this test shrinks"
+    blocks[0] = blocks[0].replace(old, 'SyntheticDataModule(data_dir="data", batch_size=8, num_train=64, num_test=16, '
+                                       'num_workers=0, progress=False)')
+    namespace: dict = {}
+    B = 8
+    exec(compile(blocks[0], "README.md", "exec"), namespace)  # the I-JEPA loop, two epochs
+    assert namespace["images"].dtype == torch.float32 and len(namespace["masks_pred"]) == 4
+    k_context, k_target = namespace["masks_enc"][0].shape[1], namespace["masks_pred"][0].shape[1]
+    assert namespace["context"].shape == (B, k_context, 16)
+    assert namespace["targets"].shape == (4 * B, k_target, 16)
+    exec(compile(blocks[1], "README.md", "exec"), namespace)  # boolean masks
+    assert namespace["context"].shape == (B, 64) and namespace["targets"].shape == (B, 4, 64)
+    assert torch.equal(namespace["removed"], ~namespace["context"])

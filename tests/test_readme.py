@@ -23,6 +23,8 @@ ELSEWHERE = {
     "make test": ".ci/run",
     "jepa-fit data=cifar10 trainer=ddp": "tests/test_ddp.py",
     "jepa-bench data=cifar10": "tests/test_bench.py",
+    "python train.py fit --data jepa_datamodules.CIFAR10DataModule --data.mask jepa_datamodules.MultiBlockMaskGenerator "
+    "--data.mask.num_targets 2": "tests/test_user_apps.py::test_lightning_cli_fits_with_the_default_mask_and_a_mask_given_by_class_path",
     "jepa-fit trainer.max_steps=100": "tests/test_resume.py::test_readme_resume_recipe_through_jepa_fit",
     "jepa-fit trainer.max_steps=200 ckpt_path=<path>": "tests/test_resume.py::test_readme_resume_recipe_through_jepa_fit",
     # The performance table's commands take minutes each: tests/test_bench.py runs
