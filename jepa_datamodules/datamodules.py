@@ -192,7 +192,11 @@ class JEPADataModule(LightningDataModule):
         _check_format(format, input)
         self.spec: DatasetSpec = spec
         self.grid = (image_size // patch_size, image_size // patch_size)
-        self.mask_generator = mask.with_grid(self.grid) if mask is not None else None
+        try:
+            self.mask_generator = mask.with_grid(self.grid) if mask is not None else None
+        except ValueError as error:  # the default mask included: say how to go without
+            name = type(mask).__name__.removeprefix("LazyInstance_")  # jsonargparse's lazy default
+            raise ValueError(f"mask={name}: {error} Or pass mask=None for batches without masks.") from None
         self.train_view = TrainView(image_size, crop_scale, crop_ratio, hflip, color_jitter)
         self.eval_view = EvalView(image_size, eval_crop_fraction)
         self.datasets: dict[str, ViewDataset] = {}
