@@ -170,7 +170,11 @@ def _suggest_close_keys(main: Callable[[], Any]) -> Callable[[], Any]:
             return main()
         except SystemExit as stop:
             if stop.code not in (None, 0):
-                for hint in close_key_hints(sys.argv[1:]):
+                try:
+                    hints = close_key_hints(sys.argv[1:])
+                except Exception:  # noqa: BLE001 - a hint must never hide the error being reported
+                    hints = []
+                for hint in hints:
                     print(f"error: {hint}", file=sys.stderr)
             raise
 

@@ -70,7 +70,8 @@ def readme_data_settings() -> list[tuple[int, str, list[str], list[str]]]:
     paragraph = ""
     for number, line in enumerate(README.read_text().splitlines(), 1):
         paragraph = line if (line.startswith("- ") or not line.strip()) else paragraph + " " + line
-        settings = re.findall(r"\+?data\.([A-Za-z_][\w.]*)(=[^\s`|)]*)?", line)
+        # Hydra overrides only: LightningCLI's --data.<key> flags are another parser's.
+        settings = re.findall(r"(?<![-\w])\+?data\.([A-Za-z_][\w.]*)(=[^\s`|)]*)?", line)
         if not settings:
             continue
         choice = re.search(r"\bdata=([\w-]+)", line)
