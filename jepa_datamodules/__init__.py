@@ -18,7 +18,7 @@ from .datamodules import (
     STL10DataModule,
     SyntheticDataModule,
 )
-from .masks import HierarchicalMaskGenerator, MultiBlockMaskGenerator, NoMaskGenerator
+from .masks import HierarchicalMaskGenerator, MaskGenerator, MultiBlockMaskGenerator, NoMaskGenerator
 from .tinyjepa import TinyJEPA
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "ImageNet100DataModule",
     "ImageNetDataModule",
     "JEPADataModule",
+    "MaskGenerator",
     "MultiBlockMaskGenerator",
     "NoMaskGenerator",
     "STL10DataModule",

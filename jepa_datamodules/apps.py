@@ -113,7 +113,7 @@ def verify_task(cfg: DictConfig) -> None:
 def fit_task(cfg: DictConfig) -> dict[str, Any]:
     import lightning
 
-    from .fitting import FitSummary, build_model
+    from .fitting import FitSummary, already_complete, build_model, checkpoint_path, fit_callbacks
 
     lightning.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = build_datamodule(cfg)
@@ -122,12 +122,16 @@ def fit_task(cfg: DictConfig) -> dict[str, Any]:
     model = build_model(cfg, dm)
     summary = FitSummary(Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir),
                          mean=dm.spec.mean, std=dm.spec.std, patch_size=dm.hparams.patch_size)
-    trainer = hydra.utils.instantiate(cfg.trainer, callbacks=[summary])
+    trainer = hydra.utils.instantiate(cfg.trainer, callbacks=[summary, *fit_callbacks(cfg)])
     trainer.fit(model, datamodule=dm, ckpt_path=cfg.ckpt_path)
+    if cfg.ckpt_path and summary.steps == 0:
+        if trainer.is_global_zero:
+            print(already_complete(trainer, cfg.ckpt_path))
+        return {}
     metrics = trainer.validate(model, datamodule=dm, verbose=False)
     if not trainer.is_global_zero:
         return {}
-    return summary.report(dm, model, metrics[0] if metrics else {})
+    return summary.report(dm, model, metrics[0] if metrics else {}, checkpoint=checkpoint_path(trainer))
 
 
 @user_facing
@@ -154,7 +158,65 @@ def _entry(command: str, task: Callable[[DictConfig], Any]) -> Callable[[], Any]
     # breaks argparse when flags such as --cfg sit between overrides.)
     job.__module__ = f"jepa_datamodules.{command}"
     job.__qualname__ = job.__name__ = command.replace("-", "_")
-    return hydra.main(**CONFIG)(job)
+    return _suggest_close_keys(hydra.main(**CONFIG)(job))
+
+
+def _suggest_close_keys(main: Callable[[], Any]) -> Callable[[], Any]:
+    """When Hydra refuses an override, name the close valid key (``data.batchsize`` -> ``data.batch_size``)."""
+
+    @functools.wraps(main)
+    def wrapper() -> Any:
+        try:
+            return main()
+        except SystemExit as stop:
+            if stop.code not in (None, 0):
+                try:
+                    hints = close_key_hints(sys.argv[1:])
+                except Exception:  # noqa: BLE001 - a hint must never hide the error being reported
+                    hints = []
+                for hint in hints:
+                    print(f"error: {hint}", file=sys.stderr)
+            raise
+
+    return wrapper
+
+
+def close_key_hints(overrides: list[str]) -> list[str]:
+    """One sentence per ``a.b=value`` override whose key the composed config lacks, naming the
+    closest existing keys. Group choices (``data=cifar10``) are kept; ``+``/``~`` overrides skipped."""
+    import difflib
+    import re
+
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import DictConfig
+
+    pattern = re.compile(r"^([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)=")
+    dotted = [m.group(1) for m in map(pattern.match, overrides) if m]
+    choices = [o for o in overrides if re.match(r"^[A-Za-z_][\w/]*=", o)]
+    if not dotted:
+        return []
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_module(config_module="jepa_datamodules.conf", version_base=CONFIG["version_base"]):
+            cfg = compose(CONFIG["config_name"], overrides=choices)
+    except Exception:  # noqa: BLE001 - the group choices themselves are wrong: Hydra's message says so
+        return []
+    hints = []
+    for key in dotted:
+        *parents, last = key.split(".")
+        node: Any = cfg
+        for part in parents:
+            node = node.get(part) if isinstance(node, DictConfig) else None
+        if isinstance(node, DictConfig) and last not in node:
+            valid = [str(k) for k in node.keys() if not str(k).startswith("_")]
+            close = difflib.get_close_matches(last, valid, n=2, cutoff=0.6)
+            where = ".".join(parents)
+            if close:  # otherwise Hydra's own advice (append it with +) is the right one
+                also = "".join(f" or {where}.{c}" for c in close[1:])
+                hints.append(f"{key} is not a setting of {where}; did you mean {where}.{close[0]}{also}? "
+                             f"(`--cfg job` lists every setting.)")
+    return hints
 
 
 prepare = _entry("jepa-prepare", prepare_task)

@@ -27,6 +27,7 @@ from lightning import LightningDataModule
 from . import download as dl
 from .batching import JEPACollate, ViewDataset
 from .catalog import DatasetSpec, dataset_folder, get_spec
+from .masks import MaskGenerator, MultiBlockMaskGenerator
 from .readers import Source, SubsetSource, open_split
 from .sampling import EpochBatchSampler, EpochDataLoader
 from .transforms import EvalView, TrainView, check_crop_scale, normalize
@@ -41,41 +42,28 @@ from .verify import (
 )
 
 
+def _default_mask() -> MaskGenerator:
+    """The I-JEPA multi-block recipe, as conf/mask/multiblock.yaml. Generators are never changed
+    in place (``with_grid`` returns a copy), so one shared default is safe. Where jsonargparse is
+    installed it is a lazy instance, which LightningCLI can write into its config.yaml (a plain
+    instance is saved as "Unable to serialize instance ...")."""
+    try:
+        from jsonargparse import lazy_instance
+    except ImportError:
+        return MultiBlockMaskGenerator()
+    return lazy_instance(MultiBlockMaskGenerator)
+
+
+DEFAULT_MASK = _default_mask()
+
+
 class JEPADataModule(LightningDataModule):
     """Masked, augmented JEPA batches for the dataset named by ``spec_name``.
 
-    Args (defaults in brackets):
-        data_dir: root of all datasets; this one lives in ``<data_dir>/<name>`` ["data"].
-        batch_size: batch size *per device* (per DDP rank) [128]; the global batch is
-            ``batch_size * world_size``. global_batch_size: the total over all devices
-            instead, split evenly; it must be a multiple of the world size [None].
-        num_workers: loader processes [4]. pin_memory: [None = only when CUDA is present].
-        persistent_workers: [None = only when num_workers > 0]. prefetch_factor: batches
-            per worker in flight [None = 2 when num_workers > 0]. drop_last: train only [True].
-        image_size / patch_size: output side and ViT patch, pixels [spec defaults];
-            image_size must be a multiple of patch_size.
-        crop_scale: random-resized-crop area range [(0.3, 1.0)]; crop_ratio [(3/4, 4/3)];
-            hflip [True]; color_jitter: strength, 0 = off [0.0]; eval_crop_fraction [0.875].
-        normalize_on_device: uint8 batches from the loader, normalized on the training
-            device in ``on_after_batch_transfer`` [True]; False normalizes in the workers.
-        val_fraction: carve val out of train with a seeded split [0.0 = official split].
-        seed: drives the split, the shuffles, the augmentations and the masks [0].
-        mask: a mask generator from ``jepa_datamodules.masks`` (or None for no masks).
-        download: fetch missing archives [True]. mirrors: base URLs tried before upstream [()].
-        force: fetch and extract again even if verified [False]. keep_archives [True].
-        retries / timeout: per URL, seconds [4 / 30.0]. progress: bars [None = when a TTY].
-        format: where items come from: ``"files"``, the dataset's own files under
-            ``data_dir`` ["files"], or ``"litdata"``, LitData optimized chunks written by
-            ``jepa-prepare data=<name> format=litdata output=<where>``, read from ``input``.
-        input: the folder or URL (``s3://bucket/prefix``) given as ``output`` to that
-            conversion; only with ``format="litdata"`` [None].
-        storage_options: LitData's connection options for remote ``input`` / ``output``
-            (S3: boto3 client arguments, e.g. ``{"endpoint_url": "http://minio:9000"}``)
-            [None = boto3's defaults and ``AWS_*`` environment variables].
-        stream_cache_dir: LitData's local cache for remote ``input`` [None = LitData's default].
+    Every constructor argument is documented on ``__init__`` (``help(CIFAR10DataModule)``,
+    LightningCLI's ``--data.help``).
 
-    The Hydra data configs leave the LitData keys out to stay short; add them with ``+``:
-    ``jepa-fit data=cifar10 +data.format=litdata +data.input=s3://bucket/cifar10``
+    LitData from Hydra: ``jepa-fit data=cifar10 data.format=litdata data.input=s3://bucket/cifar10``
     ``+data.storage_options.endpoint_url=http://127.0.0.1:9000``. Everything else (views,
     masks, batch format, DDP sharding, resume) is the same in both formats.
 
@@ -112,7 +100,7 @@ class JEPADataModule(LightningDataModule):
         normalize_on_device: bool = True,
         val_fraction: float = 0.0,
         seed: int = 0,
-        mask: Any = None,
+        mask: MaskGenerator | None = DEFAULT_MASK,
         download: bool = True,
         mirrors: Sequence[str] = (),
         force: bool = False,
@@ -126,6 +114,58 @@ class JEPADataModule(LightningDataModule):
         storage_options: dict | None = None,
         stream_cache_dir: str | None = None,
     ):
+        """Configure the DataModule; nothing is read or downloaded until ``prepare_data`` / ``setup``.
+
+        Args:
+            data_dir: root of all datasets; this one lives in ``<data_dir>/<name>``.
+            batch_size: batch size per device (per DDP rank); the global batch is
+                ``batch_size * world_size``.
+            num_workers: loader processes; 0 loads in the main process.
+            pin_memory: pin batches in page-locked memory; None pins only when CUDA is present.
+            persistent_workers: keep loader processes between epochs; None keeps them when
+                ``num_workers > 0``.
+            prefetch_factor: batches in flight per worker; None means 2 when ``num_workers > 0``.
+            drop_last: drop the incomplete last training batch (val and test keep it).
+            image_size: side of the output views in pixels; None takes the dataset's default
+                (``jepa-datasets`` lists them). Must be a multiple of ``patch_size``.
+            patch_size: ViT patch side in pixels; None takes the dataset's default. The mask
+                grid is ``image_size // patch_size`` on each side.
+            crop_scale: random-resized-crop area range, fractions of the image.
+            crop_ratio: random-resized-crop aspect (width / height) range.
+            hflip: random horizontal flips for training views.
+            color_jitter: colour-jitter strength; 0 turns it off.
+            eval_crop_fraction: centre-crop fraction for val / test views (short side resized to
+                ``image_size / eval_crop_fraction``, then a centre crop of ``image_size``).
+            normalize_on_device: the loader returns uint8 images and the DataModule normalizes
+                them on the training device (``on_after_batch_transfer``, which only Lightning
+                calls; see ``adapters.to_device`` outside Lightning); False normalizes to
+                float32 in the loader workers.
+            val_fraction: share of train carved out as a seeded val split; 0 uses the official
+                test / val split as ``val``.
+            seed: an integer that drives the split, the shuffles, the augmentations and the masks.
+            mask: a mask generator (``MultiBlockMaskGenerator``, ``HierarchicalMaskGenerator``,
+                ``NoMaskGenerator`` or any ``MaskGenerator`` subclass); default: the I-JEPA
+                multi-block recipe. None (or ``NoMaskGenerator()``): batches without masks.
+            download: fetch missing archives; False never touches the network.
+            mirrors: base URLs (or local folders) tried, in order, before the upstream URLs.
+            force: fetch and extract again even if the dataset is verified.
+            keep_archives: keep the downloaded archives after extracting them.
+            retries: retries per URL after the first attempt, resuming the partial file.
+            timeout: socket timeout in seconds, for connecting and for each read.
+            progress: progress bars; None shows them only on a terminal.
+            global_batch_size: total batch over all devices instead of ``batch_size``, split
+                evenly; must be a multiple of the world size. None uses ``batch_size``.
+            format: ``"files"`` reads the dataset's own files under ``data_dir``;
+                ``"litdata"`` reads LitData chunks written by
+                ``jepa-prepare data=<name> format=litdata output=<where>`` from ``input``.
+            input: the folder or URL (``s3://bucket/prefix``) given as ``output`` to that
+                conversion; only with ``format="litdata"``.
+            storage_options: LitData's connection options for a remote ``input`` (S3: boto3
+                client arguments, e.g. ``{"endpoint_url": "http://minio:9000"}``); None uses
+                boto3's defaults and the ``AWS_*`` environment variables.
+            stream_cache_dir: LitData's local cache for a remote ``input``; None is LitData's default.
+        """
+        _check_seed(seed)
         super().__init__()
         self.save_hyperparameters(logger=False, ignore=["mask"])
         for key, value in self.hparams.items():
@@ -152,7 +192,11 @@ class JEPADataModule(LightningDataModule):
         _check_format(format, input)
         self.spec: DatasetSpec = spec
         self.grid = (image_size // patch_size, image_size // patch_size)
-        self.mask_generator = mask.with_grid(self.grid) if mask is not None else None
+        try:
+            self.mask_generator = mask.with_grid(self.grid) if mask is not None else None
+        except ValueError as error:  # the default mask included: say how to go without
+            name = type(mask).__name__.removeprefix("LazyInstance_")  # jsonargparse's lazy default
+            raise ValueError(f"mask={name}: {error} Or pass mask=None for batches without masks.") from None
         self.train_view = TrainView(image_size, crop_scale, crop_ratio, hflip, color_jitter)
         self.eval_view = EvalView(image_size, eval_crop_fraction)
         self.datasets: dict[str, ViewDataset] = {}
@@ -322,7 +366,8 @@ class JEPADataModule(LightningDataModule):
         self.train_sampler = loader.sampler
         if self._resume is not None:
             # Lightning then calls set_epoch with its own (restored) epoch before the first
-            # batch is drawn; if that is a later epoch, the sampler starts it from batch 0.
+            # batch is drawn; the stream position wins (EpochBatchSampler.resume_at), also when
+            # Lightning counted an epoch that max_steps cut short as finished.
             loader.load_state_dict(self._resume)
             self._resume = None
         return loader
@@ -393,6 +438,13 @@ def _check_format(format: str, input: str | None) -> None:
                          "or leave input unset to read the dataset's own files.")
 
 
+def _check_seed(seed: Any) -> None:
+    # lightning-hydra-template's `seed: null` would otherwise fail much later, in a loader worker.
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"seed={seed!r} is invalid; allowed is an integer (e.g. seed=0): it seeds the split, "
+                         "the shuffles, the augmentations and the masks.")
+
+
 def _check_positive(name: str, value: int) -> None:
     if not isinstance(value, int) or value <= 0:
         raise ValueError(f"{name}={value} is invalid; allowed is a positive integer.")
@@ -410,6 +462,16 @@ class SyntheticDataModule(JEPADataModule):
 
     def __init__(self, *args: Any, num_train: int = 4096, num_test: int = 1024, resolution: int = 32,
                  num_classes: int = 10, **kwargs: Any):
+        """The generated dataset's size and look, then the arguments of ``JEPADataModule``.
+
+        Args:
+            num_train: images in the generated train split.
+            num_test: images in the generated test split.
+            resolution: native side of the generated images, pixels.
+            num_classes: number of shape / texture classes (at most the ten that exist).
+            *args: passed on to ``JEPADataModule``.
+            **kwargs: passed on to ``JEPADataModule`` (``data_dir``, ``batch_size``, ``mask``, ...).
+        """
         self._synthetic = {"num_train": num_train, "num_test": num_test, "resolution": resolution, "num_classes": num_classes}
         super().__init__(*args, **kwargs)
 
@@ -446,6 +508,13 @@ class CIFAR100DataModule(JEPADataModule):
     spec_name = "cifar100"
 
     def __init__(self, *args: Any, label_type: str = "fine", **kwargs: Any):
+        """CIFAR-100's label granularity, then the arguments of ``JEPADataModule``.
+
+        Args:
+            label_type: ``"fine"`` (100 classes) or ``"coarse"`` (20 superclasses).
+            *args: passed on to ``JEPADataModule``.
+            **kwargs: passed on to ``JEPADataModule`` (``data_dir``, ``batch_size``, ``mask``, ...).
+        """
         if label_type not in ("fine", "coarse"):
             raise ValueError(f"Unknown value '{label_type}' for argument label_type. Valid values are {{fine, coarse}}.")
         self.label_type = label_type
@@ -471,6 +540,15 @@ class STL10DataModule(JEPADataModule):
     spec_name = "stl10"
 
     def __init__(self, *args: Any, train_split: str = "train+unlabeled", fold: int | None = None, **kwargs: Any):
+        """STL-10's pre-training split and fold, then the arguments of ``JEPADataModule``.
+
+        Args:
+            train_split: the split pre-training reads: ``"train"``, ``"unlabeled"`` or
+                ``"train+unlabeled"`` (unlabeled items carry label -1).
+            fold: one of the 10 predefined folds (0..9) of the labeled train split; None reads it all.
+            *args: passed on to ``JEPADataModule``.
+            **kwargs: passed on to ``JEPADataModule`` (``data_dir``, ``batch_size``, ``mask``, ...).
+        """
         allowed = ("train", "unlabeled", "train+unlabeled")
         if train_split not in allowed:
             raise ValueError(f"Unknown value '{train_split}' for argument train_split. Valid values are {{{', '.join(allowed)}}}.")
@@ -550,6 +628,14 @@ class ImageNet100DataModule(ImageNetDataModule):
     spec_name = "imagenet100"
 
     def __init__(self, *args: Any, class_list: str | Path | None = None, **kwargs: Any):
+        """The class subset, then the arguments of ``JEPADataModule``.
+
+        Args:
+            class_list: a text file with one wnid per line; None uses the packaged CMC list
+                (sha256-checked).
+            *args: passed on to ``JEPADataModule``.
+            **kwargs: passed on to ``JEPADataModule`` (``data_dir``, ``batch_size``, ``mask``, ...).
+        """
         from .imagenet import load_class_list
 
         self.classes = load_class_list(Path(class_list) if class_list else None)

@@ -89,7 +89,7 @@ class FitSummary(Callback):
         self.steps += 1
         self.elapsed = time.perf_counter() - (self.started or time.perf_counter())
 
-    def report(self, dm: Any, model: TinyJEPA, metrics: dict[str, float]) -> dict[str, Any]:
+    def report(self, dm: Any, model: TinyJEPA, metrics: dict[str, float], checkpoint: str | None = None) -> dict[str, Any]:
         accuracy = float(metrics.get("val/probe_accuracy", float("nan")))
         chance = 1.0 / dm.num_classes
         summary = {
@@ -101,6 +101,7 @@ class FitSummary(Callback):
             "probe_accuracy": accuracy,
             "chance": chance,
             "run_dir": str(self.run_dir),
+            "checkpoint": checkpoint,
         }
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.pictures["training"] = self.plot(model.losses)
@@ -118,6 +119,44 @@ class FitSummary(Callback):
             f"loss:           {loss}\n"
             f"probe accuracy: {accuracy:.3f} ({verdict} chance {chance:.3f})\n"
             f"run directory:  {self.run_dir}\n"
+            + (f"checkpoint:     {checkpoint}\n" if checkpoint else "")
             + "".join(f"picture:        {path}\n" for path in self.pictures.values())
         )
         return summary
+
+
+# Lightning's default names (epoch=0-step=20.ckpt) break a Hydra override: `ckpt_path=<it>`
+# is parsed as a key with an "=" in its value. These names paste as they are.
+CHECKPOINT_NAME = "epoch{epoch}-step{step}"
+
+
+def fit_callbacks(cfg: DictConfig) -> list[Callback]:
+    """The checkpointing jepa-fit does (unless trainer.enable_checkpointing=false), then the
+    user's ``callbacks`` (a mapping of name -> ``{_target_: ..., ...}``), in that order."""
+    from hydra.utils import instantiate
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    callbacks: list[Callback] = []
+    if cfg.trainer.get("enable_checkpointing", True):
+        callbacks.append(ModelCheckpoint(filename=CHECKPOINT_NAME, auto_insert_metric_name=False))
+    callbacks += [instantiate(spec) for spec in (cfg.get("callbacks") or {}).values() if spec is not None]
+    return callbacks
+
+
+def checkpoint_path(trainer: Trainer) -> str | None:
+    """The checkpoint the run wrote last, or None."""
+    callback = trainer.checkpoint_callback
+    path = getattr(callback, "best_model_path", "") or getattr(callback, "last_model_path", "")
+    return path or None
+
+
+def already_complete(trainer: Trainer, ckpt_path: str) -> str:
+    """What to say when a resumed run had nothing left to train, and how to extend it."""
+    step, epoch = trainer.global_step, trainer.current_epoch
+    if trainer.max_steps is not None and trainer.max_steps >= 0:
+        limit, extend = f"trainer.max_steps={trainer.max_steps}", f"trainer.max_steps={max(2 * step, step + 1)}"
+    else:
+        limit, extend = f"trainer.max_epochs={trainer.max_epochs}", f"trainer.max_epochs={epoch + 1}"
+    return (f"Nothing to train: the run in {ckpt_path} is already complete (step {step}, epoch {epoch}; "
+            f"{limit} is reached). To extend it, run the same command with a higher limit, e.g. "
+            f"{extend} ckpt_path={ckpt_path}")

@@ -349,6 +349,11 @@ class AllAutoDownload:
             raise ValueError(f"Dataset '{name}' has no config conf/data/{name}.yaml; every catalog dataset needs one.")
         with config.open() as handle:
             data = OmegaConf.load(handle)
+        # Its Hydra defaults list names the shared base (conf/data/_base_.yaml): merge it here too.
+        for base in data.pop("defaults", []):
+            if base != "_self_":
+                with resources.files("jepa_datamodules.conf").joinpath("data", f"{base}.yaml").open() as handle:
+                    data = OmegaConf.merge(OmegaConf.load(handle), data)
         # The YAMLs interpolate ${paths.data_dir}, ${seed} and ${mask}; give them a root to
         # resolve against instead of re-entering Hydra, which may already be running this app.
         root = OmegaConf.create({"paths": {"data_dir": self.shared["data_dir"]}, "seed": self.shared["seed"],

@@ -13,8 +13,9 @@ Every random number comes from the ``torch.Generator`` the caller passes in, so 
 generator state gives equal masks; the generators hold only configuration and tables
 derived from it, and pickle into DataLoader workers.
 
-How a block is drawn (per batch and block; all samples of a batch share the block's size,
-as in the I-JEPA collator, so target tensors never need truncating):
+How a block is drawn (per batch: one size for every target block of a level and one for
+every context block, as in the I-JEPA collator, so all target tensors of a level have one K
+and never need truncating, and ``torch.cat`` of gathered masks along the batch works):
 
 * scale ``s`` uniform in ``scale``, aspect ``a = h / w`` log-uniform in ``aspect`` (so a
   range like (0.5, 2) gives tall and wide blocks equally often);
@@ -53,9 +54,9 @@ grid, generator        max / min over patches    coefficient of variation
 14 x 14 multi-block    1.75  (uniform: 18.8)     0.14  (uniform: 0.52)
 12 x 12 multi-block    1.61  (uniform: 14.1)     0.14  (uniform: 0.50)
 8 x 8 multi-block      1.56  (uniform: 6.9)      0.13  (uniform: 0.45)
-10 x 16 multi-block    1.66  (uniform: 14.3)     0.14  (uniform: 0.49)
-14 x 14 hierarchical   1.46                      0.09
-10 x 16 hierarchical   1.91                      0.18
+10 x 16 multi-block    1.59  (uniform: 14.3)     0.13  (uniform: 0.49)
+14 x 14 hierarchical   1.40                      0.08
+10 x 16 hierarchical   1.90                      0.17
 =====================  ========================  ==========================
 
 What is left is the tiling limit above (on 14 rows, 5-row blocks fit no tiling) plus the
@@ -70,7 +71,8 @@ context unless ``allow_overlap``). If a sample's context falls below ``min_keep`
 that sample's blocks are redrawn (whole batch rows at once, never a per-sample loop); each
 context tensor is then cut to the smallest context in the batch by dropping a uniformly
 random subset of each sample's extra patches (the reference keeps the first ones in
-row-major order, which would bias the context towards the top of the image).
+row-major order, which would bias the context towards the top of the image). With several
+context blocks, all of them are cut to the smallest of any of them, so they share one K.
 """
 
 from __future__ import annotations
@@ -86,6 +88,7 @@ import torch
 
 __all__ = [
     "HierarchicalMaskGenerator",
+    "MaskGenerator",
     "MultiBlockMaskGenerator",
     "NoMaskGenerator",
     "DEFAULT_HIERARCHICAL_LEVELS",
@@ -328,7 +331,30 @@ def _plan_targets(name: str, label: str, shape: _Shape, count: int, grid: Grid, 
 # --------------------------------------------------------------------------- sampling core
 
 
-class _BlockMasker:
+class MaskGenerator:
+    """What a DataModule's ``mask`` argument takes; the three generators here derive from it.
+
+    A subclass implements ``with_grid(grid)`` (a copy set up for the patch grid (rows, cols))
+    and ``__call__(batch_size, generator)`` (``(context_masks, target_masks)`` or None, drawn
+    only from the CPU ``torch.Generator`` given). Deriving from it is what lets LightningCLI /
+    jsonargparse accept a generator by class path (``--data.mask jepa_datamodules.MultiBlockMaskGenerator``).
+    """
+
+    _grid: Grid | None = None
+
+    @property
+    def grid(self) -> Grid | None:
+        """Patch grid (rows, cols), or None until ``with_grid`` is called."""
+        return self._grid
+
+    def with_grid(self, grid: tuple[int, int]) -> MaskGenerator:
+        raise NotImplementedError
+
+    def __call__(self, batch_size: int, generator: torch.Generator) -> Any:
+        raise NotImplementedError
+
+
+class _BlockMasker(MaskGenerator):
     """Shared machinery: configuration, grid tables and the vectorised batch sampler."""
 
     _grid: Grid | None
@@ -350,11 +376,6 @@ class _BlockMasker:
     # Subclasses list their target groups as (name, label for messages, shape, count).
     def _target_groups(self) -> list[tuple[str, str, _Shape, int]]:
         raise NotImplementedError
-
-    @property
-    def grid(self) -> Grid | None:
-        """Patch grid (rows, cols), or None until ``with_grid`` is called."""
-        return self._grid
 
     def _set_grid(self, grid: Grid) -> None:
         rows, cols = grid
@@ -388,22 +409,22 @@ class _BlockMasker:
         n = rows * cols
         g = generator
 
-        # Block sizes, one per block for the whole batch (I-JEPA collator convention).
-        n_targets = sum(p.count for p in self._plans)
-        u = torch.rand(n_targets + self.num_context, 2, generator=g, dtype=torch.float64).tolist()
+        # -- 1. Block sizes: one (h, w) per target level and one for the context blocks, shared
+        #       by every block of that kind in the batch (the I-JEPA collator draws one
+        #       prediction size and one encoder size per batch). Every target tensor of a level
+        #       then has the same K, so gathering each mask and concatenating along the batch
+        #       (I-JEPA's apply_masks) works.
+        u = torch.rand(len(self._plans) + 1, 2, generator=g, dtype=torch.float64).tolist()
         target_blocks = []  # (plan, h, w, offsets within the flattened grid)
-        k = 0
-        for plan in self._plans:
-            for _ in range(plan.count):
-                h, w = plan.shape.size(u[k][0], u[k][1], n)
-                target_blocks.append((plan, h, w, _offsets(h, w, cols)))
-                k += 1
-        context_blocks = []
-        for j in range(self.num_context):
-            h, w = self.context.size(u[k + j][0], u[k + j][1], n)
-            h, w = min(h, rows), min(w, cols)
-            context_blocks.append((h, w, _offsets(h, w, cols)))
+        for plan, (u_scale, u_aspect) in zip(self._plans, u):
+            h, w = plan.shape.size(u_scale, u_aspect, n)
+            target_blocks += [(plan, h, w, _offsets(h, w, cols))] * plan.count
+        h, w = self.context.size(u[-1][0], u[-1][1], n)
+        h, w = min(h, rows), min(w, cols)
+        context_blocks = [(h, w, _offsets(h, w, cols))] * self.num_context
 
+        # -- 2. Positions, per sample: targets from the flattened placement tables, contexts
+        #       uniformly, targets removed from the contexts.
         def draw(count: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
             """Positions for `count` samples: target index tensors and context bool masks."""
             pos = torch.rand(len(target_blocks) + len(context_blocks), 2, count, generator=g)
@@ -428,6 +449,7 @@ class _BlockMasker:
                 contexts.append(mask)
             return targets, contexts
 
+        # -- 3. Redraw the positions of samples whose context keeps fewer than min_keep patches.
         targets, contexts = draw(batch_size)
         short = _short_rows(contexts, self.min_keep)
         rounds = 0
@@ -445,7 +467,9 @@ class _BlockMasker:
             still = _short_rows(new_contexts, self.min_keep)
             short = short[still]
 
-        context_idx = [_truncate(mask, g) for mask in contexts]
+        # -- 4. One K for every context tensor: each is cut to the smallest context in the batch.
+        keep = min(int(mask.sum(1).min()) for mask in contexts)
+        context_idx = [_truncate(mask, keep, g) for mask in contexts]
         grouped: list[list[torch.Tensor]] = []
         k = 0
         for plan in self._plans:
@@ -467,10 +491,9 @@ def _short_rows(contexts: list[torch.Tensor], min_keep: int) -> torch.Tensor:
     return short.nonzero().flatten()
 
 
-def _truncate(mask: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Indices of each row's True entries, cut to the smallest row count by random dropping."""
+def _truncate(mask: torch.Tensor, keep: int, generator: torch.Generator) -> torch.Tensor:
+    """Indices of each row's True entries, cut to ``keep`` per row by random dropping."""
     counts = mask.sum(1)
-    keep = int(counts.min())
     if int(counts.max()) == keep:
         return mask.nonzero()[:, 1].reshape(mask.shape[0], keep)
     # Random keys for kept patches, 2.0 (above any key) for the rest: the `keep` smallest keys
@@ -509,8 +532,9 @@ class MultiBlockMaskGenerator(_BlockMasker):
 
     Calling it returns ``(context_masks, target_masks)``: ``num_context`` LongTensors ``[B, K_c]``
     and ``num_targets`` LongTensors ``[B, h * w]`` of patch indices (row-major, ascending in each
-    row). All samples of a batch share each block's size; ``K_c`` is the smallest context in the
-    batch (at least ``min_keep``).
+    row). Every target block of a batch has the same size ``h x w`` (drawn once per batch), and
+    ``K_c`` is the smallest context of any block in the batch (at least ``min_keep``), so
+    I-JEPA's gather-and-concatenate (``apply_masks``) takes the lists as they are.
     """
 
     def __init__(self, grid: tuple[int, int] | None = None, *,
@@ -599,7 +623,8 @@ class HierarchicalMaskGenerator(_BlockMasker):
             for that level's block sizes [0.2].
 
     Calling it returns ``(context_masks, target_masks)``: one context LongTensor ``[B, K_c]`` in a
-    list, and ``target_masks[level][block]`` LongTensors ``[B, h * w]`` in the order of ``levels``.
+    list, and ``target_masks[level][block]`` LongTensors ``[B, h * w]`` in the order of ``levels``;
+    all blocks of one level in a batch share one size ``h x w``.
     """
 
     def __init__(self, grid: tuple[int, int] | None = None, *, levels: list[dict] | None = None,
@@ -638,16 +663,11 @@ class HierarchicalMaskGenerator(_BlockMasker):
         return f"HierarchicalMaskGenerator(grid={self._grid!r}, {args})"
 
 
-class NoMaskGenerator:
+class NoMaskGenerator(MaskGenerator):
     """``mask=none``: plain augmented views, no masks. Calling it returns None."""
 
     def __init__(self, grid: tuple[int, int] | None = None) -> None:
         self._grid = None if grid is None else _check_grid(grid)
-
-    @property
-    def grid(self) -> Grid | None:
-        """Patch grid (rows, cols), or None until ``with_grid``."""
-        return self._grid
 
     def with_grid(self, grid: tuple[int, int]) -> NoMaskGenerator:
         """A copy with the grid recorded (validated, otherwise unused)."""

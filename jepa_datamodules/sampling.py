@@ -9,7 +9,8 @@ Consequences a user can rely on:
   and all ranks get the same number of batches, so DDP never hangs at epoch end.
 * Random draws depend on (seed, epoch, batch, rank, sample), never on the number of
   workers or on which worker ran, so a run is reproducible and resumable.
-* ``start_batch`` lets a resumed run continue mid-epoch without repeats or skips.
+* ``start_batch`` lets a resumed run continue mid-epoch without repeats or skips, even when
+  the trainer's epoch count differs from the stream's (``resume_at``).
 
 It subclasses ``DistributedSampler`` so that Lightning recognises it as already
 distributed and does not wrap it in a sampler of its own.
@@ -81,11 +82,30 @@ class EpochBatchSampler(DistributedSampler):
         self.rank = int(rank)
         self.epoch = 0
         self.start_batch = 0
+        # Our epoch minus the trainer's, fixed when a resumed run starts (see resume_at).
+        self.epoch_offset = 0
+        self._resumed = False
+
+    def resume_at(self, epoch: int, next_batch: int) -> None:
+        """Continue the stream at ``next_batch`` of ``epoch``, whatever epoch the trainer counts.
+
+        When ``max_steps`` ends a run mid-epoch, Lightning counts that epoch as finished and
+        starts the next one on resume; the stream position recorded by the DataModule wins:
+        the next ``set_epoch`` (Lightning's first epoch after the resume) fixes the offset
+        between its epoch numbers and ours, so no batch is skipped or repeated.
+        """
+        self.epoch, self.start_batch = int(epoch), int(next_batch)
+        self._resumed = True
 
     def set_epoch(self, epoch: int) -> None:
+        if self._resumed:
+            self._resumed = False
+            self.epoch_offset = self.epoch - int(epoch)
+            return
+        epoch = int(epoch) + self.epoch_offset
         if epoch != self.epoch:
             self.start_batch = 0
-        self.epoch = int(epoch)
+        self.epoch = epoch
 
     def batches_per_epoch(self) -> int:
         per_rank = self.dataset_size / self.num_replicas
@@ -113,6 +133,7 @@ class EpochBatchSampler(DistributedSampler):
         return order[self.rank::self.num_replicas]
 
     def __iter__(self):
+        self._resumed = False  # iterating without a set_epoch first: epochs count from here as given
         order = self.epoch_order(self.epoch)
         start, self.start_batch = self.start_batch, 0
         for batch_index in range(start, self.batches_per_epoch()):
@@ -146,10 +167,8 @@ class EpochDataLoader(DataLoader):
         return {"epoch": self.sampler.epoch, "next_batch": self.sampler.start_batch}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        """Start at ``state["next_batch"]`` of ``state["epoch"]``; a later ``set_epoch``
-        to another epoch starts that epoch from its first batch."""
-        self.sampler.epoch = int(state["epoch"])
-        self.sampler.start_batch = int(state["next_batch"])
+        """Start at ``state["next_batch"]`` of ``state["epoch"]`` (see ``EpochBatchSampler.resume_at``)."""
+        self.sampler.resume_at(state["epoch"], state["next_batch"])
 
 
 class _DeferredIterator:

@@ -47,6 +47,23 @@ def gather_tokens(tokens: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
     return torch.gather(tokens, 1, indices.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
 
 
+def gather_blocks(tokens: torch.Tensor, blocks: list[torch.Tensor]) -> torch.Tensor:
+    """Each block's tokens, concatenated along the batch: ``(len(blocks) * B, K, D)``.
+
+    The I-JEPA convention (its ``apply_masks``): block ``i`` of sample ``b`` lands at row
+    ``i * B + b``. It needs one K for all ``blocks``, which the mask generators guarantee
+    (one block size per batch, per level for hierarchical masks).
+    """
+    return torch.cat([gather_tokens(tokens, block) for block in blocks], dim=0)
+
+
+def repeat_batches(x: torch.Tensor, batch: int, repeat: int) -> torch.Tensor:
+    """Repeat each consecutive group of ``batch`` rows ``repeat`` times, group by group
+    (I-JEPA's ``repeat_interleave_batch``): ``[g0, g1]`` -> ``[g0, g0, g1, g1]`` for 2."""
+    groups = x.reshape(-1, batch, *x.shape[1:])
+    return groups.repeat_interleave(repeat, dim=0).reshape(-1, *x.shape[1:])
+
+
 class PatchEncoder(nn.Module):
     def __init__(self, image_size: int, patch_size: int, dim: int, depth: int, heads: int):
         super().__init__()
@@ -56,10 +73,11 @@ class PatchEncoder(nn.Module):
         self.blocks = _blocks(dim, depth, heads)
         self.norm = nn.LayerNorm(dim)
 
-    def forward(self, images: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, keep: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """All patches, or those of each ``keep`` block concatenated along the batch."""
         tokens = self.patch_embed(images).flatten(2).transpose(1, 2) + self.position
         if keep is not None:
-            tokens = gather_tokens(tokens, keep)
+            tokens = gather_blocks(tokens, keep)
         for block in self.blocks:
             tokens = block(tokens)
         return self.norm(tokens)
@@ -76,15 +94,22 @@ class Predictor(nn.Module):
         self.norm = nn.LayerNorm(predictor_dim)
         self.project = nn.Linear(predictor_dim, dim)
 
-    def forward(self, context: torch.Tensor, context_idx: torch.Tensor, target_idx: torch.Tensor) -> torch.Tensor:
-        batch = context.shape[0]
+    def forward(self, context: torch.Tensor, context_masks: list[torch.Tensor],
+                target_masks: list[torch.Tensor]) -> torch.Tensor:
+        """Predictions for every (target block, context block) pair, as I-JEPA orders them.
+
+        ``context`` is the encoder's ``(len(context_masks) * B, K_c, D)`` output; the result is
+        ``(len(target_masks) * len(context_masks) * B, K_t, D)``, row ``(t * C + c) * B + b``.
+        """
+        batch = context_masks[0].shape[0]
         position = self.position.unsqueeze(0).expand(batch, -1, -1)
-        tokens = self.embed(context) + gather_tokens(position, context_idx)
-        queries = self.mask_token + gather_tokens(position, target_idx)
-        tokens = torch.cat([tokens, queries], dim=1)
+        tokens = self.embed(context) + gather_blocks(position, context_masks)
+        tokens = tokens.repeat(len(target_masks), 1, 1)
+        queries = repeat_batches(gather_blocks(position, target_masks), batch, len(context_masks))
+        tokens = torch.cat([tokens, self.mask_token + queries], dim=1)
         for block in self.blocks:
             tokens = block(tokens)
-        return self.project(self.norm(tokens[:, -target_idx.shape[1]:]))
+        return self.project(self.norm(tokens[:, -queries.shape[1]:]))
 
 
 def pooled_features(tokens: torch.Tensor) -> torch.Tensor:
@@ -99,12 +124,11 @@ def pooled_features(tokens: torch.Tensor) -> torch.Tensor:
     return torch.cat([tokens.mean(1), tokens.std(1)], dim=1)
 
 
-def flatten_targets(target_masks: list) -> list[torch.Tensor]:
-    """Multi-block gives a list of blocks; hierarchical a list of levels of blocks."""
-    flat: list[torch.Tensor] = []
-    for item in target_masks:
-        flat.extend(item if isinstance(item, (list, tuple)) else [item])
-    return flat
+def target_levels(target_masks: list) -> list[list[torch.Tensor]]:
+    """Multi-block gives a list of blocks (one level); hierarchical a list of levels of blocks."""
+    if target_masks and isinstance(target_masks[0], (list, tuple)):
+        return [list(level) for level in target_masks]
+    return [list(target_masks)]
 
 
 class TinyJEPA(LightningModule):
@@ -136,16 +160,19 @@ class TinyJEPA(LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         if "context_masks" not in batch:
             raise ValueError("TinyJEPA needs masked batches; choose mask=multiblock or mask=hierarchical, not mask=none.")
+        # I-JEPA's training step, one level of target blocks at a time: gather each mask and
+        # concatenate along the batch, repeat the targets once per context block.
         images = batch["images"]
         targets = self._target_features(images)
+        context_masks = batch["context_masks"]
+        context = self.encoder(images, keep=context_masks)
+        levels = target_levels(batch["target_masks"])
         loss = images.new_zeros(())
-        target_blocks = flatten_targets(batch["target_masks"])
-        for context_idx in batch["context_masks"]:
-            context = self.encoder(images, keep=context_idx)
-            for target_idx in target_blocks:
-                prediction = self.predictor(context, context_idx, target_idx)
-                loss = loss + F.smooth_l1_loss(prediction, gather_tokens(targets, target_idx))
-        loss = loss / (len(batch["context_masks"]) * len(target_blocks))
+        for target_masks in levels:
+            prediction = self.predictor(context, context_masks, target_masks)
+            expected = repeat_batches(gather_blocks(targets, target_masks), len(images), len(context_masks))
+            loss = loss + F.smooth_l1_loss(prediction, expected) * len(target_masks)
+        loss = loss / sum(len(level) for level in levels)  # every block weighs the same
         probe_loss = self._probe_loss(pooled_features(targets), batch["labels"])
         self.losses.append(float(loss.detach()))
         self.log("train/loss", loss, prog_bar=True, batch_size=len(images))

@@ -23,6 +23,10 @@ ELSEWHERE = {
     "make test": ".ci/run",
     "jepa-fit data=cifar10 trainer=ddp": "tests/test_ddp.py",
     "jepa-bench data=cifar10": "tests/test_bench.py",
+    "python train.py fit --data jepa_datamodules.CIFAR10DataModule --data.mask jepa_datamodules.MultiBlockMaskGenerator "
+    "--data.mask.num_targets 2": "tests/test_user_apps.py::test_lightning_cli_fits_with_the_default_mask_and_a_mask_given_by_class_path",
+    "jepa-fit trainer.max_steps=100": "tests/test_resume.py::test_readme_resume_recipe_through_jepa_fit",
+    "jepa-fit trainer.max_steps=200 ckpt_path=<path>": "tests/test_resume.py::test_readme_resume_recipe_through_jepa_fit",
     # The performance table's commands take minutes each: tests/test_bench.py runs
     # jepa-bench on the cifar10 and imagenet stand-ins with tiny batch counts and checks what
     # it prints, and checks that every stand-in kind (stl10 included) prepares and loads.
@@ -100,7 +104,7 @@ def test_demo_summary_fields():
     source = (TESTS.parent / "jepa_datamodules" / "fitting.py").read_text()
     printed = re.findall(r'f"(\w[\w /]*?):\s', source)
     assert fields[:6] == printed[:6] == ["dataset", "steps", "images/s", "loss", "probe accuracy", "run directory"]
-    assert fields[6:] == ["picture", "picture"] and "picture" in printed
+    assert fields[6:] == ["checkpoint", "picture", "picture"] and "checkpoint" in printed and "picture" in printed
 
 
 @pytest.mark.slow

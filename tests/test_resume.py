@@ -50,10 +50,12 @@ class Recorder(lightning.LightningModule):
 
 
 def fit(datamodule: lightning.LightningDataModule, max_steps: int, root: Path, ckpt_path: str | None = None,
-        checkpoint_every: int | None = None) -> Recorder:
+        checkpoint_every: int | None = None, checkpoint_at_end: bool = False) -> Recorder:
+    """``checkpoint_every``: save every that many steps; ``checkpoint_at_end``: save when the
+    run ends (ModelCheckpoint's default, on epoch end, which is where jepa-fit saves)."""
     model = Recorder()
     callbacks = [ModelCheckpoint(dirpath=root / "checkpoints", every_n_train_steps=checkpoint_every,
-                                 save_top_k=-1)] if checkpoint_every else []
+                                 save_top_k=-1)] if checkpoint_every or checkpoint_at_end else []
     trainer = lightning.Trainer(max_steps=max_steps, accelerator="cpu", devices=1, logger=False,
                                 enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
                                 enable_checkpointing=bool(callbacks), callbacks=callbacks, default_root_dir=root)
@@ -139,3 +141,80 @@ def test_checkpointed_hyperparameters_load_with_weights_only(tmp_path):
     loaded = torch.load(tmp_path / "hparams.ckpt", weights_only=True)["datamodule_hyper_parameters"]
     assert loaded["data_dir"] == str(tmp_path / "data")
     assert list(loaded["crop_scale"]) == list(cfg.data.crop_scale)
+
+
+@pytest.mark.parametrize("stop_at", [5, BATCHES_PER_EPOCH + 3, BATCHES_PER_EPOCH])
+def test_extending_a_run_stopped_by_max_steps_continues_its_stream(data_dir, tmp_path, uninterrupted, stop_at):
+    # A run that max_steps ended, saved at its end, then extended with a larger max_steps:
+    # Lightning counts the cut-short epoch as finished, the DataModule's position must win.
+    first = fit(synthetic(data_dir, 0), stop_at, tmp_path / "first", checkpoint_at_end=True)
+    checkpoint = next((tmp_path / "first" / "checkpoints").glob(f"*step={stop_at}.ckpt"))
+    second = fit(synthetic(data_dir, 0), 30, tmp_path / "second", ckpt_path=str(checkpoint))
+    assert len(second.seen) == 30 - stop_at
+    assert first.seen + second.seen == uninterrupted
+
+
+RECORDER_CALLBACK = '''
+import hashlib
+import json
+
+import lightning
+
+
+class BatchRecorder(lightning.Callback):
+    """Appends one JSON line per training batch: position, sample ids, digests of masks and views."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        masks = hashlib.sha1()
+        for mask in batch["context_masks"] + batch["target_masks"]:
+            masks.update(mask.cpu().numpy().tobytes())
+        views = hashlib.sha1(batch["images"].cpu().numpy().tobytes()).hexdigest()
+        with open(self.path, "a") as out:
+            out.write(json.dumps([trainer.global_step, int(batch["epoch"]), int(batch["batch_index"]),
+                                  batch["indices"].tolist(), masks.hexdigest(), views]) + "\\n")
+'''
+
+
+@pytest.mark.slow
+def test_readme_resume_recipe_through_jepa_fit(tmp_path):
+    """The README's recipe: a short run, then the same command with more steps and the
+    checkpoint path the summary printed; compared with one uninterrupted run."""
+    import json
+    import os
+    import re
+    import subprocess
+    import sys
+
+    (tmp_path / "recorder.py").write_text(RECORDER_CALLBACK)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    fit_script = Path(sys.executable).with_name("jepa-fit")
+    # 64 images in batches of 8: 8 batches per epoch; 5 + 9 steps cross an epoch boundary.
+    common = [f"paths.data_dir={tmp_path / 'data'}", f"paths.log_dir={tmp_path / 'runs'}", "data.num_train=64",
+              "data.num_test=16", "data.batch_size=8", "data.num_workers=0", "mask.min_keep=4", "model.embed_dim=32",
+              "model.depth=1", "model.num_heads=2", "model.predictor_dim=16", "model.predictor_depth=1",
+              "trainer.max_epochs=10", "+callbacks.recorder._target_=recorder.BatchRecorder"]
+
+    def jepa_fit(record: str, *extra: str) -> tuple[str, list]:
+        result = subprocess.run([str(fit_script), *common, f"+callbacks.recorder.path={tmp_path / record}", *extra],
+                                cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+                                stdin=subprocess.DEVNULL)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+        path = tmp_path / record
+        return result.stdout, [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+    _, uninterrupted = jepa_fit("uninterrupted.jsonl", "trainer.max_steps=14")
+    short_out, short = jepa_fit("short.jsonl", "trainer.max_steps=5")
+    checkpoint = re.search(r"^checkpoint:\s+(\S+)$", short_out, flags=re.M).group(1)
+    assert "=" not in Path(checkpoint).name  # pastes into a Hydra override as it is
+    extended_out, extended = jepa_fit("extended.jsonl", "trainer.max_steps=14", f"ckpt_path={checkpoint}")
+    assert re.search(r"^steps:\s+9$", extended_out, flags=re.M)
+    assert [step for step, *_ in extended] == list(range(5, 14))  # continues at the step where it stopped
+    assert short + extended == uninterrupted  # sample ids, masks and views: exactly the uninterrupted run's
+
+    # Resuming a run that is already complete says so and how to extend it.
+    final = re.search(r"^checkpoint:\s+(\S+)$", extended_out, flags=re.M).group(1)
+    done_out, nothing = jepa_fit("nothing.jsonl", "trainer.max_steps=14", f"ckpt_path={final}")
+    assert nothing == [] and "already complete" in done_out and "trainer.max_steps=28" in done_out
