@@ -78,8 +78,10 @@ def markdown_table(specs: Iterable[DatasetSpec] | None = None) -> str:
     """The README's datasets table, from the catalog's own specs (no ``$JEPA_CATALOG`` overrides)."""
     rows = [README_HEADER, tuple("---" for _ in README_HEADER)]
     for spec in specs if specs is not None else SPECS.values():
-        rows.append((spec.name, source_label(spec), size_label(spec.archive_bytes), images_label(spec),
-                     f"{spec.num_classes:,}", resolution_label(spec), f"{spec.image_size} / {spec.patch_size}"))
+        said = spec.options.get("table", {})  # facts only the user's data knows (imagefolder)
+        rows.append((spec.name, said.get("source", source_label(spec)), size_label(spec.archive_bytes),
+                     said.get("images", images_label(spec)), said.get("classes", f"{spec.num_classes:,}"),
+                     resolution_label(spec), f"{spec.image_size} / {spec.patch_size}"))
     return "\n".join("| " + " | ".join(row) + " |" for row in rows)
 
 
