@@ -119,8 +119,8 @@ class FitSummary(Callback):
             f"images/s:       {summary['images_per_second']:.1f}\n"
             f"loss:           {loss}\n"
             f"probe accuracy: {probe}\n"
+            f"run directory:  {self.run_dir}\n"
             + (f"val:            {val}\n" if val else "")
-            + f"run directory:  {self.run_dir}\n"
             + "".join(f"picture:        {path}\n" for path in self.pictures.values())
         )
         return summary

@@ -42,6 +42,7 @@ REPO = "ILSVRC/imagenet-1k"
 #: sha256 of resources/imagenet1k_wnids.txt.
 IMAGENET1K_WNIDS_SHA256 = "42b8fbb2c91ced631d93c6490f998d58df46c1c1d9c5fdb8ffbec542f67b63f3"
 SHARD_FOLDER = "data"
+_READ_BUFFER = 1 << 20
 _SHARD_RE = re.compile(r"(?P<prefix>[a-z]+)-(?P<index>\d{5})-of-(?P<total>\d{5})(?:-[0-9a-f]+)?\.parquet")
 
 
@@ -165,7 +166,9 @@ class ParquetSource(EncodedImageSource):
         shard = int(self.group_shard[group])
         handle = self._files.get(shard)
         if handle is None:
-            handle = self._files[shard] = _require_pyarrow().ParquetFile(self.shards[shard])
+            # Streamed in 1 MB reads, not pre-buffered whole: a row group's column chunk is ~10 MB.
+            handle = self._files[shard] = _require_pyarrow().ParquetFile(self.shards[shard], pre_buffer=False,
+                                                                         buffer_size=_READ_BUFFER)
         column = handle.read_row_group(int(self.group_index[group]), columns=["image"]).column("image")
         self._groups[group] = column
         while len(self._groups) > self.row_group_cache:

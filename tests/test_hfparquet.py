@@ -126,3 +126,14 @@ def test_jepa_fit_reads_the_parquet_release_from_the_command_line(release, tmp_p
         capture_output=True, text=True, cwd=tmp_path, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert "dataset:        imagenet" in result.stdout and "steps:          2" in result.stdout
+
+
+@pytest.mark.slow
+def test_jepa_bench_measures_the_parquet_release_on_a_stand_in(tmp_path):
+    from test_bench import _bench_cli, _check_common
+
+    result, report = _bench_cli(tmp_path, "data=imagenet", "data.source=parquet", "bench.synthetic_like=imagenet")
+    _check_common(result.stdout, report)
+    shards = sorted(p.name for p in (Path(report["data"]["folder"]) / "data").iterdir())
+    assert shards == ["test-00000-of-00001.parquet", "train-00000-of-00001.parquet", "validation-00000-of-00001.parquet"]
+    assert report["data"]["catalog_override"]["splits"] == {"train": 50, "val": 10, "test": 10}
