@@ -372,6 +372,13 @@ def _apply_overrides(spec: DatasetSpec) -> DatasetSpec:
     return spec.replace(**changes)
 
 
+def parquet_spec(spec: DatasetSpec) -> DatasetSpec:
+    """``spec`` as read from the Hugging Face parquet shards (``options["parquet"]``): their
+    splits (a ``test`` split of unlabelled rows included) and no archives."""
+    facts = spec.options["parquet"]
+    return spec.replace(reader="hfparquet", splits=dict(facts["splits"]), archives=())
+
+
 def dataset_folder(data_dir: str | Path, spec: DatasetSpec) -> Path:
     """Where a dataset lives under the data directory: ``<data_dir>/<name>``."""
     return Path(data_dir).expanduser() / spec.name

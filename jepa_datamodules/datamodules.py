@@ -26,7 +26,7 @@ from lightning import LightningDataModule
 
 from . import download as dl
 from .batching import JEPACollate, ViewDataset
-from .catalog import DatasetSpec, dataset_folder, get_spec
+from .catalog import DatasetSpec, dataset_folder, get_spec, parquet_spec
 from .readers import Source, SubsetSource, open_split
 from .sampling import EpochBatchSampler, EpochDataLoader
 from .transforms import EvalView, TrainView, check_crop_scale, normalize
@@ -536,10 +536,7 @@ class ImageNetDataModule(JEPADataModule):
 
     def build_spec(self) -> DatasetSpec:
         spec = get_spec(self.spec_name)
-        if not self._reads_parquet(dataset_folder(self.hparams.data_dir, spec)):
-            return spec
-        facts = spec.options["parquet"]
-        return spec.replace(reader="hfparquet", splits=dict(facts["splits"]), archives=())
+        return parquet_spec(spec) if self._reads_parquet(dataset_folder(self.hparams.data_dir, spec)) else spec
 
     def _reads_parquet(self, folder: Path) -> bool:
         """``source="auto"``: the Hugging Face shards when ``data/train-*.parquet`` is there and
@@ -876,7 +873,8 @@ class ImageFolderDataModule(JEPADataModule):
         """How val was made, for summaries."""
         if self.has_val_folder and not self.hparams.val_fraction:
             return f"the val/ folder of {self.root}"
-        return f"{self.hparams.val_fraction:.0%} of train, seeded (seed {self.hparams.seed}), no val/ folder used"
+        where = "the val/ folder is the test split" if self.has_val_folder else "no val/ folder used"
+        return f"{self.hparams.val_fraction:.0%} of train, seeded (seed {self.hparams.seed}), {where}"
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "root": str(self.root), "labels": "folders" if self.classes else "none",

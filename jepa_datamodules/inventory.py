@@ -34,7 +34,7 @@ from importlib import resources
 from pathlib import Path
 from typing import IO, Any, Collection, Iterable, Sequence
 
-from .catalog import SPECS, DatasetSpec, dataset_folder, dataset_names, get_spec
+from .catalog import SPECS, DatasetSpec, dataset_folder, dataset_names, get_spec, parquet_spec
 from .download import DownloadError
 from .download import _human as human_bytes  # one formatter for every size the package prints
 from .verify import read_stamp, stamp_matches
@@ -122,7 +122,8 @@ def disk_state(spec: DatasetSpec, data_dir: str | Path) -> DiskState:
         verified = [p for p in settings if stamp_matches(p, _recorded_spec(spec, p))]
         state = "verified" if verified else ("downloaded" if settings else "absent")
         return DiskState(spec.name, folder, state, used, settings=len(settings))
-    if stamp_matches(folder, spec):
+    # ImageNet may be verified as the Hugging Face parquet shards instead of its folders.
+    if stamp_matches(folder, spec) or ("parquet" in spec.options and stamp_matches(folder, parquet_spec(spec))):
         return DiskState(spec.name, folder, "verified", used)
     parts = [folder / f"{a.filename}.part" for a in spec.archives if (folder / f"{a.filename}.part").is_file()]
     if parts:

@@ -14,7 +14,9 @@ import pytest
 from fake_ownimages import write_hf_parquet
 from fakes import catalog_override
 from jepa_datamodules import ImageNet100DataModule, ImageNetDataModule
+from jepa_datamodules.catalog import get_spec
 from jepa_datamodules.hfparquet import imagenet1k_wnids
+from jepa_datamodules.inventory import disk_state
 from jepa_datamodules.transforms import decode_pixels
 
 SMALL = dict(image_size=32, patch_size=4, batch_size=4, num_workers=0, progress=False)
@@ -70,6 +72,9 @@ def test_a_worker_holds_at_most_its_row_group_cache(release):
 def test_verification_checks_shards_rows_and_decoding(release):
     data_dir, _ = release
     shards = data_dir / "imagenet" / "data"
+    assert disk_state(get_spec("imagenet"), data_dir).state == "downloaded"
+    ImageNetDataModule(data_dir=data_dir, **SMALL).prepare_data()
+    assert disk_state(get_spec("imagenet"), data_dir).state == "verified"  # what jepa-datasets shows
     report = ImageNetDataModule(data_dir=data_dir, **SMALL).verify()
     assert report.ok, report.table()
     names = {c.name for c in report.checks}
