@@ -180,3 +180,21 @@ def test_jepa_fit_and_verify_on_your_own_folder_from_the_command_line(tmp_path):
     assert fit.returncode == 0, fit.stderr[-3000:]
     assert "probe accuracy: none (unlabeled images)" in fit.stdout
     assert "val:            1% of train, seeded (seed 0), no val/ folder used" in fit.stdout
+
+
+@pytest.mark.slow
+def test_resuming_mid_epoch_on_your_own_folder_gives_the_uninterrupted_batches(tmp_path):
+    from test_resume import fit, interrupted_and_resumed
+
+    make_labelled_folder(tmp_path / "mine")  # 11 training images, one of them undecodable
+
+    def make():
+        return ImageFolderDataModule(root=tmp_path / "mine", mask=MultiBlockMaskGenerator(min_keep=4),
+                                     **{**SMALL, "batch_size": 3})
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the skip warning
+        uninterrupted = fit(make(), 8, tmp_path / "reference").seen
+        resumed = interrupted_and_resumed(make, tmp_path, 8, checkpoint_at=2, stop_at=4)
+    assert len(uninterrupted) == 8 and {epoch for epoch, *_ in uninterrupted} == {0, 1, 2}
+    assert resumed == uninterrupted  # same samples, masks and pixels, stand-in included
