@@ -822,11 +822,20 @@ class ImageFolderDataModule(JEPADataModule):
         top, paths, _, labels = self._listing(split)
         return OwnFolderSource(top, paths, labels)
 
+    #: Files per split that ``prepare_data`` decodes (a seeded sample); ``verify`` alone reads every file.
+    PREPARE_SAMPLE = 64
+
     def prepare_data(self) -> None:
         if self.hparams.format == "files" and not self.root.is_dir():
             raise FileNotFoundError(f"Image folder {self.root} does not exist; point data.root at the folder that "
                                     "holds your images (nothing is downloaded for data=imagefolder).")
-        super().prepare_data()
+        # A large folder is not read whole before every first training run: the files not
+        # sampled are checked as they are loaded (and skipped if damaged); jepa-verify lists them all.
+        self._verify_sample = self.PREPARE_SAMPLE
+        try:
+            super().prepare_data()
+        finally:
+            self._verify_sample = None
 
     def acquire(self, folder: Path) -> dict[str, str]:
         folder.mkdir(parents=True, exist_ok=True)  # the index cache and the stamp; the images stay as they are
@@ -834,8 +843,10 @@ class ImageFolderDataModule(JEPADataModule):
 
     def verify(self, full: bool = False, known_md5: dict[str, str] | None = None) -> VerifyReport:
         """Images and classes per split, and every file checked: undecodable ones are listed
-        (they are skipped in training). ``full`` also decodes every JPEG completely."""
+        (they are skipped in training). ``full`` also decodes every JPEG completely. Inside
+        ``prepare_data`` only a seeded sample of ``PREPARE_SAMPLE`` files per split is checked."""
         report = VerifyReport(self.spec.name, self.folder)
+        sample = getattr(self, "_verify_sample", None)
         for split in self.split_dirs:
             try:
                 source = self.open_split(split)
@@ -844,9 +855,12 @@ class ImageFolderDataModule(JEPADataModule):
                 continue
             report.add(f"images {split}", "> 0", len(source), len(source) > 0)
             report.add(f"labels {split}", self.labels_mode, f"{len(self.classes)} class folders" if self.classes else "none (-1)", True)
-            bad = [(i, why) for i in range(len(source)) if (why := source.problem(i, full=full)) is not None]
-            report.add(f"decodable {split}", f"{len(source)} of {len(source)}", f"{len(source) - len(bad)} ({len(bad)} skipped)",
-                       len(bad) < len(source))
+            picks = range(len(source))
+            if sample is not None and sample < len(source):
+                picks = sorted(np.random.default_rng(self.hparams.seed).choice(len(source), sample, replace=False).tolist())
+            bad = [(i, why) for i in picks if (why := source.problem(i, full=full)) is not None]
+            report.add(f"decodable {split}", f"{len(picks)} of {len(picks)} checked",
+                       f"{len(picks) - len(bad)} ({len(bad)} skipped)", len(bad) < len(picks))
             # Each undecodable file by name: training skips it (the next image of its class
             # stands in), so these rows do not fail the verification.
             for i, why in bad:

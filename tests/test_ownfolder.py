@@ -198,3 +198,18 @@ def test_resuming_mid_epoch_on_your_own_folder_gives_the_uninterrupted_batches(t
         resumed = interrupted_and_resumed(make, tmp_path, 8, checkpoint_at=2, stop_at=4)
     assert len(uninterrupted) == 8 and {epoch for epoch, *_ in uninterrupted} == {0, 1, 2}
     assert resumed == uninterrupted  # same samples, masks and pixels, stand-in included
+
+
+def test_prepare_data_checks_a_sample_and_jepa_verify_every_file(tmp_path, monkeypatch):
+    make_labelled_folder(tmp_path / "mine")
+    dm = ImageFolderDataModule(root=tmp_path / "mine", **SMALL)
+    read: list[int] = []
+    original = type(dm.open_split("train")).problem
+    monkeypatch.setattr(type(dm.open_split("train")), "problem",
+                        lambda self, i, full=False: read.append(i) or original(self, i, full))
+    monkeypatch.setattr(ImageFolderDataModule, "PREPARE_SAMPLE", 4)
+    dm.prepare_data()
+    assert len(read) == 4 + 2  # 4 of 11 train files, both val files
+    read.clear()
+    dm.verify()
+    assert len(read) == 11 + 2
