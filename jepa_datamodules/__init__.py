@@ -12,6 +12,7 @@ from .catalog import DatasetSpec, dataset_names, get_spec
 from .datamodules import (
     CIFAR10DataModule,
     CIFAR100DataModule,
+    ImageFolderDataModule,
     ImageNet100DataModule,
     ImageNetDataModule,
     JEPADataModule,
@@ -26,6 +27,7 @@ __all__ = [
     "CIFAR100DataModule",
     "DatasetSpec",
     "HierarchicalMaskGenerator",
+    "ImageFolderDataModule",
     "ImageNet100DataModule",
     "ImageNetDataModule",
     "JEPADataModule",

@@ -32,6 +32,7 @@ override (announced on stdout and recorded in the JSON); every other check of
 from __future__ import annotations
 
 import gc
+import io
 import itertools
 import json
 import math
@@ -69,6 +70,11 @@ _STANDIN_MIN_TRAIN = {"cifar10": 5000, "cifar100": 5000, "stl10": 2000, "imagene
 _IMAGENET_SIZES = ((500, 375), (375, 500), (500, 333), (333, 500), (500, 500))
 _IMAGENET_SIZE_WEIGHTS = (0.5, 0.15, 0.15, 0.1, 0.1)
 _IMAGENET_STANDIN_CLASSES = 10
+# The parquet stand-in: rows per row group as the Hugging Face `datasets` library writes image
+# datasets (its PARQUET_ROW_GROUP_SIZE_FOR_IMAGE_DATASETS = 100), and at most this many rows per
+# shard (the release's train shards hold ~4,360: 1,281,167 rows in 294 shards).
+_PARQUET_GROUP_ROWS = 100
+_PARQUET_SHARD_ROWS = 1000
 # Quality 90 with 4:2:0 chroma subsampling (Pillow's default) gives ~105 KB for a 500x375
 # stand-in image; ImageNet-1k's train JPEGs average ~110 KB (138 GB / 1.28 M files).
 _JPEG_QUALITY = 90
@@ -228,13 +234,17 @@ def build_bench_datamodule(cfg: DictConfig, settings: dict[str, Any]):
     batch_size = dm.per_device_batch_size()
     needed = (1 + settings["warmup"] + settings["batches"]) * batch_size
     train = settings["standin_images"] or max(_STANDIN_MIN_TRAIN[name], needed)
-    root = Path(cfg.data.data_dir).expanduser() / "bench-standins" / f"{name}-{train}-v{_STANDIN_VERSION}"
+    layout = "-parquet" if dm.spec.reader == "hfparquet" else ""  # data.source=parquet: the Hugging Face shards
+    root = Path(cfg.data.data_dir).expanduser() / "bench-standins" / f"{name}{layout}-{train}-v{_STANDIN_VERSION}"
     standin = hydra.utils.instantiate(cfg.data, data_dir=str(root))
     counts = write_standin(standin.spec, standin.folder, train, seed=int(cfg.seed))
     splits = {split: counts[split] for split in standin.spec.splits}
     num_classes = counts.get("num_classes", standin.spec.num_classes)
     # The catalog override: the stand-in's own counts; checksums, files, decoding checks unchanged.
     standin.spec = standin.spec.replace(splits=splits, num_classes=num_classes)
+    if standin.spec.reader == "hfparquet":  # the shard counts the verification expects are the stand-in's too
+        facts = {**standin.spec.options["parquet"], "splits": splits, "shards": counts["shards"]}
+        standin.spec = standin.spec.replace(options={**standin.spec.options, "parquet": facts})
     print(f"note: stand-in {name} at {standin.folder}: catalog override splits={splits}, classes={num_classes}.")
     return standin, {"kind": "stand-in", "folder": str(standin.folder), "catalog_override":
                      {"splits": splits, "num_classes": num_classes}}
@@ -254,7 +264,8 @@ def write_standin(spec: DatasetSpec, folder: Path, train_images: int, seed: int 
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=folder.parent))
     try:
         rng = np.random.default_rng(seed)
-        writer = {"cifar": _write_cifar, "stl10": _write_stl10, "imagefolder": _write_imagenet}[spec.reader]
+        writer = {"cifar": _write_cifar, "stl10": _write_stl10, "imagefolder": _write_imagenet,
+                  "hfparquet": _write_imagenet_parquet}[spec.reader]
         writer(spec, staging, counts, rng)
         os.replace(staging, folder)
     finally:
@@ -278,7 +289,11 @@ def _standin_counts(spec: DatasetSpec, train_images: int) -> dict[str, int]:
                 "test": max(spec.num_classes, min(8000, labeled * 8 // 5))}  # real: 8,000 test per 5,000 train
     classes = _IMAGENET_STANDIN_CLASSES
     train = max(train_images, classes)
-    return {"train": train, "val": max(classes, train // 8), "num_classes": classes}
+    counts = {"train": train, "val": max(classes, train // 8), "num_classes": classes}
+    if spec.reader == "hfparquet":
+        counts["test"] = classes
+        counts["shards"] = {split: math.ceil(counts[split] / _PARQUET_SHARD_ROWS) for split in ("train", "val", "test")}
+    return counts
 
 
 def _shapes(labels: np.ndarray, side: int, rng: np.random.Generator) -> np.ndarray:
@@ -406,6 +421,35 @@ def _write_imagenet(spec: DatasetSpec, folder: Path, counts: dict[str, int], rng
                 width, height = _IMAGENET_SIZES[rng.choice(len(_IMAGENET_SIZES), p=_IMAGENET_SIZE_WEIGHTS)]
                 _photo_like(rng, bank, width, height).save(folder / split / wnid / name, quality=_JPEG_QUALITY)
                 bar.update()
+
+
+def _write_imagenet_parquet(spec: DatasetSpec, folder: Path, counts: dict[str, int], rng: np.random.Generator) -> None:
+    """The Hugging Face release's layout (see ``hfparquet.py``): ``data/<prefix>-NNNNN-of-MMMMM.parquet``,
+    rows ``{image: {bytes, path}, label}`` in row groups of 100 rows, labels shuffled across shards."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])), ("label", pa.int64())])
+    bank = _texture_bank(rng)
+    (folder / "data").mkdir(parents=True)
+    with tqdm(total=counts["train"] + counts["val"] + counts["test"], desc="writing ImageNet parquet stand-in",
+              unit="img", disable=None) as bar:
+        for split, prefix in spec.options["parquet"]["prefixes"].items():
+            labels = (np.full(counts[split], -1) if split == "test"
+                      else _balanced_labels(counts[split], counts["num_classes"], rng))
+            shards = counts["shards"][split]
+            bounds = np.linspace(0, counts[split], shards + 1).astype(int)
+            for shard in range(shards):
+                rows = []
+                for number in range(bounds[shard], bounds[shard + 1]):
+                    width, height = _IMAGENET_SIZES[rng.choice(len(_IMAGENET_SIZES), p=_IMAGENET_SIZE_WEIGHTS)]
+                    buffer = io.BytesIO()
+                    _photo_like(rng, bank, width, height).save(buffer, format="JPEG", quality=_JPEG_QUALITY)
+                    rows.append({"bytes": buffer.getvalue(), "path": f"{prefix}_{number:08d}.JPEG"})
+                    bar.update()
+                table = pa.table({"image": rows, "label": labels[bounds[shard]:bounds[shard + 1]]}, schema=schema)
+                name = f"{prefix}-{shard:05d}-of-{shards:05d}.parquet"
+                pq.write_table(table, folder / "data" / name, row_group_size=_PARQUET_GROUP_ROWS)
 
 
 # ============================================================== the baseline

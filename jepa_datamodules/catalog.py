@@ -61,7 +61,7 @@ class DatasetSpec:
 
     name: str
     title: str
-    reader: str  # "cifar" | "stl10" | "imagefolder" | "synthetic"
+    reader: str  # "cifar" | "stl10" | "imagefolder" | "synthetic" | "ownfolder"
     auto_download: bool
     splits: dict[str, int]
     num_classes: int
@@ -250,6 +250,17 @@ _IMAGENET_ARCHIVES = (
                 size=2_568_145, extracted_size=0),
 )
 
+# The Hugging Face release (huggingface.co/datasets/ILSVRC/imagenet-1k, gated): data/<prefix>-NNNNN-of-MMMMM.parquet
+# shards, rows {image: {bytes, path}, label: int64} (test: label -1). Shard counts as in the
+# release's file names (train-*-of-00294, validation-*-of-00014, test-*-of-00028); rows per
+# split as in the ILSVRC2012 description (the test split's 100,000 images have no labels).
+_IMAGENET_PARQUET = {
+    "repo": "ILSVRC/imagenet-1k",
+    "prefixes": {"train": "train", "val": "validation", "test": "test"},
+    "shards": {"train": 294, "val": 14, "test": 28},
+    "splits": {"train": 1_281_167, "val": 50_000, "test": 100_000},
+}
+
 _register(
     DatasetSpec(
         name="imagenet",
@@ -265,6 +276,7 @@ _register(
         patch_size=16,
         eval_split="val",
         archives=_IMAGENET_ARCHIVES,
+        options={"parquet": _IMAGENET_PARQUET},
         homepage="https://image-net.org/challenges/LSVRC/2012/",
     )
 )
@@ -287,6 +299,28 @@ _register(
         eval_split="val",
         options={"parent": "imagenet", "class_list": None},
         homepage="https://github.com/HobbitLong/CMC",
+    )
+)
+
+
+# Your own images (ownfolder.py): nothing is downloaded, counts and classes come from the folder.
+_register(
+    DatasetSpec(
+        name="imagefolder",
+        title="Your own image folder",
+        reader="ownfolder",
+        auto_download=False,
+        splits={},
+        num_classes=0,
+        resolution=None,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        image_size=224,
+        patch_size=16,
+        eval_split="val",
+        # What the README's datasets table shows for facts that only the user's folder knows.
+        options={"table": {"source": "your files", "images": "yours (val: a val/ folder or 1 % of train)",
+                           "classes": "class folders or none"}},
     )
 )
 
@@ -336,6 +370,13 @@ def _apply_overrides(spec: DatasetSpec) -> DatasetSpec:
         _ANNOUNCED.add((path, spec.name))
         print(f"note: catalog overrides from {path} apply to '{spec.name}' ({', '.join(sorted(changes))})", file=sys.stderr)
     return spec.replace(**changes)
+
+
+def parquet_spec(spec: DatasetSpec) -> DatasetSpec:
+    """``spec`` as read from the Hugging Face parquet shards (``options["parquet"]``): their
+    splits (a ``test`` split of unlabelled rows included) and no archives."""
+    facts = spec.options["parquet"]
+    return spec.replace(reader="hfparquet", splits=dict(facts["splits"]), archives=())
 
 
 def dataset_folder(data_dir: str | Path, spec: DatasetSpec) -> Path:

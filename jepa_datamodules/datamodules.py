@@ -26,7 +26,7 @@ from lightning import LightningDataModule
 
 from . import download as dl
 from .batching import JEPACollate, ViewDataset
-from .catalog import DatasetSpec, dataset_folder, get_spec
+from .catalog import DatasetSpec, dataset_folder, get_spec, parquet_spec
 from .masks import MaskGenerator, MultiBlockMaskGenerator
 from .readers import Source, SubsetSource, open_split
 from .sampling import EpochBatchSampler, EpochDataLoader
@@ -569,6 +569,23 @@ class STL10DataModule(JEPADataModule):
         return {"fold": self.fold}
 
 
+IMAGENET_SOURCES = ("auto", "folders", "parquet")
+
+
+class RelabeledSubset(SubsetSource):
+    """``indices`` of another source with new ``labels`` (ImageNet-100 over the parquet shards)."""
+
+    def __init__(self, base: Source, indices: np.ndarray, labels: np.ndarray):
+        super().__init__(base, indices)
+        self.labels = np.asarray(labels, dtype=np.int64)
+
+    def encoded(self, index: int) -> bytes:
+        return self.base.encoded(int(self.indices[index]))
+
+    def name(self, index: int) -> str:
+        return self.base.name(int(self.indices[index]))
+
+
 class ImageNetDataModule(JEPADataModule):
     """ImageNet-1k (ILSVRC2012): 1,281,167 train / 50,000 val JPEGs, 1,000 classes.
 
@@ -579,13 +596,69 @@ class ImageNetDataModule(JEPADataModule):
     validation folder and the devkit. Otherwise it stops with the manual steps. Labels
     follow sorted wnid order (torchvision's ImageFolder convention). The file list is read
     once and cached next to the data (``.index-<split>.npz``).
+
+    The Hugging Face release (``source="parquet"``) is read in place: see ``__init__``.
     """
 
     spec_name = "imagenet"
 
+    def __init__(self, *args: Any, source: str = "auto", **kwargs: Any):
+        """Where the images come from, then the arguments of ``JEPADataModule``.
+
+        Args:
+            source: ``"parquet"`` reads the Hugging Face release
+                (``<data_dir>/imagenet/data/{train,validation,test}-*.parquet``, see
+                ``hfparquet.py``) in place, with the same label ids (sorted-wnid order) and a
+                ``test`` split of 100,000 unlabelled rows; ``"folders"`` the layout above;
+                ``"auto"`` the shards when they are there and neither a ``train/`` folder nor
+                the official train archive is ["auto"].
+            *args: passed on to ``JEPADataModule``.
+            **kwargs: passed on to ``JEPADataModule`` (``data_dir``, ``batch_size``, ``mask``, ...).
+        """
+        if source not in IMAGENET_SOURCES:
+            raise ValueError(f"Unknown value '{source}' for argument source. Valid values are {{{', '.join(IMAGENET_SOURCES)}}}.")
+        self.source = source
+        super().__init__(*args, **kwargs)
+
+    def build_spec(self) -> DatasetSpec:
+        spec = get_spec(self.spec_name)
+        return parquet_spec(spec) if self._reads_parquet(dataset_folder(self.hparams.data_dir, spec)) else spec
+
+    def _reads_parquet(self, folder: Path) -> bool:
+        """``source="auto"``: the Hugging Face shards when ``data/train-*.parquet`` is there and
+        no ``train/`` folder (or the official archives) are."""
+        if self.source != "auto":
+            return self.source == "parquet"
+        from .hfparquet import has_parquet
+        from .imagenet import TRAIN_TAR
+
+        return has_parquet(folder) and not (folder / "train").is_dir() and not (folder / TRAIN_TAR).exists()
+
+    @property
+    def parquet(self) -> bool:
+        """True when this DataModule reads the Hugging Face parquet shards."""
+        return self.spec.reader == "hfparquet"
+
+    def open_split(self, split: str, whole: bool = False) -> Source:
+        if self.hparams.format == "files" and self.parquet:
+            from .hfparquet import ParquetSource, parquet_shards
+
+            prefixes = self.spec.options["parquet"]["prefixes"]
+            if split not in prefixes:
+                raise ValueError(f"Unknown value '{split}' for argument split of {self.spec.name}. "
+                                 f"Valid values are {{{', '.join(prefixes)}}}.")
+            shards = parquet_shards(self.folder, prefixes[split])
+            if not shards:
+                raise FileNotFoundError(f"{self.folder}/data holds no {prefixes[split]}-*.parquet shards; "
+                                        "download them as `jepa-prepare data=imagenet instructions=true` shows.")
+            return ParquetSource(shards)
+        return super().open_split(split, whole)
+
     def acquire(self, folder: Path) -> dict[str, str]:
         from .imagenet import prepare_imagenet
 
+        if self.parquet:
+            return {}  # read in place: nothing to unpack; verify() checks shards, rows and a sample
         known: dict[str, str] = {}
         for archive in self.spec.archives:
             path = folder / archive.filename
@@ -601,12 +674,59 @@ class ImageNetDataModule(JEPADataModule):
     def reader_options(self) -> dict[str, Any]:
         return {"cache_key": self._listing_key}
 
+    def verify(self, full: bool = False, known_md5: dict[str, str] | None = None) -> VerifyReport:
+        if not self.parquet:
+            return super().verify(full=full, known_md5=known_md5)
+        return self._verify_parquet(full)
+
+    def _verify_parquet(self, full: bool) -> VerifyReport:
+        """Shards per split (as their names count them and as the release has them), rows per
+        split, label range, and a seeded sample of images that must decode (all with ``full``)."""
+        from .hfparquet import parquet_shards, shard_problems
+
+        facts, report = self.spec.options["parquet"], VerifyReport(self.spec.name, self.folder)
+        rng = np.random.default_rng(self.hparams.seed)
+        for split, prefix in facts["prefixes"].items():
+            shards = parquet_shards(self.folder, prefix)
+            problem = shard_problems(shards, facts["shards"].get(split))
+            report.add(f"shards {prefix}", f"{facts['shards'].get(split)} files", problem or f"{len(shards)} files", problem is None)
+            if problem is not None:
+                report.blame(f"data/{prefix}-*.parquet")
+                continue
+            try:
+                source = self.open_split(split)
+            except ValueError as error:
+                report.add(f"read {split}", "readable", str(error), False)
+                continue
+            expected = self.spec.splits[split]
+            report.add(f"rows {split}", expected, len(source), len(source) == expected)
+            labels = source.labels
+            if split == "test":
+                report.add("labels test", "all -1 (unpublished)", f"{int((labels >= 0).sum())} labelled", bool((labels < 0).all()))
+            else:
+                classes = self.num_classes
+                in_range = bool(((labels >= 0) & (labels < classes)).all())
+                found = len(np.unique(labels))
+                report.add(f"classes {split}", classes, found if in_range else f"labels outside 0..{classes - 1}",
+                           in_range and found == classes)
+            count = len(source) if full else min(16, len(source))
+            picks = sorted(rng.choice(len(source), size=count, replace=False).tolist()) if len(source) else []
+            bad = [(i, why) for i in picks if (why := source.problem(i)) is not None]
+            names = ", ".join(f"{source.name(i)} ({why})" for i, why in bad[:5])
+            report.add(f"decode {split}", f"{count} of {count} decode", names or "all decode", not bad)
+        return report
+
     def _listing_key(self, split_dir: Path) -> str:
         """Changes whenever a class folder gains or loses a file (its mtime changes)."""
         entries = sorted((e.name, e.stat().st_mtime_ns) for e in os.scandir(split_dir) if e.is_dir())
         return hashlib.sha1(repr(entries).encode()).hexdigest()
 
     def tracked_files(self) -> list[str]:
+        if self.parquet:
+            from .hfparquet import SHARD_FOLDER, parquet_shards
+
+            return [f"{SHARD_FOLDER}/{p.name}" for prefix in self.spec.options["parquet"]["prefixes"].values()
+                    for p in parquet_shards(self.folder, prefix)]
         tracked = [a.filename for a in self.spec.archives if (self.folder / a.filename).exists()]
         for split in self.spec.splits:
             split_dir = self.folder / split
@@ -623,6 +743,8 @@ class ImageNet100DataModule(ImageNetDataModule):
     An index needs no extra inodes, works where symlinks do not (object-store mounts,
     some Windows shares) and is what the loader reads anyway. ``class_list``: a file with
     one wnid per line to use another subset [None = the packaged CMC list, sha256-checked].
+    Over the Hugging Face parquet shards (``source``, as for ImageNet-1k) the subset is the
+    rows whose label is one of these classes' ids.
     """
 
     spec_name = "imagenet100"
@@ -641,13 +763,36 @@ class ImageNet100DataModule(ImageNetDataModule):
         self.classes = load_class_list(Path(class_list) if class_list else None)
         super().__init__(*args, **kwargs)
 
-    def build_spec(self) -> DatasetSpec:
+    def build_spec(self) -> DatasetSpec:  # the parent detects the parquet shards, not this spec
         return get_spec(self.spec_name).replace(num_classes=len(self.classes))
 
     @functools.cached_property
     def parent(self) -> ImageNetDataModule:
         hp = self.hparams
-        return ImageNetDataModule(data_dir=hp.data_dir, progress=hp.progress, download=False, force=False)
+        return ImageNetDataModule(data_dir=hp.data_dir, progress=hp.progress, download=False, force=False,
+                                  source=self.source)
+
+    def open_split(self, split: str, whole: bool = False) -> Source:
+        if self.hparams.format == "files" and self.parent.parquet:
+            return self._parquet_subset(split)
+        return super().open_split(split, whole)
+
+    def _parquet_subset(self, split: str) -> Source:
+        """The rows of the parent's parquet split whose label is one of these classes, relabelled
+        0..99 in sorted-wnid order (parquet label ids are sorted-wnid positions too)."""
+        from .hfparquet import imagenet1k_wnids
+
+        if split not in self.spec.splits:
+            raise ValueError(f"Unknown value '{split}' for argument split of {self.spec.name}. "
+                             f"Valid values are {{{', '.join(self.spec.splits)}}}.")
+        position = {wnid: i for i, wnid in enumerate(imagenet1k_wnids())}
+        unknown = [w for w in self.classes if w not in position]
+        if unknown:
+            raise ValueError(f"Class {', '.join(unknown[:5])} is not one of the 1,000 ImageNet-1k classes; fix the class list.")
+        ids = np.array(sorted(position[w] for w in self.classes), dtype=np.int64)
+        base = self.parent.open_split(split)
+        keep = np.flatnonzero(np.isin(base.labels, ids))
+        return RelabeledSubset(base, keep, np.searchsorted(ids, base.labels[keep]))
 
     def acquire(self, folder: Path) -> dict[str, str]:
         self.parent.prepare_data()
@@ -670,3 +815,179 @@ class ImageNet100DataModule(ImageNetDataModule):
     def tracked_files(self) -> list[str]:
         parent = self.parent.folder
         return [str(parent / rel) for rel in self.parent.tracked_files() if not rel.endswith(".tar") and not rel.endswith(".gz")]
+
+
+#: The share of train carved out as val when an image folder has no ``val/`` folder.
+DEFAULT_VAL_FRACTION = 0.01
+
+
+class ImageFolderDataModule(JEPADataModule):
+    """Your own images: ``root/train/<class>/...`` (+ ``root/val/<class>/...``), or any folder.
+
+    Images: .jpg .jpeg .png .webp .bmp in any case; hidden files and folders and other
+    files are ignored; every image is converted to RGB; undecodable files are skipped
+    (see ``ownfolder.py``) and listed by ``jepa-verify data=imagefolder``. Nothing is
+    downloaded; ``prepare_data`` writes only the file index (``.index-<split>.npz``) and
+    the verification stamp, into ``root``, or into a user cache folder when ``root`` is
+    read-only (``ownfolder.state_folder``).
+    """
+
+    spec_name = "imagefolder"
+
+    def __init__(self, *args: Any, root: str | Path | None = None, labels: str = "auto",
+                 val_fraction: float | None = None, **kwargs: Any):
+        """The folder and how to read it, then the arguments of ``JEPADataModule``.
+
+        Args:
+            root: the folder of images [None = ``<data_dir>/imagefolder``]. With a ``train/``
+                sub-folder, that is the training split and ``val/`` (if present) the val split;
+                otherwise every image under ``root`` is a training image.
+            labels: ``"folders"`` (first folder level under the split = class, sorted names ->
+                0..C-1, nested sub-folders allowed), ``"none"`` (every label -1, no probe) or
+                ``"auto"`` (folders when every image of ``root/train`` is inside a class folder,
+                or, without ``train/``, directly inside a first-level folder) ["auto"].
+            val_fraction: [None = 0.01 (a seeded 1 % of train) when there is no ``val/``
+                folder, 0 (the ``val/`` folder) when there is]; as for every dataset otherwise.
+            *args: passed on to ``JEPADataModule``.
+            **kwargs: passed on to ``JEPADataModule`` (``data_dir``, ``batch_size``, ``mask``, ...).
+        """
+        from .ownfolder import LABEL_MODES
+
+        if labels not in LABEL_MODES:
+            raise ValueError(f"Unknown value '{labels}' for argument labels. Valid values are {{{', '.join(LABEL_MODES)}}}.")
+        data_dir = kwargs.get("data_dir", args[0] if args else "data")
+        self.root = Path(root if root is not None else Path(data_dir) / "imagefolder").expanduser()
+        self.labels_mode = labels
+        self.has_val_folder = (self.root / "train").is_dir() and (self.root / "val").is_dir()
+        if val_fraction is None:
+            val_fraction = 0.0 if self.has_val_folder else DEFAULT_VAL_FRACTION
+        if not self.has_val_folder and val_fraction == 0:
+            raise ValueError(f"val_fraction=0 leaves no validation images: {self.root} has no train/ + val/ folders; "
+                             "allowed is 0 < val_fraction < 1 (a seeded share of the images), or add a val/ folder.")
+        super().__init__(*args, val_fraction=val_fraction, **kwargs)
+        self.hparams.root, self.hparams.labels = str(self.root), labels
+
+    def build_spec(self) -> DatasetSpec:
+        # Without a val/ folder the only split is train; setup carves val (and test) out of it.
+        return get_spec(self.spec_name).replace(eval_split="val" if self.has_val_folder else "train")
+
+    @property
+    def folder(self) -> Path:
+        from .ownfolder import state_folder
+
+        return state_folder(self.root)
+
+    @property
+    def split_dirs(self) -> dict[str, Path]:
+        train = self.root / "train"
+        if not train.is_dir():
+            return {"train": self.root}
+        return {"train": train, "val": self.root / "val"} if self.has_val_folder else {"train": train}
+
+    @functools.cached_property
+    def classes(self) -> list[str]:
+        """Class names in label order (empty when unlabeled), from the training split."""
+        return self._listing("train")[2]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def _listing(self, split: str) -> tuple[Path, list[str], list[str], np.ndarray]:
+        """``(split folder, paths, classes, labels)`` of one split, through the index cache."""
+        from .ownfolder import folder_labels, list_images, listing_key
+
+        dirs = self.split_dirs
+        if split not in dirs:
+            raise ValueError(f"Unknown value '{split}' for argument split of imagefolder. Valid values are {{{', '.join(dirs)}}}.")
+        top = dirs[split]
+        if not top.is_dir():
+            raise FileNotFoundError(f"Image folder {top} does not exist; point data.root at the folder that holds your images.")
+        paths = list_images(top, cache=self.folder / f".index-{split}.npz", cache_key=listing_key(top))
+        if not paths:
+            raise FileNotFoundError(f"{top} holds no images (looked for .jpg .jpeg .png .webp .bmp files, "
+                                    "hidden ones excluded); point data.root at the folder that holds your images.")
+        train_classes = None if split == "train" else self.classes
+        mode = self.labels_mode if split == "train" else ("folders" if train_classes else "none")
+        labels, classes = folder_labels(paths, mode, top, train_classes, nested=top != self.root)
+        return top, paths, classes, labels
+
+    def open_split(self, split: str, whole: bool = False) -> Source:
+        if self.hparams.format != "files":
+            return super().open_split(split, whole)
+        from .ownfolder import OwnFolderSource
+
+        top, paths, _, labels = self._listing(split)
+        return OwnFolderSource(top, paths, labels)
+
+    #: Files per split that ``prepare_data`` decodes (a seeded sample); ``verify`` alone reads every file.
+    PREPARE_SAMPLE = 64
+
+    def prepare_data(self) -> None:
+        if self.hparams.format == "files" and not self.root.is_dir():
+            raise FileNotFoundError(f"Image folder {self.root} does not exist; point data.root at the folder that "
+                                    "holds your images (nothing is downloaded for data=imagefolder).")
+        # A large folder is not read whole before every first training run: the files not
+        # sampled are checked as they are loaded (and skipped if damaged); jepa-verify lists them all.
+        self._verify_sample = self.PREPARE_SAMPLE
+        try:
+            super().prepare_data()
+        finally:
+            self._verify_sample = None
+
+    def acquire(self, folder: Path) -> dict[str, str]:
+        folder.mkdir(parents=True, exist_ok=True)  # the index cache and the stamp; the images stay as they are
+        return {}
+
+    def verify(self, full: bool = False, known_md5: dict[str, str] | None = None) -> VerifyReport:
+        """Images and classes per split, and every file checked: undecodable ones are listed
+        (they are skipped in training). ``full`` also decodes every JPEG completely. Inside
+        ``prepare_data`` only a seeded sample of ``PREPARE_SAMPLE`` files per split is checked."""
+        report = VerifyReport(self.spec.name, self.folder)
+        sample = getattr(self, "_verify_sample", None)
+        for split in self.split_dirs:
+            try:
+                source = self.open_split(split)
+            except (FileNotFoundError, ValueError) as error:
+                report.add(f"read {split}", "readable", str(error), False)
+                continue
+            report.add(f"images {split}", "> 0", len(source), len(source) > 0)
+            report.add(f"labels {split}", self.labels_mode, f"{len(self.classes)} class folders" if self.classes else "none (-1)", True)
+            picks = range(len(source))
+            if sample is not None and sample < len(source):
+                picks = sorted(np.random.default_rng(self.hparams.seed).choice(len(source), sample, replace=False).tolist())
+            bad = [(i, why) for i in picks if (why := source.problem(i, full=full)) is not None]
+            report.add(f"decodable {split}", f"{len(picks)} of {len(picks)} checked",
+                       f"{len(picks) - len(bad)} ({len(bad)} skipped)", len(bad) < len(picks))
+            # Each undecodable file by name: training skips it (the next image of its class
+            # stands in), so these rows do not fail the verification.
+            for i, why in bad:
+                report.add(f"skipped {split}/{source.paths[i]}", "decodes", why, True)
+        return report
+
+    def tracked_files(self) -> list[str]:
+        """The split folders and their sub-folders two levels down (absolute paths): what ``listing_key`` watches."""
+        tracked = []
+        for top in self.split_dirs.values():
+            tracked.append(str(top))
+            for first in sorted(p for p in top.iterdir() if p.is_dir() and not p.name.startswith(".")):
+                tracked.append(str(first))
+                tracked += sorted(str(p) for p in first.iterdir() if p.is_dir() and not p.name.startswith("."))
+        return tracked
+
+    def setup(self, stage: str | None = None) -> None:
+        super().setup(stage)
+        if not self.has_val_folder:  # test = the carved-out val, not the whole train split
+            self.datasets["test"] = self.datasets["val"]
+
+    @property
+    def val_description(self) -> str:
+        """How val was made, for summaries."""
+        if self.has_val_folder and not self.hparams.val_fraction:
+            return f"the val/ folder of {self.root}"
+        where = "the val/ folder is the test split" if self.has_val_folder else "no val/ folder used"
+        return f"{self.hparams.val_fraction:.0%} of train, seeded (seed {self.hparams.seed}), {where}"
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "root": str(self.root), "labels": "folders" if self.classes else "none",
+                "val": self.val_description}

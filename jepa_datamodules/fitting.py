@@ -91,7 +91,7 @@ class FitSummary(Callback):
 
     def report(self, dm: Any, model: TinyJEPA, metrics: dict[str, float], checkpoint: str | None = None) -> dict[str, Any]:
         accuracy = float(metrics.get("val/probe_accuracy", float("nan")))
-        chance = 1.0 / dm.num_classes
+        chance = 1.0 / dm.num_classes if dm.num_classes else float("nan")
         summary = {
             "dataset": dm.spec.name,
             "steps": self.steps,
@@ -111,14 +111,17 @@ class FitSummary(Callback):
         os.replace(tmp, self.run_dir / "summary.json")
         loss = (f"{summary['first_loss']:.4f} -> {summary['last_loss']:.4f}" if model.losses else "n/a")
         verdict = "above" if accuracy > chance else "NOT above"
+        probe = f"{accuracy:.3f} ({verdict} chance {chance:.3f})" if dm.num_classes else "none (unlabeled images)"
+        val = getattr(dm, "val_description", None)  # how val was made, where a dataset chooses (imagefolder)
         print(
             f"\n== jepa-fit summary ==\n"
             f"dataset:        {summary['dataset']} ({dm.hparams.image_size}px, patch {dm.hparams.patch_size})\n"
             f"steps:          {self.steps}\n"
             f"images/s:       {summary['images_per_second']:.1f}\n"
             f"loss:           {loss}\n"
-            f"probe accuracy: {accuracy:.3f} ({verdict} chance {chance:.3f})\n"
+            f"probe accuracy: {probe}\n"
             f"run directory:  {self.run_dir}\n"
+            + (f"val:            {val}\n" if val else "")
             + (f"checkpoint:     {checkpoint}\n" if checkpoint else "")
             + "".join(f"picture:        {path}\n" for path in self.pictures.values())
         )

@@ -36,6 +36,7 @@ import numpy as np
 from filelock import FileLock
 from tqdm.auto import tqdm
 
+from .hfparquet import parquet_instructions
 from .imagefolder import IMG_EXTENSIONS
 
 __all__ = [
@@ -180,7 +181,8 @@ def manual_instructions(root: Path) -> str:
         f"     val/<wnid>/*.JPEG, put or symlink those two folders in {root} instead (or train/<wnid>/\n"
         f"     with the flat folder of ILSVRC2012_val_*.JPEG images as val/, plus {DEVKIT}).\n"
         "  4. Run `jepa-prepare data=imagenet`. If your data lives somewhere else, point to it with\n"
-        "     `jepa-prepare data=imagenet paths.data_dir=/path/to/data` or by setting $JEPA_DATA_DIR."
+        "     `jepa-prepare data=imagenet paths.data_dir=/path/to/data` or by setting $JEPA_DATA_DIR.\n"
+        + parquet_instructions(root)
     )
 
 

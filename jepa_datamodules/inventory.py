@@ -34,7 +34,7 @@ from importlib import resources
 from pathlib import Path
 from typing import IO, Any, Collection, Iterable, Sequence
 
-from .catalog import SPECS, DatasetSpec, dataset_folder, dataset_names, get_spec
+from .catalog import SPECS, DatasetSpec, dataset_folder, dataset_names, get_spec, parquet_spec
 from .download import DownloadError
 from .download import _human as human_bytes  # one formatter for every size the package prints
 from .verify import read_stamp, stamp_matches
@@ -78,8 +78,10 @@ def markdown_table(specs: Iterable[DatasetSpec] | None = None) -> str:
     """The README's datasets table, from the catalog's own specs (no ``$JEPA_CATALOG`` overrides)."""
     rows = [README_HEADER, tuple("---" for _ in README_HEADER)]
     for spec in specs if specs is not None else SPECS.values():
-        rows.append((spec.name, source_label(spec), size_label(spec.archive_bytes), images_label(spec),
-                     f"{spec.num_classes:,}", resolution_label(spec), f"{spec.image_size} / {spec.patch_size}"))
+        said = spec.options.get("table", {})  # facts only the user's data knows (imagefolder)
+        rows.append((spec.name, said.get("source", source_label(spec)), size_label(spec.archive_bytes),
+                     said.get("images", images_label(spec)), said.get("classes", f"{spec.num_classes:,}"),
+                     resolution_label(spec), f"{spec.image_size} / {spec.patch_size}"))
     return "\n".join("| " + " | ".join(row) + " |" for row in rows)
 
 
@@ -120,7 +122,8 @@ def disk_state(spec: DatasetSpec, data_dir: str | Path) -> DiskState:
         verified = [p for p in settings if stamp_matches(p, _recorded_spec(spec, p))]
         state = "verified" if verified else ("downloaded" if settings else "absent")
         return DiskState(spec.name, folder, state, used, settings=len(settings))
-    if stamp_matches(folder, spec):
+    # ImageNet may be verified as the Hugging Face parquet shards instead of its folders.
+    if stamp_matches(folder, spec) or ("parquet" in spec.options and stamp_matches(folder, parquet_spec(spec))):
         return DiskState(spec.name, folder, "verified", used)
     parts = [folder / f"{a.filename}.part" for a in spec.archives if (folder / f"{a.filename}.part").is_file()]
     if parts:

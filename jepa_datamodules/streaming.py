@@ -114,6 +114,9 @@ class _ItemWriter:
 
 
 def _payload(source: Source, index: int) -> bytes | np.ndarray:
+    encoded = getattr(source, "encoded", None)  # own folders, parquet shards: the file's bytes
+    if encoded is not None:
+        return encoded(index)
     if isinstance(source, FileSource):
         return (source.root / source.paths[index]).read_bytes()
     image = source.load(index)

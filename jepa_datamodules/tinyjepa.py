@@ -147,9 +147,12 @@ class TinyJEPA(LightningModule):
         # Normalize features without learned scale before the linear layer, as MAE's linear
         # probe does (BatchNorm1d, affine=False): the probe then learns at one rate whatever
         # the scale the encoder's features drift to.
+        # Unlabeled data (num_classes 0, every label -1) gets no probe metric; the layers stay
+        # (never trained: no label reaches them) so checkpoints keep one shape.
+        self.has_probe = num_classes >= 2
         self.probe = nn.Sequential(nn.BatchNorm1d(2 * embed_dim, affine=False, eps=1e-6),
-                                   nn.Linear(2 * embed_dim, num_classes))
-        self.probe_accuracy = MulticlassAccuracy(num_classes=num_classes, average="micro")
+                                   nn.Linear(2 * embed_dim, max(2, num_classes)))
+        self.probe_accuracy = MulticlassAccuracy(num_classes=max(2, num_classes), average="micro")
         self.losses: list[float] = []
 
     def _target_features(self, images: torch.Tensor) -> torch.Tensor:
@@ -193,6 +196,8 @@ class TinyJEPA(LightningModule):
             self.probe_accuracy.update(logits[labeled], labels[labeled])
 
     def on_validation_epoch_end(self) -> None:
+        if not self.has_probe:
+            return
         self.log("val/probe_accuracy", self.probe_accuracy.compute(), prog_bar=True, sync_dist=True)
         self.probe_accuracy.reset()
 

@@ -62,13 +62,17 @@ PLACEHOLDERS = {"global_batch_size": "256", "fold": "3", "input": "/tmp/chunks",
 # Keys the README shows as refused (the typo example); test_a_mistyped_key_names_the_close_valid_one runs it.
 REFUSED = {"batchsize"}
 DATASET_WORDS = {"CIFAR-100": "cifar100", "STL-10": "stl10", "ImageNet-100": "imagenet100"}
+# README sections about one dataset: a data.<key> there belongs to it unless the line says data=.
+SECTION_DATASETS = {"Your own data": "imagefolder", "ImageNet from Hugging Face (parquet)": "imagenet"}
 
 
 def readme_data_settings() -> list[tuple[int, str, list[str], list[str]]]:
     """(line number, dataset, overrides with a value, bare keys) per README line naming ``data.<key>``."""
     found = []
-    paragraph = ""
+    paragraph, section = "", ""
     for number, line in enumerate(README.read_text().splitlines(), 1):
+        if line.startswith(("## ", "### ")):
+            section = line.lstrip("#").strip()
         paragraph = line if (line.startswith("- ") or not line.strip()) else paragraph + " " + line
         # Hydra overrides only: LightningCLI's --data.<key> flags are another parser's.
         settings = re.findall(r"(?<![-\w])\+?data\.([A-Za-z_][\w.]*)(=[^\s`|)]*)?", line)
@@ -76,7 +80,8 @@ def readme_data_settings() -> list[tuple[int, str, list[str], list[str]]]:
             continue
         choice = re.search(r"\bdata=([\w-]+)", line)
         dataset = choice.group(1) if choice else next(
-            (name for word, name in DATASET_WORDS.items() if f"**{word}**" in paragraph), "synthetic")
+            (name for word, name in DATASET_WORDS.items() if f"**{word}**" in paragraph),
+            SECTION_DATASETS.get(section, "synthetic"))
         if dataset == "X":
             dataset = "cifar10"
         overrides, bare = [], []

@@ -33,6 +33,18 @@ ELSEWHERE = {
     "jepa-bench data=cifar10 data.num_workers=2 data.batch_size=128 bench.batches=40": "tests/test_bench.py",
     "jepa-bench data=imagenet bench.synthetic_like=imagenet data.num_workers=2 data.batch_size=64": "tests/test_bench.py",
     "jepa-bench data=stl10 data.num_workers=2 bench.standin_images=105000 bench.batches=200": "tests/test_bench.py",
+    "jepa-bench data=imagenet data.source=parquet bench.synthetic_like=imagenet bench.standin_images=5000 "
+    "data.num_workers=2 data.batch_size=64":
+        "tests/test_hfparquet.py::test_jepa_bench_measures_the_parquet_release_on_a_stand_in",
+    "jepa-bench data=imagenet data.source=folders bench.synthetic_like=imagenet bench.standin_images=5000 "
+    "data.num_workers=2 data.batch_size=64": "tests/test_bench.py",
+    # Your own data: the commands need a folder of images; these tests build one in the exact layouts.
+    "jepa-fit data=imagefolder data.root=/path/to/images":
+        "tests/test_ownfolder.py::test_jepa_fit_and_verify_on_your_own_folder_from_the_command_line",
+    "jepa-verify data=imagefolder data.root=/path/to/images":
+        "tests/test_ownfolder.py::test_jepa_fit_and_verify_on_your_own_folder_from_the_command_line",
+    "jepa-fit data=imagefolder data.root=/path/to/photos data.labels=none":
+        "tests/test_ownfolder.py::test_labels_argument_says_what_it_means",
 }
 
 TINY_FIT = {"trainer.max_steps": "2", "data.image_size": "32", "data.patch_size": "4", "data.batch_size": "8",

@@ -1,0 +1,306 @@
+"""Your own folder of images: the file index, labels from class folders (or none), and a
+source that skips files it cannot decode.
+
+Layouts (``root`` is what the user points ``data.root`` at):
+
+* ``root/train/<class>/...`` (+ optional ``root/val/<class>/...``): labels from the sorted
+  class folder names, as torchvision's ``ImageFolder`` assigns them; images may sit in
+  sub-folders of a class folder;
+* any other folder, flat or nested: every image under ``root`` is a training image.
+
+``labels="folders"`` takes the first folder level under the split as the class,
+``"none"`` gives every image label -1, ``"auto"`` (the default) means ``"folders"`` when
+every image of ``root/train`` sits inside a class folder (at any depth), or, for a root
+without ``train/``, directly in a first-level folder (``<folder>/<image>``); else ``"none"``.
+
+Images are files whose suffix is one of :data:`IMAGE_SUFFIXES` (any case); hidden files
+and folders (names starting with ".") and other files are ignored. Every image becomes
+RGB: grayscale, CMYK, palette and RGBA (alpha dropped) files are converted when decoded.
+
+Undecodable files: an image that cannot be opened, or a JPEG that ends before its end-
+of-image marker (a cut-off download), is never handed to the view. In its place the
+source returns the next image of the same label (cyclically, in index order): a batch keeps
+its size, the sampler its seeded order, and the substitution is the same in every worker
+and every run. Each skipped file is reported once per process (a warning) and counted in
+``source.skipped``; ``jepa-verify data=imagefolder`` lists them all beforehand.
+
+The decoding step is :func:`decode_image` on the file's bytes (:meth:`EncodedImageSource.read_bytes`),
+so a consumer that wants the encoded bytes (LitData conversion, decoding on the device)
+reads them without decoding anything here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image, ImageFile, UnidentifiedImageError
+
+from .imagefolder import _load_cache, _save_cache
+
+__all__ = ["IMAGE_SUFFIXES", "LABEL_MODES", "UndecodableImage", "decode_image", "EncodedImageSource",
+           "OwnFolderSource", "list_images", "folder_labels", "listing_key", "state_folder", "STATE_NAME"]
+
+#: Suffixes counted as images, compared case-insensitively.
+IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+LABEL_MODES = ("auto", "folders", "none")
+
+_JPEG_FORMATS = ("JPEG", "MPO")
+_SOS, _EOI = b"\xff\xda", b"\xff\xd9"
+# Modes Pillow converts to RGB without surprises; 16/32-bit grey is scaled to 8 bits first.
+_WIDE_GREY = ("I", "I;16", "I;16B", "I;16L", "F")
+
+
+class UndecodableImage(ValueError):
+    """The bytes are not an image this package can decode (``str`` says why)."""
+
+
+# ---------------------------------------------------------------------------- decoding
+def decode_image(data: bytes) -> Image.Image | np.ndarray:
+    """An RGB-able image from a file's bytes, or :class:`UndecodableImage`.
+
+    RGB and grayscale JPEGs come back as an undecoded ``PIL.Image`` over the bytes, so the
+    view can ask libjpeg for a reduced size (see ``transforms.decode_pixels``); only their
+    header is read here, plus a check that the scan ends with the end-of-image marker
+    (a truncated JPEG does not). Everything else (PNG, WebP, BMP, CMYK JPEGs, ...) is
+    decoded here, in full, to an ``HxWx3`` uint8 array, which also catches truncation.
+    """
+    try:
+        image = Image.open(io.BytesIO(data))
+        if image.format in _JPEG_FORMATS:
+            # Entropy-coded data never holds FF D9 (FF is stuffed), so the marker after the
+            # last start-of-scan is the real end of the image.
+            if data.find(_EOI, max(0, data.rfind(_SOS))) < 0:
+                raise UndecodableImage("JPEG data ends before its end-of-image marker (truncated file)")
+            if image.mode in ("RGB", "L"):
+                return image
+        return _rgb_pixels(image)
+    except UndecodableImage:
+        raise
+    except UnidentifiedImageError:
+        raise UndecodableImage("not an image file that Pillow can read") from None
+    except Exception as error:  # Pillow reports damage with OSError, SyntaxError, ValueError, ...
+        raise UndecodableImage(f"{type(error).__name__}: {error}") from None
+
+
+def _rgb_pixels(image: Image.Image) -> np.ndarray:
+    previous = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file must fail, not come back grey-padded
+    try:
+        image.load()
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = previous
+    if image.mode in _WIDE_GREY:
+        grey = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or grey.max() > 255 else 255.0
+        image = Image.fromarray(np.clip(grey * (255.0 / top), 0, 255).astype(np.uint8), "L")
+    elif image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")  # Pillow's advice for palette transparency; alpha then dropped
+    return np.asarray(image.convert("RGB"))
+
+
+class EncodedImageSource:
+    """A source whose items are encoded image files (own folders, parquet shards).
+
+    Subclasses set ``labels`` and implement :meth:`read_bytes` and :meth:`name`.
+    """
+
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def read_bytes(self, index: int) -> bytes:
+        raise NotImplementedError
+
+    def name(self, index: int) -> str:
+        return f"item {index}"
+
+    def problem(self, index: int, full: bool = False) -> str | None:
+        """None when item ``index`` decodes (see :func:`decode_image`), else why not.
+        ``full``: also decode a JPEG's pixels (otherwise its header and end marker are checked)."""
+        try:
+            image = decode_image(self.read_bytes(index))
+            if full and isinstance(image, Image.Image):
+                _rgb_pixels(image)
+        except UndecodableImage as error:
+            return str(error)
+        except Exception as error:  # noqa: BLE001 - unreadable file or damaged pixels: the finding
+            return f"{type(error).__name__}: {error}"
+        return None
+
+    def load(self, index: int) -> Image.Image | np.ndarray:
+        return self._usable(int(index))[1]
+
+    def encoded(self, index: int) -> bytes:
+        """The bytes :meth:`load` decodes for ``index`` (its substitute's when it is undecodable)."""
+        return self.read_bytes(self._usable(int(index))[0])
+
+    def _usable(self, index: int) -> tuple[int, Image.Image | np.ndarray]:
+        """``(index actually used, decoded image)``: ``index`` itself, or the next decodable
+        item with the same label after it (cyclically, in index order)."""
+        try:
+            return index, decode_image(self.read_bytes(index))
+        except (UndecodableImage, OSError) as error:
+            self._report(index, str(error))
+        same = np.flatnonzero(self.labels == self.labels[index])
+        start = int(np.searchsorted(same, index, side="right"))
+        for other in np.concatenate([same[start:], same[:start]]).tolist():
+            if other == index or other in self.skipped:
+                continue
+            try:
+                return other, decode_image(self.read_bytes(other))
+            except (UndecodableImage, OSError) as error:
+                self._report(other, str(error))
+        label = int(self.labels[index])
+        raise UndecodableImage(f"No image with label {label} decodes (the last tried was {self.name(index)}); "
+                               "run jepa-verify to list the damaged files and replace them.")
+
+    @property
+    def skipped(self) -> dict[int, str]:
+        """Items found undecodable in this process so far: index -> reason."""
+        if "_skipped" not in self.__dict__:
+            self._skipped: dict[int, str] = {}
+        return self._skipped
+
+    def _report(self, index: int, reason: str) -> None:
+        if index not in self.skipped:
+            self.skipped[index] = reason
+            warnings.warn(f"Skipping {self.name(index)}: {reason}; the next image of its class is used in its place.",
+                          stacklevel=3)
+
+
+class OwnFolderSource(EncodedImageSource):
+    """Image files under ``root`` (paths relative to it, POSIX style) with their labels."""
+
+    def __init__(self, root: Path, paths: Sequence[str], labels: np.ndarray):
+        self.root = Path(root)
+        self.paths = list(paths)
+        self.labels = np.asarray(labels, dtype=np.int64)
+        if len(self.paths) != len(self.labels):
+            raise ValueError(f"{len(self.paths)} paths but {len(self.labels)} labels.")
+
+    def read_bytes(self, index: int) -> bytes:
+        return (self.root / self.paths[index]).read_bytes()
+
+    def name(self, index: int) -> str:
+        return str(self.root / self.paths[index])
+
+
+# ---------------------------------------------------------------------------- the index
+def _is_image(name: str) -> bool:
+    return not name.startswith(".") and name.lower().endswith(IMAGE_SUFFIXES)
+
+
+def _scan_tree(top: Path) -> list[str]:
+    """Every image under ``top``, as sorted POSIX paths relative to it; hidden entries skipped.
+
+    Symlinked folders are followed (a shared dataset is often linked in), each real folder
+    once, so a link back up the tree cannot loop.
+    """
+    found: list[str] = []
+    seen: set[tuple[int, int]] = set()
+    for folder, dirs, files in os.walk(top, followlinks=True):
+        st = os.stat(folder)
+        if (st.st_dev, st.st_ino) in seen:
+            dirs[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        relative = Path(folder).relative_to(top).as_posix()
+        prefix = "" if relative == "." else relative + "/"
+        found.extend(prefix + name for name in files if _is_image(name))
+    return sorted(found)
+
+
+def list_images(top: Path, cache: Path | None = None, cache_key: str = "") -> list[str]:
+    """The images under ``top`` (see :func:`_scan_tree`), through the image-folder index cache.
+
+    The listing is kept in ``cache`` (the same ``.npz`` format and atomic write as the
+    ImageNet index in ``imagefolder.py``, one pseudo-class holding every path) and reused
+    while ``cache_key`` is unchanged.
+    """
+    top = Path(top)
+    if not top.is_dir():
+        raise FileNotFoundError(f"Image folder {top} does not exist; point data.root at the folder that holds your images.")
+    index = _load_cache(Path(cache), top, cache_key) if cache is not None else None
+    if index is None:
+        paths = _scan_tree(top)
+        index = (["."], [len(paths)], paths)
+        if cache is not None:
+            _save_cache(Path(cache), top, cache_key, index)
+    return list(index[2])
+
+
+def listing_key(top: Path) -> str:
+    """Changes when a file is added to or removed from ``top``, a folder in it, or one level
+    deeper (names at the top, folder mtimes below); deeper changes need ``force=true``.
+    Hidden entries (the package's own ``.jepa-imagefolder``) do not count."""
+    entries: list[tuple[str, int]] = []
+    with os.scandir(top) as level1:
+        for first in level1:
+            if first.name.startswith("."):
+                continue
+            if not first.is_dir():
+                entries.append((first.name, 0))
+                continue
+            entries.append((first.name, first.stat().st_mtime_ns))
+            with os.scandir(first.path) as level2:
+                entries += [(f"{first.name}/{e.name}", e.stat().st_mtime_ns)
+                            for e in level2 if not e.name.startswith(".") and e.is_dir()]
+    return hashlib.sha1(repr(sorted(entries)).encode()).hexdigest()
+
+
+def folder_labels(paths: Sequence[str], mode: str, where: Path, classes: Sequence[str] | None = None,
+                  nested: bool = False) -> tuple[np.ndarray, list[str]]:
+    """Labels for ``paths`` (relative to the split folder ``where``) and the class names.
+
+    ``mode`` is one of :data:`LABEL_MODES`; ``"auto"`` means ``"folders"`` when every image
+    sits directly in a first-level folder (``<class>/<image>``), or, with ``nested`` (the
+    split is an explicit ``train/`` folder, torchvision's ``ImageFolder`` layout), when every
+    image sits somewhere inside one. ``classes``: the training split's classes, for a val
+    split (its images must be in one of them); default None = this split's own.
+    Returns ``(labels, classes)``; ``classes`` is empty and every label -1 when unlabeled.
+    """
+    if mode not in LABEL_MODES:
+        raise ValueError(f"Unknown value '{mode}' for argument labels. Valid values are {{{', '.join(LABEL_MODES)}}}.")
+    if mode == "auto":
+        in_class = (lambda p: "/" in p) if nested else (lambda p: p.count("/") == 1)
+        mode = "folders" if paths and all(in_class(p) for p in paths) else "none"
+    if mode == "none":
+        return np.full(len(paths), -1, dtype=np.int64), []
+    loose = [p for p in paths if "/" not in p]
+    if loose:
+        raise ValueError(f"labels=folders needs every image inside a class folder, but {where / loose[0]} "
+                         f"(and {len(loose) - 1} more) sits directly in {where}; move them into class folders "
+                         "or use labels=none.")
+    tops = [p.split("/", 1)[0] for p in paths]
+    names = sorted(set(tops)) if classes is None else list(classes)
+    position = {name: i for i, name in enumerate(names)}
+    unknown = sorted(set(tops) - position.keys())
+    if unknown:
+        raise ValueError(f"{where} has class folder(s) {', '.join(unknown[:5])} that the training split does not have; "
+                         f"allowed are the training classes ({len(names)}).")
+    return np.array([position[t] for t in tops], dtype=np.int64), names
+
+
+#: The hidden folder inside ``root`` that holds the index cache and the verification stamp.
+STATE_NAME = ".jepa-imagefolder"
+
+
+def state_folder(root: Path) -> Path:
+    """Where the index cache, lock and verification stamp of ``root`` go: ``root/.jepa-imagefolder``
+    (hidden, so never taken for images) when ``root`` is writable, else
+    ``$XDG_CACHE_HOME/jepa_datamodules/imagefolder/<name>-<hash of root>`` (``~/.cache`` when
+    unset), so a read-only share is never written to."""
+    root = Path(root).expanduser()
+    if not root.exists() or os.access(root, os.W_OK):
+        return root / STATE_NAME
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    digest = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:16]
+    return base / "jepa_datamodules" / "imagefolder" / f"{root.name}-{digest}"

@@ -1,0 +1,137 @@
+"""Fakes for data=imagefolder and for the Hugging Face ImageNet release, in their exact layouts.
+
+* :func:`make_labelled_folder`: ``root/train/<class>/...`` with nested sub-folders, mixed
+  formats (JPEG with upper- and lower-case suffixes, PNG, WebP, BMP), a CMYK JPEG,
+  grayscale, palette and RGBA PNGs, one truncated JPEG, hidden files and a non-image.
+* :func:`make_unlabeled_folder`: images at several depths, no class structure.
+* :func:`write_hf_parquet`: ``data/{train,validation,test}-NNNNN-of-MMMMM.parquet`` written
+  with pyarrow in the release's schema (``image``: struct<bytes: binary, path: string>,
+  ``label``: int64, -1 in test), several row groups per shard, labels shuffled across shards.
+
+Every builder returns what a loader must give back: per relative path (or per split, in
+row order) the label and the RGB pixels a correct decoder produces.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def _pattern(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
+    """Smooth random RGB pixels (compress like a photo) of ``size`` = (width, height)."""
+    width, height = size
+    coarse = rng.integers(0, 256, size=(max(2, height // 8), max(2, width // 8), 3), dtype=np.uint8)
+    return np.asarray(Image.fromarray(coarse, "RGB").resize((width, height), Image.BILINEAR))
+
+
+def encode(pixels: np.ndarray, fmt: str, mode: str = "RGB") -> tuple[bytes, np.ndarray]:
+    """``(file bytes, the RGB pixels that decoding them must give)`` for one image."""
+    image = Image.fromarray(pixels, "RGB")
+    if mode == "L":
+        image = image.convert("L")
+    elif mode == "P":
+        image = image.convert("P", palette=Image.ADAPTIVE, colors=16)
+    elif mode == "RGBA":
+        image = image.convert("RGBA")
+        image.putalpha(128)
+    elif mode == "CMYK":
+        image = image.convert("CMYK")
+    buffer = io.BytesIO()
+    options = {"quality": 92} if fmt == "JPEG" else ({"lossless": True} if fmt == "WEBP" else {})
+    image.save(buffer, format=fmt, **options)
+    data = buffer.getvalue()
+    with Image.open(io.BytesIO(data)) as decoded:
+        expected = np.asarray(decoded.convert("RGB"))
+    return data, expected
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def make_labelled_folder(root: Path, seed: int = 0, val: bool = True) -> dict:
+    """Two classes (``cat``, ``dog``) under ``root/train`` (and one image each under ``root/val``).
+
+    Returns ``{"train": {relpath: (label, pixels)}, "val": {...}, "corrupt": [relpaths], "cmyk": relpath}``.
+    """
+    rng = np.random.default_rng(seed)
+    plan = {  # relative path under train/ -> (format, mode)
+        "cat/a.jpg": ("JPEG", "RGB"), "cat/b.PNG": ("PNG", "RGB"), "cat/sub/c.webp": ("WEBP", "RGB"),
+        "cat/sub/deeper/d.BMP": ("BMP", "RGB"), "cat/e_grey.png": ("PNG", "L"),
+        "dog/f.JPEG": ("JPEG", "RGB"), "dog/g_cmyk.jpg": ("JPEG", "CMYK"), "dog/h_palette.png": ("PNG", "P"),
+        "dog/i_rgba.png": ("PNG", "RGBA"), "dog/j.jpeg": ("JPEG", "L"),
+    }
+    out: dict = {"train": {}, "val": {}, "corrupt": ["dog/truncated.jpg"], "cmyk": "dog/g_cmyk.jpg"}
+    for rel, (fmt, mode) in plan.items():
+        data, expected = encode(_pattern(rng, (48, 40)), fmt, mode)
+        _write(root / "train" / rel, data)
+        out["train"][rel] = (0 if rel.startswith("cat/") else 1, expected)
+    whole, _ = encode(_pattern(rng, (48, 40)), "JPEG")
+    _write(root / "train" / "dog" / "truncated.jpg", whole[: len(whole) * 4 // 5])  # a cut-off download
+    _write(root / "train" / "dog" / ".hidden.jpg", whole)  # hidden: ignored
+    _write(root / "train" / ".thumbnails" / "x.jpg", whole)  # hidden folder: ignored
+    _write(root / "train" / "cat" / "notes.txt", b"not an image")
+    _write(root / "train" / "cat" / ".DS_Store", b"\0\0\0\1Bud1")
+    if val:
+        for rel, label in (("cat/v1.jpg", 0), ("dog/v2.png", 1)):
+            data, expected = encode(_pattern(rng, (40, 48)), "JPEG" if rel.endswith("jpg") else "PNG")
+            _write(root / "val" / rel, data)
+            out["val"][rel] = (label, expected)
+    return out
+
+
+def make_unlabeled_folder(root: Path, count: int = 12, seed: int = 1) -> dict[str, np.ndarray]:
+    """``count`` images at depths 0-3 under ``root`` (no class structure); relpath -> pixels."""
+    rng = np.random.default_rng(seed)
+    folders = ["", "2023/01/", "2023/02/", "misc/a/b/"]
+    formats = [("jpg", "JPEG"), ("png", "PNG"), ("webp", "WEBP"), ("bmp", "BMP")]
+    out = {}
+    for i in range(count):
+        suffix, fmt = formats[i % len(formats)]
+        rel = f"{folders[i % len(folders)]}img_{i:03d}.{suffix}"
+        data, expected = encode(_pattern(rng, (36 + i, 30)), fmt)
+        _write(root / rel, data)
+        out[rel] = expected
+    (root / "README.md").write_text("my photos")
+    return out
+
+
+# --------------------------------------------------------------------- Hugging Face ImageNet
+HF_PREFIXES = {"train": "train", "val": "validation", "test": "test"}
+
+
+def write_hf_parquet(folder: Path, rows: dict[str, int], shards: dict[str, int], labels: dict[str, np.ndarray],
+                     row_group_size: int = 4, seed: int = 0) -> dict[str, list[tuple[int, bytes, np.ndarray]]]:
+    """Write the release's shards under ``folder/data``; returns per split, in row order,
+    ``(label, jpeg bytes, pixels)``. ``labels[split]`` are the rows' labels (test: ignored, -1),
+    given in any order: they are shuffled before being cut into shards."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(seed)
+    schema = pa.schema([("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])), ("label", pa.int64())])
+    written: dict[str, list] = {}
+    (folder / "data").mkdir(parents=True, exist_ok=True)
+    for split, count in rows.items():
+        split_labels = np.full(count, -1, dtype=np.int64) if split == "test" else rng.permutation(labels[split])
+        items = []
+        for i in range(count):
+            data, expected = encode(_pattern(rng, (40 + i % 7, 32)), "JPEG")
+            items.append((int(split_labels[i]), data, expected))
+        written[split] = items
+        bounds = np.linspace(0, count, shards[split] + 1).astype(int)
+        for shard in range(shards[split]):
+            part = items[bounds[shard]:bounds[shard + 1]]
+            table = pa.table({
+                "image": [{"bytes": data, "path": f"{HF_PREFIXES[split]}_{bounds[shard] + k:08d}.JPEG"}
+                          for k, (_, data, _) in enumerate(part)],
+                "label": [label for label, _, _ in part],
+            }, schema=schema)
+            name = f"{HF_PREFIXES[split]}-{shard:05d}-of-{shards[split]:05d}.parquet"
+            pq.write_table(table, folder / "data" / name, row_group_size=row_group_size)
+    return written
