@@ -274,8 +274,7 @@ class JEPADataModule(LightningDataModule):
         data_dir = Path(self.hparams.data_dir).expanduser().absolute()
         problem = unwritable(data_dir) if not data_dir.is_dir() else None
         if problem is not None and "read-only" not in problem and "not writable" not in problem:
-            raise StorageError(f"data_dir {data_dir} {problem}; {DATA_DIR_HINT} a folder "
-                               f"(`{self.command()}` with paths.data_dir=<a folder you can write>).")
+            raise StorageError(f"data_dir {data_dir} {problem}; {DATA_DIR_HINT} a folder you can write.")
 
     def way_out(self, folder: Path) -> str:
         """The end of a sentence: how to get going when ``folder`` cannot be written."""

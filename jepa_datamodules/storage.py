@@ -152,7 +152,7 @@ def storage_error(exc: OSError, folder: Path, what: str, needed: int | None = No
         quota = " (or your disk quota was reached)" if exc.errno == errno.EDQUOT else ""
         return StorageError(
             f"The disk holding {folder} filled up{quota} while writing {what}: {amount}; nothing half-written "
-            f"was kept. Free space there or {DATA_DIR_HINT} a disk with room."
+            f"was kept: free space there or {DATA_DIR_HINT} a disk with room."
         )
     reason = unwritable(folder)
     if reason is None:  # the folder itself is fine: the error was about one path inside it
