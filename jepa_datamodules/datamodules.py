@@ -638,7 +638,8 @@ class ImageNetDataModule(JEPADataModule):
     per-class tars in parallel and resumable); or an unpacked train layout plus the flat
     validation folder and the devkit. Otherwise it stops with the manual steps. Labels
     follow sorted wnid order (torchvision's ImageFolder convention). The file list is read
-    once and cached next to the data (``.index-<split>.npz``).
+    once and cached next to the data (``.index-<split>.npz``), or, where the data folder
+    cannot be written (a read-only mount), in ``$XDG_CACHE_HOME/jepa_datamodules/index``.
     """
 
     spec_name = "imagenet"
