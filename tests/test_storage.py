@@ -215,6 +215,20 @@ def test_unusable_data_dir_is_one_sentence_from_python_and_exit_2_from_the_conso
 
 
 # ------------------------------------------------------------------------------- full disks
+def fill_disk_when(part: Path, size: int, filler: Path) -> None:
+    """Once ``part`` holds ``size`` bytes, fill its disk with ``filler``: another job on the same scratch."""
+    deadline = time.monotonic() + 120
+    while not (part.exists() and part.stat().st_size >= size) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    with open(filler, "wb") as handle:
+        try:
+            while True:
+                handle.write(b"\0" * 65536)
+                handle.flush()
+        except OSError:
+            pass
+
+
 def test_disk_filling_up_mid_download_names_need_and_place_and_keeps_nothing(tmpfs, tmp_path, monkeypatch):
     www = tmp_path / "www"
     www.mkdir()
@@ -225,20 +239,9 @@ def test_disk_filling_up_mid_download_names_need_and_place_and_keeps_nothing(tmp
     dest = disk / "big.bin"
     part = disk / "big.bin.part"
 
-    def fill_disk_once_the_download_runs() -> None:  # ... then another job fills the disk
-        deadline = time.monotonic() + 30
-        while not (part.exists() and part.stat().st_size >= 500_000) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        with open(disk / "other-job.bin", "wb") as handle:
-            try:
-                while True:
-                    handle.write(b"\0" * 65536)
-            except OSError:
-                pass
-
     with LoopbackServer(www) as server:
         server.stall("big.bin", seconds=1.0, after_bytes=500_000)
-        filler = threading.Thread(target=fill_disk_once_the_download_runs)
+        filler = threading.Thread(target=fill_disk_when, args=(part, 500_000, disk / "other-job.bin"))
         filler.start()
         with pytest.raises(StorageError) as error:
             dl.fetch([server.url_for("big.bin")], dest, md5=dl.hashlib.md5(payload).hexdigest(), size=len(payload),
@@ -250,6 +253,29 @@ def test_disk_filling_up_mid_download_names_need_and_place_and_keeps_nothing(tmp
     assert sentence.endswith("nothing half-written was kept: free space there or point data_dir "
                              "(paths.data_dir=... or $JEPA_DATA_DIR) at a disk with room.")
     assert sorted(p.name for p in disk.iterdir()) == ["other-job.bin"]
+
+
+@pytest.mark.slow
+def test_jepa_prepare_on_a_disk_filling_up_mid_download_exits_2_with_one_sentence(mirror, tmpfs, tmp_path,
+                                                                                  monkeypatch):
+    server, fakes = mirror
+    entries = yaml.safe_load(Path(os.environ["JEPA_CATALOG"]).read_text())
+    entries["cifar10"]["archives"][0]["extracted_size"] = 0  # let the download start on a small disk
+    monkeypatch.setenv("JEPA_CATALOG", str(catalog_override(tmp_path / "catalog.yaml", entries)))
+    disk = tmpfs("disk", "2m")
+    half = fakes["cifar10"].size // 2
+    server.stall(ARCHIVE, seconds=1.0, after_bytes=half)
+    filler = threading.Thread(target=fill_disk_when, args=(disk / "cifar10" / f"{ARCHIVE}.part", half,
+                                                           disk / "other-job.bin"))
+    filler.start()
+    result = run_cli("jepa-prepare", *cifar10_cli(disk, server), cwd=tmp_path)
+    filler.join()
+    assert result.returncode == 2
+    sentence = last_error(result.stderr)
+    assert sentence.startswith(f"The disk holding {disk / 'cifar10'} filled up while writing the download of "
+                               f"{ARCHIVE}: it needs "), sentence
+    assert "nothing half-written was kept: free space there or point data_dir" in sentence
+    assert sorted(p.name for p in (disk / "cifar10").iterdir()) == []  # no .part, no archive, no stamp
 
 
 def test_disk_filling_up_mid_extraction_leaves_nothing_half_extracted(tmpfs, tmp_path):
