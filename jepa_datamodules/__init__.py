@@ -14,6 +14,7 @@ from .datamodules import (
     SyntheticDataModule,
 )
 from .masks import HierarchicalMaskGenerator, MultiBlockMaskGenerator, NoMaskGenerator
+from .storage import StorageError
 from .tinyjepa import TinyJEPA
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "MultiBlockMaskGenerator",
     "NoMaskGenerator",
     "STL10DataModule",
+    "StorageError",
     "SyntheticDataModule",
     "TinyJEPA",
     "dataset_names",

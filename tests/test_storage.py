@@ -29,7 +29,7 @@ from fakes import catalog_override
 from jepa_datamodules import CIFAR10DataModule, ImageNetDataModule, SyntheticDataModule
 from jepa_datamodules import download as dl
 from jepa_datamodules.readers import FormatError
-from jepa_datamodules.storage import StorageError
+from jepa_datamodules import StorageError
 from jepa_datamodules.verify import STAMP_NAME, VerificationError
 from loopback import LoopbackServer
 
@@ -116,6 +116,10 @@ def test_verified_dataset_on_read_only_storage_trains_and_writes_nothing(tmpfs, 
     result = run_cli("jepa-fit", *TINY_SYNTHETIC_ARGS, f"paths.data_dir={data}", "trainer.max_steps=2", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "== jepa-fit summary ==" in result.stdout
+    verified = run_cli("jepa-verify", *TINY_SYNTHETIC_ARGS, f"paths.data_dir={data}", cwd=tmp_path)
+    assert verified.returncode == 0, verified.stderr[-3000:]
+    assert "ok: synthetic is complete and intact" in verified.stdout
+    assert f"warning: {data / 'synthetic' / SETTING} is on a read-only file system" in verified.stderr
     assert snapshot(data) == before
 
 
