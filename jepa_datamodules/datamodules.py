@@ -30,7 +30,15 @@ from . import download as dl
 from .batching import JEPACollate, ViewDataset
 from .catalog import DatasetSpec, dataset_folder, get_spec
 from .readers import Source, SubsetSource, check_labels, open_split
-from .storage import DATA_DIR_HINT, StorageError, human_bytes, is_storage_error, remove_stale_staging, storage_error, unwritable
+from .storage import (
+    DATA_DIR_HINT,
+    StorageError,
+    human_bytes,
+    is_storage_error,
+    remove_stale_staging,
+    storage_error,
+    unwritable,
+)
 from .sampling import EpochBatchSampler, EpochDataLoader
 from .transforms import EvalView, TrainView, check_crop_scale, normalize
 from .verify import (
@@ -216,6 +224,7 @@ class JEPADataModule(LightningDataModule):
         return " ".join([script, *(shlex.quote(word) for word in words), *extra])
 
     def setting_overrides(self) -> list[str]:
+        """This DataModule's settings as the overrides ``command`` prints (outside the console scripts)."""
         hp = self.hparams
         words = [f"data={self.spec_name}"]
         default_dir = Path(os.environ.get("JEPA_DATA_DIR") or "data").expanduser().absolute()
