@@ -20,6 +20,7 @@ from .datamodules import (
     SyntheticDataModule,
 )
 from .masks import HierarchicalMaskGenerator, MaskGenerator, MultiBlockMaskGenerator, NoMaskGenerator
+from .storage import StorageError
 from .tinyjepa import TinyJEPA
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "MultiBlockMaskGenerator",
     "NoMaskGenerator",
     "STL10DataModule",
+    "StorageError",
     "SyntheticDataModule",
     "TinyJEPA",
     "dataset_names",

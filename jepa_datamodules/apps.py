@@ -27,9 +27,11 @@ CONFIG = {"version_base": "1.3", "config_path": "pkg://jepa_datamodules.conf", "
 def _user_errors() -> tuple[type[BaseException], ...]:
     from .download import DownloadError
     from .readers import FormatError
+    from .storage import StorageError
     from .verify import VerificationError
 
-    errors: list[type[BaseException]] = [ValueError, DownloadError, FormatError, VerificationError, FileNotFoundError]
+    errors: list[type[BaseException]] = [ValueError, DownloadError, FormatError, VerificationError, FileNotFoundError,
+                                         StorageError]
     try:
         from .imagenet import ImageNetSetupError
 
@@ -58,15 +60,69 @@ def user_facing(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any
             raise
         except _user_errors() as error:
             _fail(str(error), 1 if type(error).__name__ == "VerificationError" else 2)
+        except OSError as error:
+            from .storage import is_storage_error, storage_error
+
+            if not is_storage_error(error):
+                raise
+            # A read-only, full or unwritable place that no check of ours named first: still one sentence.
+            where = Path(error.filename).parent if error.filename else Path.cwd()
+            _fail(str(storage_error(error, where, Path(error.filename).name if error.filename else "a file")))
 
     return wrapper
+
+
+def user_overrides(name: str) -> list[str] | None:
+    """The command-line overrides of this run that pick the dataset ``name`` and its folder
+    (``data=``, ``data.*``, ``paths.data_dir=``, ``seed=``), for fix hints; None outside Hydra."""
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        task = list(HydraConfig.get().overrides.task)
+    except ValueError:  # not running under Hydra
+        return None
+    keys = [word.split("=", 1)[0].lstrip("+~") for word in task]
+    kept = [word for word, key in zip(task, keys)
+            if key in ("data", "seed", "paths.data_dir") or key.startswith("data.")]
+    return kept if "data" in keys else [f"data={name}", *kept]
 
 
 def build_datamodule(cfg: DictConfig, prepare_only_ok: bool = False, **overrides: Any):
     dm = hydra.utils.instantiate(cfg.data, **overrides)
     if getattr(dm, "prepare_only", False) and not prepare_only_ok:
         raise ValueError(f"data={dm.spec.name} only works with jepa-prepare; pick one dataset (e.g. data=cifar10) for this command.")
+    if hasattr(dm, "command"):
+        dm.cli_overrides = user_overrides(dm.spec_name)
     return dm
+
+
+# Trainer settings Lightning expects as whole numbers (None allowed); checked before any data is read.
+_TRAINER_INTEGERS = ("max_epochs", "min_epochs", "max_steps", "min_steps", "log_every_n_steps",
+                     "num_sanity_val_steps", "accumulate_grad_batches", "check_val_every_n_epoch")
+
+
+def build_trainer(cfg: DictConfig, callbacks: list) -> Any:
+    """The Lightning Trainer of ``cfg.trainer``; a bad setting is one sentence naming it."""
+    for key in _TRAINER_INTEGERS:
+        value = cfg.trainer.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            raise ValueError(f"trainer.{key}={value!r} is invalid; allowed is a whole number"
+                             f"{' (-1 = no limit)' if key in ('max_steps', 'max_epochs') else ''}.")
+    try:
+        return hydra.utils.instantiate(cfg.trainer, callbacks=callbacks)
+    except InstantiationException as error:
+        cause = error.__cause__ or error
+        raise ValueError(f"The trainer settings are invalid ({type(cause).__name__}: {cause}); "
+                         "fix the trainer.* overrides or pick trainer=cpu, gpu or ddp.") from error
+
+
+def check_masks_for_jepa(dm: Any) -> None:
+    """jepa-fit's JEPA needs context and target masks: refuse mask=none before any data is read."""
+    from .masks import NoMaskGenerator
+
+    if dm.mask_generator is None or isinstance(dm.mask_generator, NoMaskGenerator):
+        raise ValueError("mask=none gives batches without context and target masks, which the JEPA model of "
+                         "jepa-fit needs; allowed are mask=multiblock or mask=hierarchical.")
 
 
 # --------------------------------------------------------------------- the tasks
@@ -100,12 +156,21 @@ def verify_task(cfg: DictConfig) -> None:
     if not report.ok:
         from .verify import remove_stamp
 
-        remove_stamp(dm.folder)  # the next prepare_data checks again instead of trusting an old stamp
+        try:
+            remove_stamp(dm.folder)  # the next prepare_data checks again instead of trusting an old stamp
+        except OSError:
+            pass  # read-only: nothing can trust-and-write there anyway; a stale stamp no longer matches
         bad = ", ".join(c.name for c in report.failures)
         _fail(f"{dm.spec.name} failed {len(report.failures)} check(s) ({bad}); {report.fix()}.", 1)
+    from .storage import unwritable
     from .verify import write_stamp
 
-    write_stamp(dm.folder, dm.spec, report, dm.tracked_files())
+    problem = unwritable(dm.folder)
+    if problem is None:
+        write_stamp(dm.folder, dm.spec, report, dm.tracked_files())
+    else:
+        print(f"warning: {dm.folder} {problem}: the stamp that lets later runs skip this check was not written.",
+              file=sys.stderr)
     print(f"ok: {dm.spec.name} is complete and intact")
 
 
@@ -116,13 +181,16 @@ def fit_task(cfg: DictConfig) -> dict[str, Any]:
     from .fitting import FitSummary, already_complete, build_model, checkpoint_path, fit_callbacks
 
     lightning.seed_everything(cfg.seed, workers=True, verbose=False)
+    # Everything that needs no data first (masks, model, trainer): a bad setting fails in a
+    # second with one sentence, not after a download and a model summary.
     dm = build_datamodule(cfg)
-    dm.prepare_data()
-    dm.setup("fit")
+    check_masks_for_jepa(dm)
     model = build_model(cfg, dm)
     summary = FitSummary(Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir),
                          mean=dm.spec.mean, std=dm.spec.std, patch_size=dm.hparams.patch_size)
-    trainer = hydra.utils.instantiate(cfg.trainer, callbacks=[summary, *fit_callbacks(cfg)])
+    trainer = build_trainer(cfg, [summary, *fit_callbacks(cfg)])
+    dm.prepare_data()
+    dm.setup("fit")
     trainer.fit(model, datamodule=dm, ckpt_path=cfg.ckpt_path)
     if cfg.ckpt_path and summary.steps == 0:
         if trainer.is_global_zero:

@@ -41,7 +41,6 @@ import pickle
 import platform
 import shutil
 import statistics
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -56,6 +55,7 @@ from tqdm.auto import tqdm
 
 from .catalog import DatasetSpec
 from .readers import Source
+from .storage import staging_folder
 
 # Which stand-ins exist: the dataset name -> the writer of its on-disk format.
 STANDIN_KINDS = ("cifar10", "cifar100", "stl10", "imagenet")
@@ -261,7 +261,7 @@ def write_standin(spec: DatasetSpec, folder: Path, train_images: int, seed: int 
     if folder.is_dir():
         return counts
     folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=folder.parent))
+    staging = staging_folder(folder)  # not mkdtemp: its 0700 would stick to the stand-in
     try:
         rng = np.random.default_rng(seed)
         writer = {"cifar": _write_cifar, "stl10": _write_stl10, "imagefolder": _write_imagenet,

@@ -16,7 +16,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import shlex
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -28,7 +30,16 @@ from . import download as dl
 from .batching import JEPACollate, ViewDataset
 from .catalog import DatasetSpec, dataset_folder, get_spec, parquet_spec
 from .masks import MaskGenerator, MultiBlockMaskGenerator
-from .readers import Source, SubsetSource, open_split
+from .readers import Source, SubsetSource, check_labels, open_split
+from .storage import (
+    DATA_DIR_HINT,
+    StorageError,
+    human_bytes,
+    is_storage_error,
+    remove_stale_staging,
+    storage_error,
+    unwritable,
+)
 from .sampling import EpochBatchSampler, EpochDataLoader
 from .transforms import EvalView, TrainView, check_crop_scale, normalize
 from .verify import (
@@ -228,31 +239,127 @@ class JEPADataModule(LightningDataModule):
         if hp.format == "litdata":
             from .streaming import LitDataSource, split_url
 
-            return LitDataSource(split_url(hp.input, split), storage_options=hp.storage_options,
-                                 cache_dir=hp.stream_cache_dir)
-        options = self.reader_options()
-        if whole:
-            options = {key: value for key, value in options.items() if key not in self.subset_options}
-        return open_split(self.spec, self.folder, split, **options)
+            source: Source = LitDataSource(split_url(hp.input, split), storage_options=hp.storage_options,
+                                           cache_dir=hp.stream_cache_dir)
+        else:
+            options = self.reader_options()
+            if whole:
+                options = {key: value for key, value in options.items() if key not in self.subset_options}
+            source = open_split(self.spec, self.folder, split, **options)
+        if not whole:  # verification reports bad labels itself, as one of its checks
+            # A damaged label file says so here, not as "Target 200 is out of bounds" mid-training.
+            check_labels(source, self.num_classes, f"{self.spec.name} {split}",
+                         f"run `{self.command('jepa-verify', 'full=true')}` to find the damaged file")
+        return source
+
+    # ------------------------------------------------------ the user's own command
+    # Set by the console scripts: the overrides the user typed that pick this dataset and its
+    # folder (data=..., paths.data_dir=..., data.*), so every fix hint repeats them.
+    cli_overrides: list[str] | None = None
+
+    def command(self, script: str = "jepa-prepare", *extra: str) -> str:
+        """The console command acting on this very dataset, e.g. for fix hints:
+        ``jepa-prepare data=cifar10 paths.data_dir=/scratch/data force=true``.
+
+        From a console script: the user's own overrides (``cli_overrides``). From Python: the
+        settings that pick the dataset's folder and sources (data_dir unless it is the
+        default, mirrors, seed, the synthetic set's size)."""
+        words = self.cli_overrides if self.cli_overrides is not None else self.setting_overrides()
+        return " ".join([script, *(shlex.quote(word) for word in words), *extra])
+
+    def setting_overrides(self) -> list[str]:
+        """This DataModule's settings as the overrides ``command`` prints (outside the console scripts)."""
+        hp = self.hparams
+        words = [f"data={self.spec_name}"]
+        default_dir = Path(os.environ.get("JEPA_DATA_DIR") or "data").expanduser().absolute()
+        if Path(hp.data_dir).expanduser().absolute() != default_dir:
+            words.append(f"paths.data_dir={Path(hp.data_dir).expanduser().absolute()}")
+        if hp.mirrors:
+            words.append(f"data.mirrors=[{','.join(hp.mirrors)}]")
+        if hp.seed != 0:
+            words.append(f"seed={hp.seed}")
+        return words
 
     # -------------------------------------------------------------- prepare / verify
     def prepare_data(self) -> None:
         """Fetch (when ``download``), extract and verify under a lock; no state assigned.
-        With ``format="litdata"`` there is nothing to fetch: the chunks are read where they are."""
+        With ``format="litdata"`` there is nothing to fetch: the chunks are read where they are.
+
+        A dataset whose stamp matches is used as it is, before any lock: nothing is written,
+        so a verified copy on read-only storage trains. Otherwise, under the lock, staging
+        left by killed runs is removed, the data fetched or generated, verified and stamped.
+        Where the folder cannot be written, a copy that looks complete is verified without a
+        stamp (a warning says so) and anything else raises :class:`StorageError`, one sentence
+        naming the folder, what would have been written and the way out.
+        """
         if self.hparams.format == "litdata":
             return
         folder = self.folder
-        with dl.dataset_lock(folder):
-            if not self.hparams.force and stamp_matches(folder, self.spec):
-                return
-            # Archives the last verification hashed and that are unchanged need no second hash.
-            remembered = {} if self.hparams.force else recorded_md5(folder)
-            remove_stamp(folder)
-            known_md5 = {**remembered, **self.acquire(folder)}
-            report = self.verify(known_md5=known_md5)
-            if not report.ok:
-                raise VerificationError(report)
-            write_stamp(folder, self.spec, report, self.tracked_files())
+        if not self.hparams.force and stamp_matches(folder, self.spec):
+            return
+        self.check_data_dir()
+        problem = unwritable(folder.parent) or (unwritable(folder) if folder.is_dir() else None)
+        if problem is not None:
+            self._prepare_unwritable(folder, problem)
+            return
+        try:
+            with dl.dataset_lock(folder):
+                if not self.hparams.force and stamp_matches(folder, self.spec):
+                    return  # another process prepared it while this one waited
+                remove_stale_staging(folder)
+                # Archives the last verification hashed and that are unchanged need no second hash.
+                remembered = {} if self.hparams.force else recorded_md5(folder)
+                self._remembered_md5 = remembered  # acquire's check of hand-placed archives reuses them
+                remove_stamp(folder)
+                known_md5 = {**remembered, **self.acquire(folder)}
+                report = self.verify(known_md5=known_md5)
+                if not report.ok:
+                    raise VerificationError(report)  # no stamp: the next run checks again
+                write_stamp(folder, self.spec, report, self.tracked_files())
+        except OSError as error:
+            if not is_storage_error(error):
+                raise
+            raise storage_error(error, folder, self.pending_writes() or "the verification stamp",
+                                fix=self.way_out(folder)) from error
+
+    def check_data_dir(self) -> None:
+        """Raise :class:`StorageError` when ``data_dir`` is a file or cannot be created."""
+        data_dir = Path(self.hparams.data_dir).expanduser().absolute()
+        problem = unwritable(data_dir) if not data_dir.is_dir() else None
+        if problem is not None and "read-only" not in problem and "not writable" not in problem:
+            raise StorageError(f"data_dir {data_dir} {problem}; {DATA_DIR_HINT} a folder you can write.")
+
+    def way_out(self, folder: Path) -> str:
+        """The end of a sentence: how to get going when ``folder`` cannot be written."""
+        return (f"{DATA_DIR_HINT} a writable folder, or run `{self.command()}` once from an account "
+                f"or machine that can write in {folder}")
+
+    def _prepare_unwritable(self, folder: Path, problem: str) -> None:
+        where = folder.parent if unwritable(folder.parent) else folder
+        pending = "the files it fetches and extracts again" if self.hparams.force else self.pending_writes()
+        if pending is not None:
+            raise StorageError(f"{where} {problem}, so {pending} cannot be written there "
+                               f"(to prepare {self.spec.name}); {self.way_out(folder)}.")
+        report = self.verify()
+        if not report.ok:
+            raise VerificationError(report)
+        warnings.warn(f"{where} {problem}: {self.spec.name} at {folder} passed verification, but the stamp that "
+                      f"lets later runs skip the check cannot be written there, so it runs again each time; run "
+                      f"`{self.command()}` once where it is writable to record it.", stacklevel=3)
+
+    def pending_writes(self) -> str | None:
+        """What ``prepare_data`` would write besides the stamp, as a phrase; None when the
+        data looks complete (then only verifying and stamping are left)."""
+        folder, spec = self.folder, self.spec
+        if all((folder / rel).is_file() for rel in spec.files) and (spec.files or not spec.archives):
+            return None
+        missing = [a for a in spec.archives if not (folder / a.filename).is_file()]
+        if not spec.archives:
+            return f"the files of {spec.name}"
+        parts = [f"the download of {a.filename} ({human_bytes(a.size)})" for a in missing]
+        extracted = sum(a.extracted_size for a in spec.archives)
+        parts.append(f"the extracted files ({human_bytes(extracted)})" if extracted else "the extracted files")
+        return " and ".join(parts)
 
     def acquire(self, folder: Path) -> dict[str, str]:
         """Put the raw data in place; returns md5s already computed while doing so."""
@@ -283,6 +390,9 @@ class JEPADataModule(LightningDataModule):
                          timeout=hp.timeout, progress=hp.progress)
                 os.replace(landing, path)
                 known[archive.filename] = archive.md5
+            else:  # placed by hand (or left by an earlier run): the right file, whole, before extracting it
+                known[archive.filename] = check_placed_archive(path, archive, self.command(), hp.progress,
+                                                               getattr(self, "_remembered_md5", {}))
             if target is not None:
                 dl.safe_extract(path, target, progress=hp.progress)
                 if not hp.keep_archives:
@@ -291,10 +401,12 @@ class JEPADataModule(LightningDataModule):
 
     def verify(self, full: bool = False, known_md5: dict[str, str] | None = None) -> VerifyReport:
         """Check the dataset on disk against its spec (see ``verify.verify_dataset``)."""
-        return verify_dataset(self.spec, self.folder, functools.partial(self.open_split, whole=True), full=full,
-                              known_md5=known_md5,
-                              md5=lambda p: dl.file_md5(p, progress=self.hparams.progress),
-                              num_classes=self.num_classes, seed=self.hparams.seed)
+        report = verify_dataset(self.spec, self.folder, functools.partial(self.open_split, whole=True), full=full,
+                                known_md5=known_md5,
+                                md5=lambda p: dl.file_md5(p, progress=self.hparams.progress),
+                                num_classes=self.num_classes, seed=self.hparams.seed)
+        report.prepare_command = self.command()
+        return report
 
     def tracked_files(self) -> list[str]:
         """Files whose size and mtime the stamp records."""
@@ -414,6 +526,27 @@ class JEPADataModule(LightningDataModule):
         }
 
 
+def check_placed_archive(path: Path, archive: Any, command: str, progress: bool | None,
+                         remembered: Mapping[str, str] | None = None) -> str:
+    """Return the md5 of an archive found at ``path``, or raise naming how it differs from
+    the official file (size first: a truncated 138 GB tar is not hashed). ``remembered``:
+    md5s a stamp recorded for files that have not changed since (no second hash)."""
+    size = path.stat().st_size
+    expected = f"expected {archive.size:,} bytes with md5 {archive.md5}"
+    if size != archive.size:
+        raise dl.DownloadError(
+            f"{path} is not the official {archive.filename}: it has {size:,} bytes, {expected}; it is truncated "
+            f"or another file, so nothing was extracted: replace it with the official file, or delete it and "
+            f"run `{command}` to download it.")
+    digest = (remembered or {}).get(archive.filename) or dl.file_md5(path, progress=progress)
+    if digest != archive.md5:
+        raise dl.DownloadError(
+            f"{path} is not the official {archive.filename}: it has the expected {size:,} bytes but md5 {digest}, "
+            f"{expected}; the file is damaged or another one, so nothing was extracted: replace it with the "
+            f"official file, or delete it and run `{command}` to download it.")
+    return digest
+
+
 def _plain(value: Any) -> Any:
     """``value`` as built-in types only: str for paths, dict/list for OmegaConf containers."""
     if isinstance(value, os.PathLike):
@@ -491,9 +624,23 @@ class SyntheticDataModule(JEPADataModule):
     def acquire(self, folder: Path) -> dict[str, str]:
         from .synthetic import generate
 
-        if self.hparams.force or not all((folder / f).exists() for f in self.spec.files):
+        if self.hparams.force or self.pending_writes() is not None:
             generate(folder, seed=self.hparams.seed, **self._synthetic)
         return {}
+
+    def pending_writes(self) -> str | None:
+        from .synthetic import is_complete
+
+        s = self._synthetic
+        if is_complete(self.folder, num_train=s["num_train"], num_test=s["num_test"], resolution=s["resolution"]):
+            return None
+        # A truncated file is regenerated like a missing one: nothing of it is the user's.
+        return f"the generated synthetic images and labels ({s['num_train']} + {s['num_test']} images)"
+
+    def setting_overrides(self) -> list[str]:
+        defaults = {"num_train": 4096, "num_test": 1024, "resolution": 32, "num_classes": 10}
+        return super().setting_overrides() + [f"data.{key}={value}" for key, value in self._synthetic.items()
+                                              if value != defaults[key]]
 
 
 class CIFAR10DataModule(JEPADataModule):
@@ -595,7 +742,8 @@ class ImageNetDataModule(JEPADataModule):
     per-class tars in parallel and resumable); or an unpacked train layout plus the flat
     validation folder and the devkit. Otherwise it stops with the manual steps. Labels
     follow sorted wnid order (torchvision's ImageFolder convention). The file list is read
-    once and cached next to the data (``.index-<split>.npz``).
+    once and cached next to the data (``.index-<split>.npz``), or, where the data folder
+    cannot be written (a read-only mount), in ``$XDG_CACHE_HOME/jepa_datamodules/index``.
 
     The Hugging Face release (``source="parquet"``) is read in place: see ``__init__``.
     """
@@ -663,11 +811,8 @@ class ImageNetDataModule(JEPADataModule):
         for archive in self.spec.archives:
             path = folder / archive.filename
             if path.exists():
-                digest = dl.file_md5(path, progress=self.hparams.progress)
-                if digest != archive.md5:
-                    raise dl.DownloadError(f"{path} has md5 {digest}, expected {archive.md5}; the file is damaged or "
-                                           f"is not the official {archive.filename}: download it again.")
-                known[archive.filename] = digest
+                known[archive.filename] = check_placed_archive(path, archive, self.command(), self.hparams.progress,
+                                                               getattr(self, "_remembered_md5", {}))
         prepare_imagenet(folder, progress=self.hparams.progress)
         return known
 
@@ -715,6 +860,15 @@ class ImageNetDataModule(JEPADataModule):
             names = ", ".join(f"{source.name(i)} ({why})" for i, why in bad[:5])
             report.add(f"decode {split}", f"{count} of {count} decode", names or "all decode", not bad)
         return report
+
+    def pending_writes(self) -> str | None:
+        from .imagenet import detect_source
+
+        if self.parquet:
+            return None  # the shards are read where they are: nothing to unpack
+        if detect_source(self.folder) == "layout" and not any((self.folder / a.filename).exists() for a in self.spec.archives):
+            return None
+        return "the unpacked train/<wnid>/ and val/<wnid>/ class folders"
 
     def _listing_key(self, split_dir: Path) -> str:
         """Changes whenever a class folder gains or loses a file (its mtime changes)."""
@@ -799,6 +953,9 @@ class ImageNet100DataModule(ImageNetDataModule):
         folder.mkdir(parents=True, exist_ok=True)
         return {}
 
+    def pending_writes(self) -> str | None:
+        return self.parent.pending_writes()
+
     def reader_options(self) -> dict[str, Any]:
         return {"root": self.parent.folder, "classes": self.classes, "cache_dir": self.folder,
                 "cache_key": self._listing_key}
@@ -810,6 +967,7 @@ class ImageNet100DataModule(ImageNetDataModule):
                                 num_classes=self.num_classes, seed=self.hparams.seed)
         for split, count in counts.items():
             report.add(f"images {split}", "> 0", count, count > 0)
+        report.prepare_command = self.command()
         return report
 
     def tracked_files(self) -> list[str]:

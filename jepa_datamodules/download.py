@@ -6,7 +6,8 @@ The pieces, used by the DataModules' ``prepare_data``:
 * :func:`fetch` streams a file into ``<dest>.part``, retries dropped connections, stalls and 5xx
   answers with exponential backoff, resumes with HTTP Range requests, falls through to the next URL,
   checks the md5 and only then renames the ``.part`` to ``dest``.
-* :func:`file_md5` and :func:`check_free_space` are the checks ``fetch`` uses, for callers too.
+* :func:`file_md5` and :func:`check_free_space` (from ``storage.py``) are the checks ``fetch`` uses,
+  for callers too. A full disk, a read-only or unwritable folder raise ``storage.StorageError``.
 * :func:`safe_extract` refuses archive members that would land outside the target (absolute paths,
   ``..``, links pointing out, device files, FIFOs) before writing anything, extracts into a hidden
   sibling folder and moves it into place in one rename.
@@ -26,7 +27,6 @@ import logging
 import os
 import re
 import secrets
-import shutil
 import socket
 import ssl
 import sys
@@ -44,9 +44,21 @@ from typing import IO, Any, TypeVar
 import filelock
 from tqdm import tqdm
 
+from .storage import (
+    StorageError,
+    check_free_space,
+    is_storage_error,
+    remove_path,
+    honour_umask,
+    staging_folder,
+    storage_error,
+)
+from .storage import human_bytes as _human  # noqa: F401 - the one formatter; inventory imported it from here
+
 __all__ = [
     "MIRROR_ENV",
     "DownloadError",
+    "StorageError",
     "candidate_urls",
     "check_free_space",
     "dataset_lock",
@@ -173,6 +185,8 @@ def fetch(
     Raises:
         DownloadError: nothing worked; the message names every URL tried with its attempt count,
             the last error, ``dest``, and how to provide the file by hand or through a mirror.
+        StorageError: not enough free space for ``size``, the disk filled up while writing (the
+            ``.part`` is then deleted), or the folder is read-only or not writable.
     """
     url_list = list(dict.fromkeys(_as_list(urls)))
     dest = Path(dest)
@@ -194,12 +208,30 @@ def fetch(
             f"or {_FIX_HINT}."
         )
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise storage_error(exc, dest.parent, f"the download of {dest.name}", needed=size) from exc
     part = _PartFile(dest.with_name(dest.name + ".part"), hashing=expected_md5 is not None)
     if size is not None:
         check_free_space(dest.parent, size - part.size_on_disk(), f"download {dest.name}")
     opener = _build_opener()
 
+    try:
+        return _fetch_urls(url_list, dest, part, opener, expected_md5, size, retries, backoff, timeout,
+                           chunk_size, show)
+    except OSError as exc:
+        if not is_storage_error(exc):
+            raise
+        # Disk full, read-only, no permission: a partial file only holds the space the user needs.
+        part.discard()
+        raise storage_error(exc, dest.parent, f"the download of {dest.name}", needed=size) from None
+
+
+def _fetch_urls(url_list: list[str], dest: Path, part: _PartFile, opener: urllib.request.OpenerDirector,
+                expected_md5: str | None, size: int | None, retries: int, backoff: float, timeout: float,
+                chunk_size: int, show: bool) -> Path:
+    """fetch's loop over URLs and attempts; filesystem errors propagate as ``OSError``."""
     tried: list[tuple[str, int]] = []
     last_error = "no attempt was made"
     for url in url_list:
@@ -303,18 +335,15 @@ class _PartFile:
         return size
 
     def discard(self) -> None:
-        self.path.unlink(missing_ok=True)
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError:  # a read-only folder holds no .part of ours anyway
+            pass
         self._md5 = _new_md5() if self._hashing else None
         self._hashed = 0
 
     def write(self, fh: IO[bytes], block: bytes) -> None:
-        try:
-            fh.write(block)
-        except OSError as exc:
-            raise DownloadError(
-                f"Could not write {self.path}: {exc.strerror or exc}. "
-                f"Check the free space and permissions of {self.path.parent}."
-            ) from exc
+        fh.write(block)  # an OSError here (disk full, ...) is fetch's to report
         if self._md5 is not None:
             self._md5.update(block)
             self._hashed += len(block)
@@ -519,42 +548,6 @@ def _hash_file(path: Path, show: bool, chunk_size: int) -> Any:
     return digest
 
 
-def check_free_space(folder: Path, needed_bytes: int, what: str) -> None:
-    """Raise :class:`DownloadError` if the disk holding ``folder`` has less than ``needed_bytes`` free.
-
-    ``folder`` need not exist yet: the nearest existing parent is measured. Never prompts.
-
-    Args:
-        folder: where the bytes will be written.
-        needed_bytes: bytes that will be written there; zero or less always passes.
-        what: what the space is for, completing "Not enough free space to ...", e.g. "download x.tar".
-    """
-    if needed_bytes <= 0:
-        return
-    folder = Path(folder)
-    probe = folder.absolute()
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    free = shutil.disk_usage(probe).free
-    if needed_bytes > free:
-        needed_text, free_text = _human(needed_bytes), _human(free)
-        if needed_text == free_text:  # "needs 2.7 GB, only 2.7 GB free" would read as a bug
-            needed_text, free_text = _human(needed_bytes, 3), _human(free, 3)
-        raise DownloadError(
-            f"Not enough free space to {what}: needs {needed_text} at {folder}, only {free_text} free."
-        )
-
-
-def _human(n: int, digits: int = 1) -> str:
-    """Bytes in decimal units, as disk tools report them: 2.7 GB."""
-    value = float(n)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(value) < 1000 or unit == "TB":
-            return f"{int(value)} B" if unit == "B" else f"{value:.{digits}f} {unit}"
-        value /= 1000
-    raise AssertionError("unreachable")
-
-
 # ---------------------------------------------------------------------------------------- extract
 def safe_extract(
     archive: Path,
@@ -587,14 +580,19 @@ def safe_extract(
         ``target``.
 
     Raises:
-        DownloadError: unsafe member (named, with the reason), unreadable archive, not enough free
-            space, or a failure while writing; ``target`` is then left as it was.
+        DownloadError: unsafe member (named, with the reason), unreadable archive, or a failure
+            while writing; ``target`` is then left as it was.
+        StorageError: not enough free space, the disk filled up while extracting (nothing is
+            kept), or the folder is read-only or not writable; ``target`` is left as it was.
     """
     archive, target = Path(archive), Path(target)
     if not archive.is_file():
         raise DownloadError(f"Archive {archive} does not exist; download it first or place it there by hand.")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _remove_leftovers(target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _remove_leftovers(target)
+    except OSError as exc:
+        raise storage_error(exc, target.parent, f"the files extracted from {archive.name}") from exc
     show = _want_progress(progress)
     keep = members_filter or (lambda name: True)
 
@@ -612,7 +610,7 @@ def safe_extract(
                     for info in _progress_iter(members, show, archive.name):
                         zf.extract(info, folder)
 
-                _extract_atomically(archive, target, extract_zip)
+                _extract_atomically(archive, target, extract_zip, needed)
         except zipfile.BadZipFile as exc:
             raise _unreadable(archive, exc) from exc
         return target
@@ -632,14 +630,23 @@ def safe_extract(
         members = [m for m in everything if keep(m.name)]
         needed = sum(m.size for m in members if m.isfile())
         check_free_space(target.parent, needed, f"extract {archive.name}")
-        # tarfile's own 'data' filter as a second line of defence where this Python has it.
-        extra: dict[str, Any] = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+        # tarfile's own 'data' filter as a second line of defence where this Python has it; the
+        # modes stored in the archive are dropped so that files and folders get what the umask gives.
+        extra: dict[str, Any] = {"filter": _umask_data_filter} if hasattr(tarfile, "data_filter") else {}
 
         def extract_tar(folder: Path) -> None:
             tf.extractall(folder, members=_progress_iter(members, show, archive.name), **extra)
+            if not extra:  # older Pythons: no filter hook, so set the modes afterwards
+                honour_umask(folder)
 
-        _extract_atomically(archive, target, extract_tar)
+        _extract_atomically(archive, target, extract_tar, needed)
     return target
+
+
+def _umask_data_filter(member: tarfile.TarInfo, dest_path: str) -> tarfile.TarInfo:
+    """tarfile's ``'data'`` filter, then no stored mode: extraction creates files and folders the
+    way ``open`` and ``mkdir`` do, so they honour the umask (an archive's 0600 or 0644 would not)."""
+    return tarfile.data_filter(member, dest_path).replace(mode=None, deep=False)
 
 
 def _is_zip(archive: Path) -> bool:
@@ -723,16 +730,21 @@ def _link_problem(base: list[str], linkname: str, symlinks: set[tuple[str, ...]]
     return None
 
 
-def _extract_atomically(archive: Path, target: Path, extract: Callable[[Path], None]) -> None:
-    partial = _new_partial_folder(target)
+def _extract_atomically(archive: Path, target: Path, extract: Callable[[Path], None], needed: int) -> None:
+    try:
+        partial = staging_folder(target)
+    except OSError as exc:
+        raise storage_error(exc, target.parent, f"the files extracted from {archive.name}", needed=needed) from exc
     try:
         extract(partial)
     except BaseException as exc:
-        shutil.rmtree(partial, ignore_errors=True)
+        remove_path(partial)
         filter_error = getattr(tarfile, "FilterError", ())
         if isinstance(exc, filter_error):
             member = getattr(getattr(exc, "tarinfo", None), "name", "?")
             raise _refusal(archive, member, f"was rejected by tarfile's safety filter ({exc})") from exc
+        if is_storage_error(exc):
+            raise storage_error(exc, target.parent, f"the files extracted from {archive.name}", needed=needed) from exc
         if isinstance(exc, (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError)):
             raise DownloadError(
                 f"Extracting {archive.name} into {target} failed ({exc}); {target} was left as it was. "
@@ -744,19 +756,9 @@ def _extract_atomically(archive: Path, target: Path, extract: Callable[[Path], N
         old = target.parent / f".{target.name}.old-{secrets.token_hex(4)}"
         os.replace(target, old)
         os.replace(partial, target)
-        _remove_path(old)
+        remove_path(old)
     else:
         os.replace(partial, target)
-
-
-def _new_partial_folder(target: Path) -> Path:
-    while True:
-        candidate = target.parent / f".{target.name}.partial-{secrets.token_hex(4)}"
-        try:
-            candidate.mkdir()  # plain mkdir honours the umask, unlike tempfile.mkdtemp's 0o700
-            return candidate
-        except FileExistsError:
-            continue
 
 
 def _remove_leftovers(target: Path) -> None:
@@ -765,14 +767,7 @@ def _remove_leftovers(target: Path) -> None:
     for pattern in (f".{escaped}.partial-*", f".{escaped}.old-*"):
         for leftover in target.parent.glob(pattern):
             logger.info("Removing %s left by an interrupted extraction.", leftover)
-            _remove_path(leftover)
-
-
-def _remove_path(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
+            remove_path(leftover)
 
 
 # ---------------------------------------------------------------------------------------- locking

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import random
-import tempfile
 import warnings
 from collections import Counter
 from collections.abc import Sequence
@@ -18,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
+
+from .storage import atomic_write
 
 __all__ = ["IMG_EXTENSIONS", "index_image_folder", "check_images"]
 
@@ -156,27 +157,24 @@ def _load_cache(cache: Path, split_dir: Path, cache_key: str) -> _Index | None:
 def _save_cache(cache: Path, split_dir: Path, cache_key: str, index: _Index) -> None:
     """Write the index beside ``cache`` and os.replace it in, so readers never see half a file."""
     classes, counts, names = index
-    tmp: str | None = None
+
+    def write(handle) -> None:
+        np.savez_compressed(
+            handle,
+            version=np.int64(_CACHE_VERSION),
+            key=np.array(cache_key),
+            root=np.array(str(split_dir.resolve())),
+            classes=np.array(classes),
+            counts=np.array(counts, dtype=np.int64),
+            names=np.frombuffer(_SEP.join(names).encode("utf-8", "surrogateescape"), dtype=np.uint8),
+        )
+
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{cache.name}.", suffix=".tmp", dir=cache.parent)
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(
-                f,
-                version=np.int64(_CACHE_VERSION),
-                key=np.array(cache_key),
-                root=np.array(str(split_dir.resolve())),
-                classes=np.array(classes),
-                counts=np.array(counts, dtype=np.int64),
-                names=np.frombuffer(_SEP.join(names).encode("utf-8", "surrogateescape"), dtype=np.uint8),
-            )
-        # mkstemp creates 0600 files; a shared data directory needs the cache readable by others.
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, cache)
+        # Mode from the umask (like open), so a shared data directory's cache is readable by all.
+        atomic_write(cache, write)
     except OSError as exc:
         # The index is still correct without a cache; only the next start gets slower.
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
         warnings.warn(f"Could not write the image-folder cache {cache} ({exc}); the folder will be listed again next time.", stacklevel=3)
 
 

@@ -477,11 +477,14 @@ def _flat_val_files(val_dir: Path, expected: int) -> dict[int, Path] | None:
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
-    """Hard-link (instant, no extra space) or copy when the folders are on different file systems."""
+    """Hard-link (instant, no extra space) or copy when the folders are on different file systems.
+
+    A copy is a new file with the mode the umask gives (``copyfile``, not ``copy2``, which would
+    carry over the source's permission bits)."""
     try:
         os.link(src, dst)
     except OSError:
-        shutil.copy2(src, dst)
+        shutil.copyfile(src, dst)
 
 
 def _swap_in_val(root: Path, built: Path) -> None:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -36,7 +35,8 @@ from typing import IO, Any, Collection, Iterable, Sequence
 
 from .catalog import SPECS, DatasetSpec, dataset_folder, dataset_names, get_spec, parquet_spec
 from .download import DownloadError
-from .download import _human as human_bytes  # one formatter for every size the package prints
+from .storage import free_space, lock_path, staging_entries
+from .storage import human_bytes  # one formatter for every size the package prints
 from .verify import read_stamp, stamp_matches
 
 # The smallest useful pair of real datasets: what the quick-start and the probe comparisons
@@ -101,6 +101,8 @@ class DiskState:
     used_bytes: int
     partial_bytes: int = 0
     settings: int = 0
+    leftovers: tuple[Path, ...] = ()  # staging killed runs left behind; not part of used_bytes
+    reclaimable_bytes: int = 0
 
     def label(self, spec: DatasetSpec) -> str:
         """What the table shows: ``downloading 42%``, ``generated``, ``verified (2 settings)``..."""
@@ -113,23 +115,56 @@ class DiskState:
 
 
 def disk_state(spec: DatasetSpec, data_dir: str | Path) -> DiskState:
-    """Where ``spec``'s dataset stands under ``data_dir``; reads stamps and ``stat``s files, hashes nothing."""
+    """Where ``spec``'s dataset stands under ``data_dir``; reads stamps and ``stat``s files, hashes nothing.
+
+    Staging that killed runs left (``.partial-*`` folders and the like, see ``storage.py``) is
+    listed in ``leftovers`` and counted in ``reclaimable_bytes``, not in ``used_bytes``."""
     folder = dataset_folder(data_dir, spec)
-    used = disk_usage(folder)
+    found = leftovers(spec, folder)
+    reclaim = sum(_path_usage(p) for p in found)
+    used = max(0, disk_usage(folder) - sum(_path_usage(p) for p in found if folder in p.parents))
+    extra = {"leftovers": tuple(found), "reclaimable_bytes": reclaim}
     if spec.reader == "synthetic":
         # One subfolder per generated setting (size, classes, seed), each with its own stamp.
         settings = [p for p in _visible_entries(folder) if p.is_dir()]
         verified = [p for p in settings if stamp_matches(p, _recorded_spec(spec, p))]
         state = "verified" if verified else ("downloaded" if settings else "absent")
-        return DiskState(spec.name, folder, state, used, settings=len(settings))
+        return DiskState(spec.name, folder, state, used, settings=len(settings), **extra)
     # ImageNet may be verified as the Hugging Face parquet shards instead of its folders.
     if stamp_matches(folder, spec) or ("parquet" in spec.options and stamp_matches(folder, parquet_spec(spec))):
-        return DiskState(spec.name, folder, "verified", used)
+        return DiskState(spec.name, folder, "verified", used, **extra)
     parts = [folder / f"{a.filename}.part" for a in spec.archives if (folder / f"{a.filename}.part").is_file()]
     if parts:
-        return DiskState(spec.name, folder, "downloading", used, partial_bytes=sum(p.stat().st_size for p in parts))
+        return DiskState(spec.name, folder, "downloading", used, partial_bytes=sum(p.stat().st_size for p in parts),
+                         **extra)
     state = "downloaded" if _visible_entries(folder) else "absent"
-    return DiskState(spec.name, folder, state, used)
+    return DiskState(spec.name, folder, state, used, **extra)
+
+
+def leftovers(spec: DatasetSpec, folder: Path) -> list[Path]:
+    """Staging of ``spec``'s dataset that no live process is working on (``storage.staging_entries``):
+    in the dataset folder and its sub-folders, and the folder's own staging beside it."""
+    if spec.reader == "synthetic":
+        # One lock per generated setting, beside the setting's folder and its staging.
+        found = staging_entries(folder)
+        for setting in (p for p in _visible_entries(folder) if p.is_dir()):
+            found += staging_entries(setting, guard=lock_path(setting))
+    else:
+        found = staging_entries(folder, guard=lock_path(folder))
+        for sub in (p for p in _visible_entries(folder) if p.is_dir()):
+            found += staging_entries(sub, guard=lock_path(folder))  # e.g. ImageNet's train/.<wnid>.partial
+    found += [p for p in staging_entries(folder.parent) if p.name.startswith(f".{folder.name}.")]
+    return found
+
+
+def _path_usage(path: Path) -> int:
+    """Bytes one file or folder tree occupies on disk (as :func:`disk_usage`, plus the entry itself)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return 0
+    own = st.st_blocks * 512 if hasattr(st, "st_blocks") else st.st_size
+    return own + (disk_usage(path) if path.is_dir() and not path.is_symlink() else 0)
 
 
 def _recorded_spec(spec: DatasetSpec, folder: Path) -> DatasetSpec:
@@ -173,14 +208,6 @@ def disk_usage(path: Path) -> int:
             # st_blocks is in 512-byte units on every POSIX system; Windows has no st_blocks.
             total += st.st_blocks * 512 if hasattr(st, "st_blocks") else st.st_size
     return total
-
-
-def free_space(path: Path) -> tuple[int, Path]:
-    """Free bytes on the filesystem that holds (or would hold) ``path``, and the folder measured."""
-    probe = Path(path).expanduser().absolute()
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    return shutil.disk_usage(probe).free, probe
 
 
 # ------------------------------------------------------------------------ the inventory
@@ -256,6 +283,13 @@ def inventory_table(data_dir: str | Path) -> str:
         other_free, other = free_space(state.folder)
         if os.stat(other).st_dev != device:
             lines.append(f"note: {spec.name} lives on another filesystem ({other.resolve()}: {human_bytes(other_free)} free)")
+    for spec, state in rows:
+        if state.leftovers:
+            count = len(state.leftovers)
+            lines.append(f"reclaimable: {human_bytes(state.reclaimable_bytes)} in {count} unfinished staging "
+                         f"entr{'y' if count == 1 else 'ies'} of {spec.name} left by killed runs "
+                         f"({', '.join(str(p) for p in state.leftovers[:3])}{' ...' if count > 3 else ''}); "
+                         f"the next `jepa-prepare data={spec.name}` removes them, or delete them by hand.")
     auto = [spec.name for spec, _ in rows if spec.auto_download]
     lines += ["", f"jepa-prepare data=<name> prepares one dataset; data=all-auto prepares {', '.join(auto)} in turn.",
               "jepa-verify data=<name> checks a downloaded one. Sizes are decimal (1 GB = 10^9 bytes)."]

@@ -8,6 +8,7 @@ reduced size before decoding). No Lightning import here.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import pickle
@@ -18,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from .catalog import DatasetSpec
+from .storage import unwritable
 
 
 class Source(Protocol):
@@ -30,6 +32,29 @@ class Source(Protocol):
 
 class FormatError(RuntimeError):
     """A file on disk is not in the format its dataset promises."""
+
+
+def label_problem(labels: np.ndarray, num_classes: int, unlabeled_ok: bool = False) -> str | None:
+    """None when every label is in ``[0, num_classes)`` (or -1 where ``unlabeled_ok``), else what is
+    wrong, e.g. ``"3 of 50000 outside (e.g. 200 at item 17)"``. One pass of min/max-like numpy work."""
+    labels = np.asarray(labels)
+    bad = (labels >= num_classes) | (labels < (-1 if unlabeled_ok else 0))
+    if not bad.any():
+        return None
+    first = int(np.flatnonzero(bad)[0])
+    return f"{int(bad.sum())} of {len(labels)} outside (e.g. {int(labels[first])} at item {first})"
+
+
+def check_labels(source: "Source", num_classes: int, what: str, fix: str) -> None:
+    """Raise :class:`FormatError` when a label of ``source`` lies outside ``[0, num_classes)``
+    (-1 is allowed where ``what`` names an unlabeled split); ``fix`` ends the sentence."""
+    unlabeled_ok = "unlabeled" in what
+    problem = label_problem(source.labels, num_classes, unlabeled_ok)
+    if problem is not None:
+        allowed = f"0..{num_classes - 1}" + (" or -1 (unlabeled)" if unlabeled_ok else "")
+        files = ", ".join(str(p) for p in getattr(source, "label_files", []))
+        raise FormatError(f"The labels of {what}{' (' + files + ')' if files else ''} are damaged: {problem}, "
+                          f"allowed is {allowed}; {fix}.")
 
 
 class ArraySource:
@@ -55,6 +80,7 @@ class SubsetSource:
         self.base = base
         self.indices = np.asarray(indices, dtype=np.int64)
         self.labels = base.labels[self.indices]
+        self.label_files = list(getattr(base, "label_files", []))
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -70,6 +96,7 @@ class ConcatSource:
         self.parts = list(parts)
         self.offsets = np.cumsum([0] + [len(p) for p in self.parts])
         self.labels = np.concatenate([p.labels for p in self.parts])
+        self.label_files = [f for p in self.parts for f in getattr(p, "label_files", [])]
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
@@ -129,7 +156,9 @@ def read_cifar(spec: DatasetSpec, folder: Path, split: str, label_type: str = "f
         # Rows are 3072 bytes: the red 32x32 plane, then green, then blue.
         images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
         labels.append(np.asarray(batch[label_key], dtype=np.int64))
-    return ArraySource(np.ascontiguousarray(np.concatenate(images)), np.concatenate(labels))
+    source = ArraySource(np.ascontiguousarray(np.concatenate(images)), np.concatenate(labels))
+    source.label_files = [folder / spec.data_root / name for name in files]
+    return source
 
 
 # -------------------------------------------------------------------------- STL-10
@@ -193,7 +222,9 @@ def read_stl10(spec: DatasetSpec, folder: Path, split: str, fold: int | None = N
     def labeled(name: str) -> STL10Source:
         # Labels are stored 1-based as uint8.
         labels = np.fromfile(root / f"{name}_y.bin", dtype=np.uint8).astype(np.int64) - 1
-        return STL10Source(root / f"{name}_X.bin", labels)
+        source = STL10Source(root / f"{name}_X.bin", labels)
+        source.label_files = [root / f"{name}_y.bin"]
+        return source
 
     if split == "train":
         source: Source = labeled("train")
@@ -244,7 +275,9 @@ def read_image_folder(split_dir: Path, classes: Sequence[str] | None = None, cac
 def read_synthetic(folder: Path, split: str) -> ArraySource:
     images = np.load(folder / f"{split}_images.npy", mmap_mode="r")
     labels = np.load(folder / f"{split}_labels.npy")
-    return ArraySource(images, labels)
+    source = ArraySource(images, labels)
+    source.label_files = [folder / f"{split}_labels.npy"]
+    return source
 
 
 def open_split(spec: DatasetSpec, folder: Path, split: str, **options: Any) -> Source:
@@ -264,6 +297,23 @@ def open_split(spec: DatasetSpec, folder: Path, split: str, **options: Any) -> S
             raise FileNotFoundError(f"{split_dir} does not exist; {spec.name} expects <wnid>/ class folders there.")
         key = options.get("cache_key", "")
         return read_image_folder(split_dir, classes=options.get("classes"),
-                                 cache=Path(options.get("cache_dir", folder)) / f".index-{split}.npz",
+                                 cache=index_cache(Path(options.get("cache_dir", folder)), split_dir, split),
                                  cache_key=key(split_dir) if callable(key) else key)
     raise ValueError(f"Spec '{spec.name}' names reader '{spec.reader}', which does not exist; valid readers are cifar, stl10, synthetic, imagefolder.")
+
+
+def index_cache(cache_dir: Path, split_dir: Path, split: str) -> Path:
+    """Where the file-list index of ``split_dir`` is kept.
+
+    Beside the data, ``<cache_dir>/.index-<split>.npz``, when one is there (it is read even
+    from read-only storage) or the folder can be written. Otherwise (a read-only mount, a
+    folder of another user) in the user's cache folder, ``$XDG_CACHE_HOME/jepa_datamodules/index``
+    (default ``~/.cache/...``), named after the split folder; and if that cannot be written
+    either, the listing is only kept in memory (``index_image_folder`` warns once per run).
+    """
+    beside = Path(cache_dir) / f".index-{split}.npz"
+    if beside.is_file() or unwritable(Path(cache_dir)) is None:
+        return beside
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    digest = hashlib.sha1(str(Path(split_dir).resolve()).encode()).hexdigest()[:16]
+    return base / "jepa_datamodules" / "index" / f"{digest}-{split}.npz"

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from .storage import remove_path, staging_folder
 
 CLASS_NAMES = (
     "disk", "square", "ring", "cross", "horizontal-stripes",
@@ -85,15 +86,14 @@ def render(labels: np.ndarray, resolution: int, rng: np.random.Generator) -> np.
 
 
 def generate(folder: Path, *, num_train: int, num_test: int, resolution: int, num_classes: int, seed: int) -> None:
-    """Write ``{train,test}_{images,labels}.npy`` into ``folder`` atomically."""
+    """Write ``{train,test}_{images,labels}.npy`` into ``folder`` atomically (modes from the umask)."""
     if not 2 <= num_classes <= len(CLASS_NAMES):
         raise ValueError(f"num_classes={num_classes} is not supported by the synthetic dataset; allowed is 2..{len(CLASS_NAMES)}.")
     if resolution < 8:
         raise ValueError(f"resolution={resolution} is too small for the synthetic dataset; allowed is 8 or more pixels.")
     rng = np.random.default_rng(seed)
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=folder.parent))
+    staging = staging_folder(folder)
     try:
         for split, count in (("train", num_train), ("test", num_test)):
             # Balanced classes, shuffled so that any prefix is balanced too.
@@ -105,4 +105,30 @@ def generate(folder: Path, *, num_train: int, num_test: int, resolution: int, nu
         os.replace(staging, folder)
     finally:
         if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+            remove_path(staging)
+
+
+def is_complete(folder: Path, *, num_train: int, num_test: int, resolution: int) -> bool:
+    """True when every generated file is there whole: its ``.npy`` header promises the shape of
+    this setting and the file holds every byte of it. Reads only the headers.
+
+    A truncated file is as good as a missing one: both are simply generated again.
+    """
+    expected = {"train_images": (num_train, resolution, resolution, 3), "train_labels": (num_train,),
+                "test_images": (num_test, resolution, resolution, 3), "test_labels": (num_test,)}
+    for name, shape in expected.items():
+        path = Path(folder) / f"{name}.npy"
+        try:
+            with open(path, "rb") as handle:
+                version = np.lib.format.read_magic(handle)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                header = read_header(handle)  # (shape, fortran order, dtype)
+                data_start = handle.tell()
+            size = path.stat().st_size
+        except (OSError, ValueError):
+            return False
+        found_shape, _, dtype = header
+        if tuple(found_shape) != shape or size != data_start + int(np.prod(shape)) * dtype.itemsize:
+            return False
+    return True

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -25,7 +24,8 @@ from typing import Callable
 import numpy as np
 
 from .catalog import DatasetSpec
-from .readers import Source
+from .readers import Source, label_problem
+from .storage import atomic_write_text
 
 STAMP_NAME = ".jepa-verified.json"
 STAMP_VERSION = 1
@@ -57,6 +57,8 @@ class VerifyReport:
     hashed: dict[str, str] = field(default_factory=dict)
     bad_files: list[str] = field(default_factory=list)
     nothing_on_disk: bool = False
+    # The command that prepares this very dataset, with the user's own settings (paths.data_dir=...).
+    prepare_command: str = ""
 
     def add(self, name: str, expected: object, found: object, ok: bool) -> bool:
         self.checks.append(Check(name, str(expected), str(found), bool(ok)))
@@ -77,14 +79,15 @@ class VerifyReport:
 
     def fix(self) -> str:
         """What to do about the failures, as the end of a sentence."""
+        command = self.prepare_command or f"jepa-prepare data={self.dataset}"
         if self.nothing_on_disk:
-            return f"nothing of it is on disk yet: run `jepa-prepare data={self.dataset}` to fetch and verify it"
+            return f"nothing of it is on disk yet: run `{command}` to fetch and verify it"
         if self.bad_files:
             shown = ", ".join(self.bad_files[:5]) + (f" and {len(self.bad_files) - 5} more" if len(self.bad_files) > 5 else "")
             what = f"replace {shown} under {self.folder} with an intact copy"
         else:
             what = f"replace the files named above under {self.folder}"
-        return f"re-run `jepa-prepare data={self.dataset} force=true` to fetch and extract it again, or {what}"
+        return f"re-run `{command} force=true` to fetch and extract it again, or {what}"
 
     def summary(self) -> str:
         if self.ok:
@@ -185,10 +188,8 @@ def write_stamp(folder: Path, spec: DatasetSpec, report: VerifyReport, tracked: 
         "checks": [[c.name, c.expected, c.found] for c in report.checks],
         **(extra or {}),
     }
-    fd, tmp = tempfile.mkstemp(prefix=".stamp-", dir=folder)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(stamp, handle, indent=1)
-    os.replace(tmp, folder / STAMP_NAME)
+    # Written like any file (mode from the umask), so the next user can read it and trust the data.
+    atomic_write_text(folder / STAMP_NAME, json.dumps(stamp, indent=1))
 
 
 def remove_stamp(folder: Path) -> None:
@@ -280,6 +281,12 @@ def verify_dataset(spec: DatasetSpec, folder: Path, open_split: Callable[[str], 
                     report.blame(rel)
             continue
         report.add(f"count {split}", expected, len(source), len(source) == expected)
+        classes = num_classes or spec.num_classes
+        out_of_range = label_problem(source.labels, classes, unlabeled_ok="unlabeled" in split)
+        allowed = f"all in 0..{classes - 1}" + (" or -1" if "unlabeled" in split else "")
+        if not report.add(f"labels {split}", allowed, out_of_range or "all in range", out_of_range is None):
+            for path in getattr(source, "label_files", []):
+                report.blame(os.path.relpath(path, folder))
         labeled = source.labels[source.labels >= 0]
         if len(labeled):
             found = len(np.unique(labeled))

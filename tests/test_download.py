@@ -25,9 +25,11 @@ import pytest
 from loopback import LoopbackServer
 
 import jepa_datamodules.download as dl
+from jepa_datamodules import storage
 from jepa_datamodules.download import (
     MIRROR_ENV,
     DownloadError,
+    StorageError,
     candidate_urls,
     check_free_space,
     dataset_lock,
@@ -285,7 +287,7 @@ def test_existing_verified_file_is_not_downloaded_again(files, tmp_path):
 def test_not_enough_space_for_download_fails_before_any_request(files, tmp_path):
     root, data = files
     with LoopbackServer(root) as srv:
-        with pytest.raises(DownloadError, match="Not enough free space to download small.bin"):
+        with pytest.raises(StorageError, match="Not enough free space to download small.bin"):
             fetch([srv.url_for("small.bin")], tmp_path / "small.bin", size=10**18, progress=False)
         assert srv.requests == []
 
@@ -495,7 +497,7 @@ def test_crash_mid_extraction_leaves_target_as_it_was(tmp_path, monkeypatch, cra
     existing.mkdir()
     (existing / "v1.txt").write_text("v1")
     for target in (tmp_path / "fresh", existing):
-        with pytest.raises(DownloadError if isinstance(crash, OSError) else KeyboardInterrupt):
+        with pytest.raises(StorageError if isinstance(crash, OSError) else KeyboardInterrupt):
             safe_extract(archive, target, progress=False)
     assert not (tmp_path / "fresh").exists()
     assert _snapshot(existing) == {"v1.txt"}
@@ -515,25 +517,31 @@ def test_free_space_message_names_needed_free_and_path(tmp_path, monkeypatch):
     folder = tmp_path / "not" / "yet"
     check_free_space(folder, 1, "download x.tar")  # a byte always fits; measured on tmp_path
     usage = types.SimpleNamespace(total=10**13, used=0, free=1_100_000_000)
-    monkeypatch.setattr(dl.shutil, "disk_usage", lambda path: usage)
-    with pytest.raises(DownloadError) as err:
+    monkeypatch.setattr(storage.shutil, "disk_usage", lambda path: usage)
+    with pytest.raises(StorageError) as err:
         check_free_space(folder, 2_700_000_000, "download x.tar")
-    assert str(err.value) == f"Not enough free space to download x.tar: needs 2.7 GB at {folder}, only 1.1 GB free."
+    assert str(err.value) == (f"Not enough free space to download x.tar: needs 2.7 GB at {folder}, only 1.1 GB free; "
+                              "free space there or point data_dir (paths.data_dir=... or $JEPA_DATA_DIR) at a disk "
+                              "with room.")
     assert not folder.exists()
 
 
 def test_free_space_check_measures_real_disk(tmp_path):
     free = shutil.disk_usage(tmp_path).free
-    with pytest.raises(DownloadError, match=f"at {tmp_path}"):
+    with pytest.raises(StorageError, match=f"at {tmp_path}"):
         check_free_space(tmp_path, free + 10**15, "extract y")
 
 
 # The child imports download.py by path: importing the package would pull in torch, which costs
 # seconds per process on a small CI machine and is irrelevant to locking.
 _LOCK_CHILD = r"""
-import importlib.util, sys, time
+import importlib.util, sys, time, types
 from pathlib import Path
-spec = importlib.util.spec_from_file_location("download_under_test", sys.argv[1])
+# A bare package around download.py so its `from .storage import ...` works without the package's torch.
+package = types.ModuleType("package_under_test")
+package.__path__ = [str(Path(sys.argv[1]).parent)]
+sys.modules["package_under_test"] = package
+spec = importlib.util.spec_from_file_location("package_under_test.download", sys.argv[1])
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
 folder, log, name, release = sys.argv[2:6]

@@ -71,7 +71,8 @@ def test_damaged_archive_is_named(tmp_path, monkeypatch):
     with open(folder / "ILSVRC2012_img_val.tar", "r+b") as handle:
         handle.seek(1000)
         handle.write(b"\xff" * 16)
-    with pytest.raises(Exception, match="ILSVRC2012_img_val.tar has md5 .* expected"):
+    with pytest.raises(Exception, match="ILSVRC2012_img_val.tar is not the official ILSVRC2012_img_val.tar: it has "
+                                        "the expected .* bytes but md5 .*, expected .* bytes with md5 "):
         ImageNetDataModule(data_dir=tmp_path / "data", **SMALL).prepare_data()
 
 

@@ -82,6 +82,11 @@ def cifar10_args(data_dir: Path, server: LoopbackServer) -> list[str]:
     return ["data=cifar10", f"paths.data_dir={data_dir}", f"data.mirrors=[{server.url}]"]
 
 
+def prepare_hint(data_dir: Path, server: LoopbackServer) -> str:
+    """The fix hint repeats the user's own overrides, shell-quoted: following it repairs this folder."""
+    return f"`jepa-prepare data=cifar10 paths.data_dir={data_dir} 'data.mirrors=[{server.url}]' force=true`"
+
+
 # ------------------------------------------------------------------------ network faults
 def test_mirror_failing_past_the_retry_limit_leaves_no_dataset_and_resumes_later(mirror, data_dir, monkeypatch):
     server, fakes = mirror
@@ -136,11 +141,12 @@ def test_not_enough_disk_space_is_one_sentence_before_any_download(mirror, data_
     override.write_text(yaml.safe_dump(catalog))
     monkeypatch.setenv("JEPA_CATALOG", str(override))
 
-    with pytest.raises(dl.DownloadError) as error:
+    with pytest.raises(dl.StorageError) as error:
         cifar10(data_dir, server).prepare_data()
     message = str(error.value)
     match = re.fullmatch(r"Not enough free space to download and extract cifar-10-python\.tar\.gz: "
-                         r"needs ([\d.]+) ([kMGT]?B) at (.+), only ([\d.]+) ([kMGT]?B) free\.", message)
+                         r"needs ([\d.]+) ([kMGT]?B) at (.+), only ([\d.]+) ([kMGT]?B) free; free space there "
+                         r"or point data_dir \(paths\.data_dir=\.\.\. or \$JEPA_DATA_DIR\) at a disk with room\.", message)
     assert match, message
     scale = {"B": 1, "kB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}
     assert float(match[1]) * scale[match[2]] > float(match[4]) * scale[match[5]]
@@ -323,7 +329,7 @@ def test_jepa_verify_prints_the_table_and_full_rehashes_the_archive(mirror, data
     error = full.stderr.strip().splitlines()[-1]
     assert error.startswith(f"error: cifar10 failed 1 check(s) (md5 {ARCHIVE})"), error
     assert f"replace {ARCHIVE} under {data_dir / 'cifar10'}" in error
-    assert "jepa-prepare data=cifar10 force=true" in error
+    assert prepare_hint(data_dir, server) in error
     assert "Traceback" not in full.stderr
 
 
@@ -363,7 +369,7 @@ def test_jepa_verify_names_a_missing_and_a_truncated_batch_and_the_fix(mirror, d
     assert error.startswith(f"error: cifar10 failed 2 check(s) (file {BATCHES}/data_batch_2, "
                             f"file {BATCHES}/data_batch_4)"), error
     assert f"replace {BATCHES}/data_batch_2, {BATCHES}/data_batch_4 under {data_dir / 'cifar10'}" in error
-    assert "jepa-prepare data=cifar10 force=true" in error
+    assert prepare_hint(data_dir, server) in error
     assert "Traceback" not in result.stderr
 
 
@@ -388,7 +394,9 @@ def test_verify_before_anything_is_prepared_says_to_run_prepare(data_dir, served
     dm = CIFAR10DataModule(data_dir=data_dir, **SMALL)
     report = dm.verify()
     assert not report.ok
-    assert report.fix() == "nothing of it is on disk yet: run `jepa-prepare data=cifar10` to fetch and verify it"
+    # The hint repeats the user's own data_dir: following it prepares this folder, not ./data.
+    assert report.fix() == (f"nothing of it is on disk yet: run `jepa-prepare data=cifar10 paths.data_dir={data_dir}` "
+                            "to fetch and verify it")
 
 
 # --------------------------------------------------------------------------- jepa-prepare
