@@ -255,6 +255,11 @@ class LitDataSource:
     def load(self, index: int) -> np.ndarray | Image.Image:
         return _decode(self.dataset[int(index)]["image"])
 
+    def load_encoded(self, index: int) -> bytes | None:
+        """The stored file's bytes (file datasets), or None for stored arrays."""
+        image = self.dataset[int(index)]["image"]
+        return bytes(image) if isinstance(image, (bytes, bytearray, memoryview)) else None
+
     def load_many(self, indices: Sequence[int]) -> list[np.ndarray | Image.Image]:
         """Items in order; remote reads overlap in ``io_threads`` threads."""
         if not self.remote or self.io_threads <= 1 or len(indices) <= 1:
