@@ -49,6 +49,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .readers import FormatError
 from .transforms import ViewParams
 
 # Grayscale weights of torchvision's rgb_to_grayscale (ITU-R 601-2 luma), used by its
@@ -123,12 +124,14 @@ def _decode_jpegs(items: list[torch.Tensor], device: torch.device) -> list[torch
         return decode_jpeg(items, mode=ImageReadMode.RGB, device=device)
 
 
-def decode_batch(encoded: EncodedImages, device: torch.device) -> tuple[list[torch.Tensor], int]:
+def decode_batch(encoded: EncodedImages, device: torch.device,
+                 indices: Sequence[int] | None = None) -> tuple[list[torch.Tensor], int]:
     """Every file of ``encoded`` as ``(3, H, W)`` uint8 on ``device``, and how many fell back to Pillow.
 
     The whole list goes to ``decode_jpeg`` at once (nvJPEG decodes it batched on a GPU); if
     that raises, each file is tried alone and the ones the decoder refuses are decoded by
-    Pillow on the CPU and moved to ``device``.
+    Pillow on the CPU and moved to ``device``. A file neither can decode (damaged) raises a
+    ``FormatError`` naming its dataset index (from ``indices``, else its batch position).
     """
     items = encoded.items()
     try:
@@ -136,12 +139,19 @@ def decode_batch(encoded: EncodedImages, device: torch.device) -> tuple[list[tor
     except (RuntimeError, ValueError):
         pass
     images, fallbacks = [], 0
-    for item in items:
+    for position, item in enumerate(items):
         try:
             images.append(_decode_jpegs([item], device)[0])
+            continue
         except (RuntimeError, ValueError):
+            pass
+        try:
             images.append(_decode_on_cpu(item).to(device))
-            fallbacks += 1
+        except OSError as error:  # Pillow's UnidentifiedImageError and truncation errors
+            where = f"dataset index {indices[position]}" if indices is not None else f"batch position {position}"
+            raise FormatError(f"The image at {where} cannot be decoded ({error}); the file is damaged: "
+                              "jepa-verify data=<name> full=true names every such file.") from error
+        fallbacks += 1
     return images, fallbacks
 
 
@@ -277,7 +287,7 @@ class DeviceViews:
         device = views["boxes"].device
         encoded = batch.pop("encoded", None)
         if encoded is not None:
-            decoded, fallbacks = decode_batch(encoded, device)
+            decoded, fallbacks = decode_batch(encoded, device, batch["indices"].tolist())
             self.fallbacks += fallbacks
             boxes = views["boxes"].tolist()
             images = _windows(decoded, boxes, device)
