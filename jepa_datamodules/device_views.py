@@ -17,20 +17,22 @@ jitter factors. The batch then carries, besides labels, indices and masks:
 ``DeviceViews`` (called from ``JEPADataModule.on_after_batch_transfer``) turns that into
 the batch a model always sees: ``images`` float32 ``(B, 3, S, S)``, normalized. Steps:
 
-1. decode: ``torchvision.io.decode_jpeg`` on the list of files, with ``device="cuda"``
-   (nvJPEG, batched) on a GPU and on the CPU otherwise; a file that decoder refuses (a PNG
-   in an ImageNet folder, a CMYK JPEG nvJPEG rejects) is decoded by Pillow on the CPU and
-   counted in ``fallbacks``, never an error. Each image is cut to its window and the
-   windows are zero-padded into one float batch.
-2. crop + resize + flip: the antialiased bilinear filter of torch's and Pillow's resize
-   (triangle of radius max(1, scale), weights normalized over the window) written as two
-   weight matrices per sample, ``rows (S x H)`` and ``cols (S x W)``; the view is
-   ``rows @ image @ cols^T``, one batched matmul per axis for every sample at once. Weights
-   are zero outside a sample's window, so the window needs no cropping, and a flip is the
-   column matrix reversed. An eval view uses the same matrices (resize the whole image,
-   keep the centre rows and columns).
-3. colour jitter: torchvision's brightness / contrast / saturation formulas on floats,
-   each sample in its own order (identity factors for the steps not at a position).
+1. decode (file datasets): ``torchvision.io.decode_jpeg`` on the list of files, with
+   ``device="cuda"`` (nvJPEG, batched) on a GPU and on the CPU otherwise; a file that
+   decoder refuses (a PNG in an ImageNet folder, a CMYK JPEG nvJPEG rejects) is decoded by
+   Pillow on the CPU and counted in ``fallbacks``, never an error.
+2. crop + resize + flip. Native pixels of one size (array datasets): the antialiased
+   bilinear filter of torch's and Pillow's resize (triangle of radius max(1, scale),
+   weights normalized over the window) written as two weight matrices per sample,
+   ``rows (S x H)`` and ``cols (S x W)``; the view is ``rows @ image @ cols^T``, one batched
+   matmul per axis for all samples at once. Weights are zero outside a sample's window, so
+   nothing is cut out, and a flip is the column matrix reversed. Decoded files (sizes
+   differ): each window goes through ``interpolate(..., antialias=True)`` on its own (the
+   uint8 kernel on a CPU), then the batch is flipped at once. Eval views are the same
+   operations: resize the whole image, keep the centre.
+3. colour jitter: torchvision's brightness / contrast / saturation formulas for uint8
+   images, each sample in its own order, before the resize when the window has fewer
+   pixels than the view and after it otherwise -- where the workers path does it.
 4. normalize with the dataset's mean and std.
 
 The result equals the workers path's view up to uint8 rounding (the workers round after
@@ -47,10 +49,11 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from .readers import FormatError
-from .transforms import ViewParams
+from .transforms import ViewParams, _resize
 
 # Grayscale weights of torchvision's rgb_to_grayscale (ITU-R 601-2 luma), used by its
 # contrast and saturation adjustments.
@@ -180,18 +183,11 @@ def axis_weights(start: torch.Tensor, length: torch.Tensor, resized: torch.Tenso
     return (weights / weights.sum(-1, keepdim=True)).to(torch.float32)
 
 
-def resample(images: torch.Tensor, views: dict[str, torch.Tensor], out_size: int,
-             origin: torch.Tensor | None = None) -> torch.Tensor:
-    """Crop, resize and flip a float ``(B, C, H, W)`` batch into ``(B, C, out_size, out_size)``.
-
-    ``views["boxes"]`` are in each image's pixels; ``origin`` (B, 2) is where each image's
-    pixel (0, 0) sits in ``images`` (None: at (0, 0); a window already cut out has origin
-    ``-(top, left)``).
-    """
+def resample(images: torch.Tensor, views: dict[str, torch.Tensor], out_size: int) -> torch.Tensor:
+    """Crop, resize and flip a float ``(B, C, H, W)`` batch into ``(B, C, out_size, out_size)``
+    with one batched matmul per axis (``views["boxes"]`` in each image's pixels)."""
     boxes = views["boxes"]
     top, left = boxes[:, 0], boxes[:, 1]
-    if origin is not None:
-        top, left = top + origin[:, 0], left + origin[:, 1]
     height, width = images.shape[-2:]
     rows = axis_weights(top, boxes[:, 2], views["resize"][:, 0], views["offsets"][:, 0], out_size, height)
     cols = axis_weights(left, boxes[:, 3], views["resize"][:, 1], views["offsets"][:, 1], out_size, width)
@@ -201,16 +197,6 @@ def resample(images: torch.Tensor, views: dict[str, torch.Tensor], out_size: int
     if height * out_size * (width + out_size) <= width * out_size * (height + out_size):
         return torch.matmul(torch.matmul(rows, images), cols)
     return torch.matmul(rows, torch.matmul(images, cols))
-
-
-def _windows(decoded: list[torch.Tensor], boxes: list[list[int]], device: torch.device) -> torch.Tensor:
-    """Each decoded image's window, zero-padded into one float ``(B, 3, h_max, w_max)`` batch."""
-    height = max(box[2] for box in boxes)
-    width = max(box[3] for box in boxes)
-    batch = torch.zeros(len(decoded), 3, height, width, dtype=torch.float32, device=device)
-    for position, (image, (top, left, crop_h, crop_w)) in enumerate(zip(decoded, boxes)):
-        batch[position, :, :crop_h, :crop_w].copy_(image[:, top:top + crop_h, left:left + crop_w])
-    return batch
 
 
 # ------------------------------------------------------------------ colour jitter
@@ -253,12 +239,10 @@ def color_jitter(images: torch.Tensor, factors: torch.Tensor, order: torch.Tenso
     return images
 
 
-def _window_mask(views: dict[str, torch.Tensor], origin: torch.Tensor | None, height: int, width: int) -> torch.Tensor:
-    """(B, 1, H, W): 1 inside each sample's window (at its box, shifted by ``origin``), 0 elsewhere."""
+def _window_mask(views: dict[str, torch.Tensor], height: int, width: int) -> torch.Tensor:
+    """(B, 1, H, W): 1 inside each sample's window (its box), 0 elsewhere."""
     boxes = views["boxes"]
     top, left = boxes[:, 0:1], boxes[:, 1:2]
-    if origin is not None:
-        top, left = top + origin[:, 0:1], left + origin[:, 1:2]
     rows = torch.arange(height, device=boxes.device)[None, :]
     cols = torch.arange(width, device=boxes.device)[None, :]
     inside_rows = (rows >= top) & (rows < top + boxes[:, 2:3])
@@ -285,28 +269,49 @@ class DeviceViews:
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         views = batch.pop("views")
         device = views["boxes"].device
-        encoded = batch.pop("encoded", None)
-        if encoded is not None:
-            decoded, fallbacks = decode_batch(encoded, device, batch["indices"].tolist())
-            self.fallbacks += fallbacks
-            boxes = views["boxes"].tolist()
-            images = _windows(decoded, boxes, device)
-            origin = -views["boxes"][:, :2]  # each window now starts at (0, 0)
-        else:
-            images = batch["images"].to(torch.float32)
-            origin = None
         size = self.image_size
         # Like the workers, jitter a window smaller than the view before resizing it (the
         # result differs from jittering after: clamping does not commute with the resize).
         early = (views["boxes"][:, 2] * views["boxes"][:, 3] < size * size)[:, None]
-        if self.color_jitter:
-            window = _window_mask(views, origin, *images.shape[-2:])
-            images = color_jitter(images, torch.where(early, views["jitter"], 1.0), views["jitter_order"], window)
+        encoded = batch.pop("encoded", None)
+        if encoded is not None:
+            decoded, fallbacks = decode_batch(encoded, device, batch["indices"].tolist())
+            self.fallbacks += fallbacks
+            images = self._views_of_files(decoded, views)
+        else:
+            images = batch["images"].to(torch.float32)
+            if self.color_jitter:
+                window = _window_mask(views, *images.shape[-2:])
+                images = color_jitter(images, torch.where(early, views["jitter"], 1.0), views["jitter_order"], window)
+            images = resample(images, views, size)
         # Rounded as the workers' uint8 resize is, so that late jitter sees the same integers.
-        images = resample(images, views, size, origin).round_().clamp_(0.0, 255.0)
+        images = images.round_().clamp_(0.0, 255.0)
         if self.color_jitter:
             images = color_jitter(images, torch.where(early, 1.0, views["jitter"]), views["jitter_order"])
         mean = torch.tensor(self.mean, device=device).view(1, -1, 1, 1)
         std = torch.tensor(self.std, device=device).view(1, -1, 1, 1)
         batch["images"] = ((images / 255.0 - mean) / std).contiguous()
         return batch
+
+    def _views_of_files(self, decoded: list[torch.Tensor], views: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Decoded images of different sizes: each window resized on its own (torch's
+        antialiased bilinear ``interpolate``, the workers' filter), flipped as a batch."""
+        size = self.image_size
+        boxes, resize, offsets = (views[key].tolist() for key in ("boxes", "resize", "offsets"))
+        out = torch.empty(len(decoded), 3, size, size, dtype=torch.float32, device=views["boxes"].device)
+        for position, image in enumerate(decoded):
+            (top, left, height, width), (new_h, new_w), (off_y, off_x) = boxes[position], resize[position], offsets[position]
+            window = image[:, top:top + height, left:left + width]
+            early_jitter = self.color_jitter and height * width < size * size
+            if window.device.type == "cpu" and not early_jitter:
+                # The workers' uint8 channels-last kernel: on a CPU about 3x faster than floats.
+                resized = _resize(window, new_h, new_w).unsqueeze(0)
+            else:
+                window = window.unsqueeze(0).to(torch.float32)
+                if early_jitter:
+                    window = color_jitter(window, views["jitter"][position:position + 1],
+                                          views["jitter_order"][position:position + 1])
+                resized = F.interpolate(window, size=(new_h, new_w), mode="bilinear", antialias=True,
+                                        align_corners=False)
+            out[position] = resized[0, :, off_y:off_y + size, off_x:off_x + size]
+        return torch.where(views["flips"].view(-1, 1, 1, 1), out.flip(-1), out)
