@@ -656,9 +656,14 @@ def _normalize_timing(dm, images: torch.Tensor, repeats: int = 10) -> dict[str, 
     from .transforms import normalize
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    ms = _median_ms(lambda: normalize(images.to(device, non_blocking=True), dm.spec.mean, dm.spec.std), device, repeats)
+    return {"device": str(device), "ms": ms, "threads": torch.get_num_threads() if device.type == "cpu" else None}
 
+
+def _median_ms(step: Callable[[], Any], device: torch.device, repeats: int) -> float:
+    """Median wall ms of ``step`` (finished on the device) over ``repeats`` calls after a first one."""
     def once() -> None:
-        normalize(images.to(device, non_blocking=True), dm.spec.mean, dm.spec.std)
+        step()
         if device.type == "cuda":
             torch.cuda.synchronize()
 
@@ -668,8 +673,7 @@ def _normalize_timing(dm, images: torch.Tensor, repeats: int = 10) -> dict[str, 
         start = time.perf_counter()
         once()
         times.append(time.perf_counter() - start)
-    return {"device": str(device), "ms": 1000 * statistics.median(times),
-            "threads": torch.get_num_threads() if device.type == "cpu" else None}
+    return 1000 * statistics.median(times)
 
 
 @contextlib.contextmanager
@@ -693,21 +697,13 @@ def _device_stage_timing(dm, batch: dict[str, Any], repeats: int = 5) -> dict[st
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     fallbacks_before = dm.device_views.fallbacks
 
-    def once() -> None:
+    def build() -> None:
         moved = {key: value.to(device, non_blocking=True) if isinstance(value, torch.Tensor) else value
                  for key, value in batch.items()}
         moved["views"] = {key: value.to(device, non_blocking=True) for key, value in batch["views"].items()}
         dm.device_views(moved)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
 
-    once()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        once()
-        times.append(time.perf_counter() - start)
-    ms = 1000 * statistics.median(times)
+    ms = _median_ms(build, device, repeats)
     return {"device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu", "ms": ms,
             "images_per_s": 1000 * len(batch["labels"]) / ms, "batch_size": len(batch["labels"]),
             "threads": torch.get_num_threads() if device.type == "cpu" else None,
