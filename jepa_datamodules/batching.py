@@ -92,7 +92,8 @@ class ViewDataset(Dataset):
                                   "pixels for others; a source must give one or the other.")
             sizes = [encoded_size(item) for item in encoded]
             params = [self.view.draw(h, w, self._generator(key, i)) for (h, w), i in zip(sizes, key.indices)]
-            return {"encoded": EncodedImages.from_bytes(encoded), "views": view_params_tensors(params)}
+            return {"encoded": EncodedImages.from_bytes(encoded, shared=get_worker_info() is not None),
+                    "views": view_params_tensors(params)}
         load_many = getattr(self.source, "load_many", None)
         images = load_many(key.indices) if load_many is not None else [self.source.load(i) for i in key.indices]
         arrays = [decode_pixels(image) for image in images]  # files without load_encoded: decoded here

@@ -74,12 +74,18 @@ class EncodedImages:
         self.offsets = offsets
 
     @classmethod
-    def from_bytes(cls, items: Sequence[bytes]) -> "EncodedImages":
-        sizes = [len(item) for item in items]
-        offsets = torch.zeros(len(items) + 1, dtype=torch.int64)
-        offsets[1:] = torch.as_tensor(np.cumsum(sizes), dtype=torch.int64)
-        data = torch.frombuffer(bytearray(b"".join(items)), dtype=torch.uint8) if sum(sizes) else torch.empty(0, dtype=torch.uint8)
-        return cls(data, offsets)
+    def from_bytes(cls, items: Sequence[bytes], shared: bool = False) -> "EncodedImages":
+        """One copy of ``items`` into a fresh buffer; ``shared``: in shared memory (inside a
+        loader worker, so that the batch reaches the main process without another copy)."""
+        bounds = np.zeros(len(items) + 1, dtype=np.int64)
+        np.cumsum([len(item) for item in items], out=bounds[1:])
+        total = int(bounds[-1])
+        storage = torch.UntypedStorage._new_shared(total) if shared else torch.UntypedStorage(total)
+        data = torch.empty(0, dtype=torch.uint8).set_(storage)
+        buffer = data.numpy()
+        for start, end, item in zip(bounds[:-1], bounds[1:], items):
+            buffer[start:end] = np.frombuffer(item, dtype=np.uint8)
+        return cls(data, torch.from_numpy(bounds))
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -284,13 +290,14 @@ class DeviceViews:
                 window = _window_mask(views, *images.shape[-2:])
                 images = color_jitter(images, torch.where(early, views["jitter"], 1.0), views["jitter_order"], window)
             images = resample(images, views, size)
-        # Rounded as the workers' uint8 resize is, so that late jitter sees the same integers.
-        images = images.round_().clamp_(0.0, 255.0)
         if self.color_jitter:
+            # Rounded as the workers' uint8 resize is, so that late jitter sees the same integers.
+            images = images.round_().clamp_(0.0, 255.0)
             images = color_jitter(images, torch.where(early, 1.0, views["jitter"]), views["jitter_order"])
-        mean = torch.tensor(self.mean, device=device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=device).view(1, -1, 1, 1)
-        batch["images"] = ((images / 255.0 - mean) / std).contiguous()
+        # (x / 255 - mean) / std as one scale and one shift, in place.
+        mean = torch.tensor(self.mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        batch["images"] = images.contiguous().mul_(1.0 / (255.0 * std)).sub_(mean / std)
         return batch
 
     def _views_of_files(self, decoded: list[torch.Tensor], views: dict[str, torch.Tensor]) -> torch.Tensor:
