@@ -282,6 +282,11 @@ class DeviceViews:
         encoded = batch.pop("encoded", None)
         if encoded is not None:
             decoded, fallbacks = decode_batch(encoded, device, batch["indices"].tolist())
+            if fallbacks and not self.fallbacks:
+                warnings.warn(f"{fallbacks} image(s) of a batch were decoded by Pillow on the CPU because "
+                              f"decode_jpeg on {device} refused them (not JPEG, or a JPEG kind it does not "
+                              "decode); training goes on, the count is in datamodule.device_views.fallbacks.",
+                              RuntimeWarning, stacklevel=2)
             self.fallbacks += fallbacks
             images = self._views_of_files(decoded, views)
         else:

@@ -95,7 +95,8 @@ def test_device_views_of_jpeg_files_equal_the_workers_views(imagenet_root):
     on_workers, on_device = _imagenet(imagenet_root, "workers", color_jitter=0.3), _imagenet(imagenet_root, "device", color_jitter=0.3)
     batch = next(iter(on_device.train_dataloader()))
     assert isinstance(batch["encoded"], EncodedImages) and "images" not in batch  # files, not pixels, left the workers
-    assert _compare_loaders(on_workers, on_device, "train") == 2
+    with pytest.warns(RuntimeWarning, match=r"1 image\(s\) of a batch were decoded by Pillow on the CPU"):
+        assert _compare_loaders(on_workers, on_device, "train") == 2
     assert _compare_loaders(on_workers, on_device, "val") == 1
     assert on_device.device_views.fallbacks == 1  # the PNG, decoded by Pillow, once per epoch
 
@@ -173,3 +174,12 @@ def test_on_cuda_files_decode_with_nvjpeg_and_views_match_the_workers(imagenet_r
     reference = on_workers.on_after_batch_transfer(next(iter(on_workers.train_dataloader())), 0)
     difference = (_pixels(on_workers, reference) - _pixels(on_device, {"images": built["images"].cpu()})).abs()
     assert float(difference.mean()) <= TOLERANCE
+
+
+def test_a_loop_without_a_trainer_gets_the_models_batch_from_the_two_hooks(imagenet_root):
+    dm = _imagenet(imagenet_root, "device")
+    batch = next(iter(dm.val_dataloader()))
+    moved = dm.transfer_batch_to_device(batch, torch.device("cpu"), 0)
+    assert isinstance(moved["encoded"], EncodedImages)  # left where decode_jpeg reads it from
+    built = dm.on_after_batch_transfer(moved, 0)
+    assert built["images"].shape == (6, 3, 64, 64) and built["images"].dtype == torch.float32
