@@ -60,8 +60,10 @@ class JEPADataModule(LightningDataModule):
             image_size must be a multiple of patch_size.
         crop_scale: random-resized-crop area range [(0.3, 1.0)]; crop_ratio [(3/4, 4/3)];
             hflip [True]; color_jitter: strength, 0 = off [0.0]; eval_crop_fraction [0.875].
-        normalize_on_device: uint8 batches from the loader, normalized on the training
-            device in ``on_after_batch_transfer`` [True]; False normalizes in the workers.
+        normalize_on_device: with views built in the workers, uint8 batches from the
+            loader, normalized on the training device in ``on_after_batch_transfer``
+            [True]; False normalizes in the workers. (Device-built views are always
+            normalized on the device.)
         views_on: where the views (crop, resize, flip, jitter, normalize) are built
             ["auto"]. ``"workers"``: in the loader workers, per sample. ``"device"``: the
             workers send native-resolution uint8 pixels (array datasets) or the encoded
