@@ -183,3 +183,15 @@ def test_a_loop_without_a_trainer_gets_the_models_batch_from_the_two_hooks(image
     assert isinstance(moved["encoded"], EncodedImages)  # left where decode_jpeg reads it from
     built = dm.on_after_batch_transfer(moved, 0)
     assert built["images"].shape == (6, 3, 64, 64) and built["images"].dtype == torch.float32
+
+
+def test_every_data_config_exposes_views_on(tmp_path):
+    from hydra import compose, initialize_config_module
+    from hydra.utils import instantiate
+
+    names = ["synthetic", "cifar10", "cifar100", "stl10", "imagenet", "imagenet100"]
+    with initialize_config_module(config_module="jepa_datamodules.conf", version_base="1.3"):
+        for name in names:
+            cfg = compose("config", overrides=[f"data={name}", f"paths.data_dir={tmp_path}", "data.views_on=device"])
+            assert instantiate(cfg.data).hparams.views_on == "device"
+            assert compose("config", overrides=[f"data={name}"]).data.views_on == "auto"
