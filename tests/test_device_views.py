@@ -92,7 +92,8 @@ def test_device_views_of_arrays_equal_the_workers_views(tmp_path, image_size, co
 
 
 def test_device_views_of_jpeg_files_equal_the_workers_views(imagenet_root):
-    on_workers, on_device = _imagenet(imagenet_root, "workers", color_jitter=0.3), _imagenet(imagenet_root, "device", color_jitter=0.3)
+    on_workers = _imagenet(imagenet_root, "workers", color_jitter=0.3)
+    on_device = _imagenet(imagenet_root, "device", color_jitter=0.3, num_workers=1)  # files cross from a worker
     batch = next(iter(on_device.train_dataloader()))
     assert isinstance(batch["encoded"], EncodedImages) and "images" not in batch  # files, not pixels, left the workers
     with pytest.warns(RuntimeWarning, match=r"1 image\(s\) of a batch were decoded by Pillow on the CPU"):
