@@ -8,7 +8,10 @@ Every random choice is drawn from a ``torch.Generator`` the caller passes in, se
 per sample from (seed, epoch, rank, index): no hidden global RNG, so augmentations are
 reproducible, differ across epochs, and are independent of the worker count. A view
 makes one ``torch.rand`` call per sample and reads every choice from it (one call
-costs about as much as each of the four it replaces).
+costs about as much as each of the four it replaces). ``TrainView.draw`` /
+``EvalView.draw`` turn that into a ``ViewParams`` (window, resize, flip, jitter); the views
+built here and those built on the device (``device_views.py``, ``views_on="device"``)
+both follow it, so the two paths crop the same windows.
 
 The random-resized-crop follows the definition of torchvision's ``RandomResizedCrop``
 (area fraction uniform in ``scale``, log-uniform aspect ratio in ``ratio``, ten tries,
