@@ -100,6 +100,8 @@ def test_device_views_of_jpeg_files_equal_the_workers_views(imagenet_root):
         assert _compare_loaders(on_workers, on_device, "train") == 2
     assert _compare_loaders(on_workers, on_device, "val") == 1
     assert on_device.device_views.fallbacks == 1  # the PNG, decoded by Pillow, once per epoch
+    on_device.device_views.uint8_on_cpu = False  # the float resize a GPU runs
+    assert _compare_loaders(on_workers, on_device, "val") == 1
 
 
 def test_device_batches_carry_the_crop_boxes_the_workers_cropped(tmp_path):
