@@ -131,6 +131,9 @@ def prepare_task(cfg: DictConfig) -> None:
     dm = build_datamodule(cfg, prepare_only_ok=True, force=cfg.force)
     if cfg.format is not None and getattr(dm, "prepare_only", False):
         raise ValueError(f"format={cfg.format} converts one dataset; run `jepa-prepare data=<name> format={cfg.format} output=...` per dataset.")
+    if cfg.get("resize") is not None and cfg.format != "litdata":
+        raise ValueError(f"resize={cfg.resize} only applies to format=litdata (it sets the stored short side); "
+                         "add format=litdata output=<where>, or leave resize unset.")
     if cfg.instructions:
         from .imagenet import manual_instructions
 
@@ -142,7 +145,7 @@ def prepare_task(cfg: DictConfig) -> None:
     if cfg.format == "litdata":
         from .streaming import convert_to_litdata
 
-        convert_to_litdata(dm, cfg.output)
+        convert_to_litdata(dm, cfg.output, resize=cfg.get("resize"), quality=cfg.get("quality"))
     elif cfg.format is not None:
         raise ValueError(f"Unknown value '{cfg.format}' for format. Valid values are {{litdata}} (or leave it unset).")
 

@@ -14,18 +14,24 @@ Batch format (a dict):
   ``context_masks``  list of LongTensor ``(B, K)`` patch indices (absent when masking is off)
   ``target_masks``   list of LongTensor ``(B, K)``; for hierarchical masks a list per level
   ``epoch``, ``batch_index``  ints, where the batch sits in the run
+
+With ``compact=True`` (``views_on="device"``) ``images`` holds the native-resolution
+pixels instead (or ``encoded`` the files' bytes), plus ``views``, each sample's view
+parameters; ``device_views.DeviceViews`` builds the views from them on the device.
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
-from .readers import Source
+from .device_views import EncodedImages, view_params_tensors
+from .readers import FormatError, Source
 from .sampling import BatchKey, seeded_generator
-from .transforms import normalize
+from .transforms import decode_pixels, encoded_size, normalize
 
 _VIEW_STREAM = 1
 _MASK_STREAM = 2
@@ -34,32 +40,82 @@ _MASK_STREAM = 2
 class ViewDataset(Dataset):
     """Map-style dataset whose keys are whole batches."""
 
-    def __init__(self, source: Source, view: Callable[[Any, torch.Generator], torch.Tensor], seed: int = 0):
+    def __init__(self, source: Source, view: Callable[[Any, torch.Generator], torch.Tensor], seed: int = 0,
+                 compact: bool = False):
         self.source = source
         self.view = view
         self.seed = int(seed)
+        self.compact = bool(compact)
+
+    def compacted(self, compact: bool) -> "ViewDataset":
+        """The same dataset delivering views (False) or the device path's compact items (True)."""
+        return ViewDataset(self.source, self.view, self.seed, compact)
 
     def __len__(self) -> int:
         return len(self.source)
 
     def __getitem__(self, key: BatchKey) -> dict[str, Any]:
-        # A source that reads faster in bulk (remote LitData: overlapping requests) says so.
-        load_many = getattr(self.source, "load_many", None)
-        images = load_many(key.indices) if load_many is not None else [self.source.load(i) for i in key.indices]
-        batch = None
-        for position, (index, image) in enumerate(zip(key.indices, images)):
-            view = self.view(image, seeded_generator(self.seed, _VIEW_STREAM, key.epoch, key.rank, index))
-            if batch is None:
-                batch = _batch_buffer(len(key.indices), view)
-            batch[position].copy_(view)
+        pixels: dict[str, Any] = self._compact(key) if self.compact else {"images": self._views(key)}
         return {
-            "images": batch,
+            **pixels,
             "labels": torch.as_tensor(self.source.labels[list(key.indices)], dtype=torch.int64),
             "indices": torch.as_tensor(key.indices, dtype=torch.int64),
             "epoch": key.epoch,
             "batch_index": key.batch_index,
             "rank": key.rank,
         }
+
+    def _views(self, key: BatchKey) -> torch.Tensor:
+        # A source that reads faster in bulk (remote LitData: overlapping requests) says so.
+        load_many = getattr(self.source, "load_many", None)
+        images = load_many(key.indices) if load_many is not None else [self.source.load(i) for i in key.indices]
+        batch = None
+        for position, (index, image) in enumerate(zip(key.indices, images)):
+            view = self.view(image, self._generator(key, index))
+            if batch is None:
+                batch = _batch_buffer(len(key.indices), view)
+            batch[position].copy_(view)
+        return batch
+
+    def _generator(self, key: BatchKey, index: int) -> torch.Generator:
+        return seeded_generator(self.seed, _VIEW_STREAM, key.epoch, key.rank, index)
+
+    def _compact(self, key: BatchKey) -> dict[str, Any]:
+        """What the device path needs (see ``device_views.py``): native pixels or encoded
+        files, and each sample's view parameters drawn from the same generator as ``_views``."""
+        load_encoded = getattr(self.source, "load_encoded", None)
+        first = load_encoded(key.indices[0]) if load_encoded is not None else None
+        if first is not None:
+            encoded = [first] + [load_encoded(i) for i in key.indices[1:]]
+            if any(item is None for item in encoded):
+                raise FormatError(f"{type(self.source).__name__} gave encoded files for some items of a batch and "
+                                  "pixels for others; a source must give one or the other.")
+            sizes = [encoded_size(item) for item in encoded]
+            params = [self.view.draw(h, w, self._generator(key, i)) for (h, w), i in zip(sizes, key.indices)]
+            return {"encoded": EncodedImages.from_bytes(encoded, shared=get_worker_info() is not None),
+                    "views": view_params_tensors(params)}
+        load_many = getattr(self.source, "load_many", None)
+        images = load_many(key.indices) if load_many is not None else [self.source.load(i) for i in key.indices]
+        arrays = [decode_pixels(image) for image in images]  # files without load_encoded: decoded here
+        params = [self.view.draw(a.shape[0], a.shape[1], self._generator(key, i)) for a, i in zip(arrays, key.indices)]
+        return {"images": _native_batch(arrays), "views": view_params_tensors(params)}
+
+
+def _native_batch(arrays: list[np.ndarray]) -> torch.Tensor:
+    """HxWx3 uint8 arrays as one channels-last ``(B, 3, H, W)`` uint8 batch, zero-padded to
+    the largest height and width (each image at the top left), in shared memory inside a worker."""
+    height = max(a.shape[0] for a in arrays)
+    width = max(a.shape[1] for a in arrays)
+    count = len(arrays)
+    nbytes = count * height * width * 3
+    storage = torch.UntypedStorage._new_shared(nbytes) if get_worker_info() is not None else torch.UntypedStorage(nbytes)
+    batch = torch.empty(0, dtype=torch.uint8).set_(storage).view(count, height, width, 3)
+    pixels = batch.numpy()  # numpy copies from read-only memmaps without torch's warning
+    if any(a.shape[:2] != (height, width) for a in arrays):
+        pixels.fill(0)
+    for position, array in enumerate(arrays):
+        pixels[position, :array.shape[0], :array.shape[1]] = array
+    return batch.permute(0, 3, 1, 2)
 
 
 def _batch_buffer(count: int, first: torch.Tensor) -> torch.Tensor:
@@ -96,6 +152,6 @@ class JEPACollate:
             masks = self.mask_generator(len(batch["labels"]), generator)
             if masks is not None:
                 batch["context_masks"], batch["target_masks"] = masks
-        if self.normalize_stats is not None:
+        if self.normalize_stats is not None and "views" not in batch:  # device-path batches have no views yet
             batch["images"] = normalize(batch["images"], *self.normalize_stats)
         return batch

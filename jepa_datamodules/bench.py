@@ -8,9 +8,15 @@ count, one after the other in the same process:
   source, torchvision's PIL transforms per sample (``RandomResizedCrop`` -> flip ->
   ``ColorJitter`` when jitter is on -> ``ToTensor`` -> ``Normalize``, with the DataModule's
   crop, flip and jitter settings), the default collate function, ``shuffle=True``;
-* **ours**: the DataModule's ``train_dataloader()``, masks included.
+* **ours (views in workers)**: the DataModule's ``train_dataloader()`` with
+  ``views_on="workers"``, masks included: uint8 views at the output size;
+* **ours (views on device)**: the same with ``views_on="device"``: the workers send native
+  pixels or the encoded files plus each sample's view parameters. The device stage that
+  then builds the views (``on_after_batch_transfer``: transfer, decode, crop/resize, flip,
+  jitter, normalize) is timed separately on the batches this loader delivered, on CUDA
+  when there is one, else on this CPU (where a real run would choose the workers path).
 
-Both run ours first, so whatever the first run leaves in the page cache helps the baseline.
+Ours runs first (both modes), so whatever that leaves in the page cache helps the baseline.
 Reported per pipeline: images/s over ``bench.batches`` batches after ``bench.warmup``
 more, time to the first batch, and peak memory of the loader processes (main + workers)
 as PSS from ``/proc/<pid>/smaps_rollup``, so pages the workers share with the main process
@@ -31,6 +37,7 @@ override (announced on stdout and recorded in the JSON); every other check of
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import io
 import itertools
@@ -123,7 +130,7 @@ def run_bench(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str
             "patch_size": int(hp.patch_size), "grid": list(dm.grid), "masks": _mask_name(dm.mask_generator),
             "crop_scale": list(dm.train_view.crop_scale), "crop_ratio": list(dm.train_view.crop_ratio),
             "hflip": dm.train_view.hflip, "color_jitter": dm.train_view.color_jitter,
-            "batches": settings["batches"], "warmup": settings["warmup"], "order": ["ours", "baseline"],
+            "batches": settings["batches"], "warmup": settings["warmup"], "order": ["ours", "ours_device", "baseline"],
         },
         "machine": _machine(),
         "prepare_data_s": {"first": first_prepare, "again": second_prepare},
@@ -132,14 +139,22 @@ def run_bench(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str
     report["masks_ms_per_batch"] = _mask_timings(dm, batch_size, settings["mask_repeats"])
 
     held: list[dict[str, Any]] = []
-    ours = measure_loader("ours", dm.train_dataloader, settings, keep=held)
+    with _views_on(dm, "workers"):
+        ours = measure_loader("ours", dm.train_dataloader, settings, keep=held)
     report["settings"]["loader"] = ours.pop("loader_settings")
     report["normalize_ms_per_batch"] = _normalize_timing(dm, held[0]["images"]) if held else None
     held.clear()
+    with _views_on(dm, "device"):
+        ours_device = measure_loader("ours, views on device", dm.train_dataloader, settings, keep=held)
+    ours_device.pop("loader_settings")
+    report["device_stage_ms_per_batch"] = _device_stage_timing(dm, held[0]) if held else None
+    held.clear()
     baseline = measure_loader("baseline", lambda: baseline_loader(source, dm, batch_size, workers), settings)
     baseline.pop("loader_settings")
-    report["ours"], report["baseline"] = ours, baseline
-    report["ratio"] = ours["images_per_s"] / baseline["images_per_s"] if baseline["images_per_s"] else None
+    report["ours"], report["ours_device"], report["baseline"] = ours, ours_device, baseline
+    rate = baseline["images_per_s"]
+    report["ratio"] = ours["images_per_s"] / rate if rate else None
+    report["ratio_device"] = ours_device["images_per_s"] / rate if rate else None
     report["machine"]["load_average"] = {"before": list(load_before), "after": list(os.getloadavg())}
 
     path = _output_dir(output_dir) / "bench.json"
@@ -602,8 +617,8 @@ def _endless(loader: DataLoader) -> Iterator[Any]:
         yield from loader
 
 
-def _batch_images(batch: Any) -> torch.Tensor:
-    return batch["images"] if isinstance(batch, dict) else batch[0]
+def _batch_size(batch: Any) -> int:
+    return len(batch["labels"]) if isinstance(batch, dict) else len(batch[0])
 
 
 def _shutdown(loader: DataLoader) -> None:
@@ -645,7 +660,7 @@ def measure_loader(name: str, make_loader: Callable[[], DataLoader], settings: d
             cpu_start, sampler_start = _cpu_seconds(processes), memory.sampler_cpu_s
             timed_start = time.perf_counter()
             for _ in range(batches):
-                images += len(_batch_images(next(stream)))
+                images += _batch_size(next(stream))
                 bar.update()
             seconds = time.perf_counter() - timed_start
             cpu = _cpu_seconds(processes) - cpu_start - (memory.sampler_cpu_s - sampler_start)
@@ -685,9 +700,14 @@ def _normalize_timing(dm, images: torch.Tensor, repeats: int = 10) -> dict[str, 
     from .transforms import normalize
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    ms = _median_ms(lambda: normalize(images.to(device, non_blocking=True), dm.spec.mean, dm.spec.std), device, repeats)
+    return {"device": str(device), "ms": ms, "threads": torch.get_num_threads() if device.type == "cpu" else None}
 
+
+def _median_ms(step: Callable[[], Any], device: torch.device, repeats: int) -> float:
+    """Median wall ms of ``step`` (finished on the device) over ``repeats`` calls after a first one."""
     def once() -> None:
-        normalize(images.to(device, non_blocking=True), dm.spec.mean, dm.spec.std)
+        step()
         if device.type == "cuda":
             torch.cuda.synchronize()
 
@@ -697,8 +717,42 @@ def _normalize_timing(dm, images: torch.Tensor, repeats: int = 10) -> dict[str, 
         start = time.perf_counter()
         once()
         times.append(time.perf_counter() - start)
-    return {"device": str(device), "ms": 1000 * statistics.median(times),
-            "threads": torch.get_num_threads() if device.type == "cpu" else None}
+    return 1000 * statistics.median(times)
+
+
+@contextlib.contextmanager
+def _views_on(dm, mode: str) -> Iterator[None]:
+    """Loaders made inside build views as ``mode`` says (the DataModule's setting restored after)."""
+    before = dm.hparams.views_on
+    dm.hparams.views_on = mode
+    try:
+        yield
+    finally:
+        dm.hparams.views_on = before
+
+
+def _device_stage_timing(dm, batch: dict[str, Any], repeats: int = 5) -> dict[str, Any]:
+    """Median ms for one compact batch to reach the device and become the model's batch there.
+
+    What ``on_after_batch_transfer`` does with ``views_on="device"`` after Lightning's
+    transfer: decode (files), crop + resize + flip + jitter, normalize; on CUDA when
+    present (nvJPEG decoding), else on this CPU with torch's threads.
+    """
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    fallbacks_before = dm.device_views.fallbacks
+
+    def build() -> None:
+        moved = {key: value.to(device, non_blocking=True) if isinstance(value, torch.Tensor) else value
+                 for key, value in batch.items()}
+        moved["views"] = {key: value.to(device, non_blocking=True) for key, value in batch["views"].items()}
+        dm.device_views(moved)
+
+    ms = _median_ms(build, device, repeats)
+    return {"device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu", "ms": ms,
+            "images_per_s": 1000 * len(batch["labels"]) / ms, "batch_size": len(batch["labels"]),
+            "threads": torch.get_num_threads() if device.type == "cpu" else None,
+            "input": "encoded files" if "encoded" in batch else "native pixels",
+            "fallbacks": (dm.device_views.fallbacks - fallbacks_before) // (repeats + 1)}
 
 
 def _decoders() -> dict[str, Callable[[str], Any]]:
@@ -725,16 +779,18 @@ def isolated_costs(source: Source, dm, samples: int) -> dict[str, Any]:
     """Mean CPU ms per image on 1 thread, each step timed alone on the same ``samples`` images.
 
     ``baseline``: the baseline dataset's item (load + PIL transforms); ``ours``: the train
-    view of the DataModule (load + view); for JPEG files also ``decode`` per decoder and the
+    view of the DataModule (load + view); ``ours_device``: a worker's part with
+    ``views_on="device"`` (read the pixels or file bytes, read the size, draw the parameters); for JPEG files also ``decode`` per decoder and the
     files' mean size. CPU time of this thread (``time.thread_time``), so other processes on
     a shared machine distort it less than wall time.
     """
-    from .sampling import seeded_generator
+    from .sampling import BatchKey, seeded_generator
 
     rng = np.random.default_rng(0)
     indices = rng.choice(len(source), size=min(samples, len(source)), replace=False).tolist()
     baseline = PlainPILDataset(source, baseline_transform(dm))
     view = dm.train_view
+    compact = dm.datasets["train"].compacted(True)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
 
@@ -749,6 +805,8 @@ def isolated_costs(source: Source, dm, samples: int) -> dict[str, Any]:
         result: dict[str, Any] = {
             "baseline": cpu_ms(lambda i: baseline[i]),
             "ours": cpu_ms(lambda i: view(source.load(i), seeded_generator(0, i))),
+            # views_on="device": what a worker does per image (read, size, draw the view's parameters)
+            "ours_device": cpu_ms(lambda i: compact[BatchKey((i,), 0, 0, 0)]),
         }
         paths = getattr(source, "paths", None)
         if paths is not None:
@@ -780,16 +838,22 @@ def format_report(report: dict[str, Any]) -> str:
              f"setting:          batch {s['batch_size']}, {s['num_workers']} workers, image {s['image_size']}, "
              f"masks {s['masks']} on {s['grid'][0]}x{s['grid'][1]}, {s['batches']} timed batches after {s['warmup']}",
              f"{'':18}{'images/s':>10}{'CPU ms/image':>14}{'first batch':>13}{'peak PSS (main+workers)':>26}"]
-    for key, label in (("baseline", "baseline"), ("ours", "jepa_datamodules")):
+    for key, label in (("baseline", "baseline"), ("ours", "ours, workers"), ("ours_device", "ours, device")):
         run = report[key]
         pss = run["peak_pss"]
         memory = f"{pss['total_mb']:,.0f} MB ({pss['processes']} procs)" if pss else "n/a"
         lines.append(f"{label:18}{run['images_per_s']:>10,.0f}{run['cpu_ms_per_image']:>14.3f}"
                      f"{run['first_batch_s']:>11.2f} s{memory:>26}")
-    ratio = report["ratio"]
-    cpu_ratio = report["baseline"]["cpu_ms_per_image"] / max(report["ours"]["cpu_ms_per_image"], 1e-9)
-    lines.append(f"ratio:            {ratio:.1f}x images/s (ours / baseline); {cpu_ratio:.1f}x less CPU per image"
-                 if ratio else "ratio:            n/a")
+    for key, ratio_key, label in (("ours", "ratio", "ratio:"), ("ours_device", "ratio_device", "ratio, device:")):
+        ratio = report[ratio_key]
+        cpu_ratio = report["baseline"]["cpu_ms_per_image"] / max(report[key]["cpu_ms_per_image"], 1e-9)
+        lines.append(f"{label:18}{ratio:.1f}x images/s (ours / baseline); {cpu_ratio:.1f}x less CPU per image"
+                     if ratio else f"{label:18}n/a")
+    stage = report.get("device_stage_ms_per_batch")
+    if stage:
+        fallbacks = f", {stage['fallbacks']} Pillow fallbacks" if stage["fallbacks"] else ""
+        lines.append(f"device stage:     {stage['ms']:.1f} ms/batch of {stage['batch_size']} on {stage['device']} "
+                     f"({stage['images_per_s']:,.0f} images/s; {stage['input']} -> normalized views{fallbacks})")
     masks = report["masks_ms_per_batch"]
     if masks:
         lines.append(f"mask collator:    {masks['ours']:.2f} ms/batch (per-sample baseline {masks['per_sample_baseline']:.2f} "
@@ -800,7 +864,8 @@ def format_report(report: dict[str, Any]) -> str:
     lines.append(f"prepare_data:     {report['prepare_data_s']['again']:.3f} s again on the verified dataset "
                  f"(first: {report['prepare_data_s']['first']:.1f} s)")
     costs = report["isolated_cpu_ms_per_image"]
-    line = f"per image (CPU):  baseline {costs['baseline']:.2f} ms, ours {costs['ours']:.2f} ms (1 thread, isolated)"
+    line = (f"per image (CPU):  baseline {costs['baseline']:.2f} ms, ours {costs['ours']:.2f} ms, ours with views on "
+            f"device {costs['ours_device']:.3f} ms (1 thread, isolated)")
     if "decode" in costs:
         decoders = ", ".join(f"{name} {ms:.2f}" for name, ms in costs["decode"].items())
         line += f"; JPEG decode alone ({costs['mean_file_kb']:.0f} KB files): {decoders} ms"

@@ -29,6 +29,7 @@ from lightning import LightningDataModule
 from . import download as dl
 from .batching import JEPACollate, ViewDataset
 from .catalog import DatasetSpec, dataset_folder, get_spec, parquet_spec
+from .device_views import DeviceViews
 from .masks import MaskGenerator, MultiBlockMaskGenerator
 from .readers import Source, SubsetSource, check_labels, open_split
 from .storage import (
@@ -66,6 +67,7 @@ def _default_mask() -> MaskGenerator:
 
 
 DEFAULT_MASK = _default_mask()
+VIEWS_ON = ("workers", "device", "auto")
 
 
 class JEPADataModule(LightningDataModule):
@@ -109,6 +111,7 @@ class JEPADataModule(LightningDataModule):
         color_jitter: float = 0.0,
         eval_crop_fraction: float = 0.875,
         normalize_on_device: bool = True,
+        views_on: str = "auto",
         val_fraction: float = 0.0,
         seed: int = 0,
         mask: MaskGenerator | None = DEFAULT_MASK,
@@ -147,10 +150,20 @@ class JEPADataModule(LightningDataModule):
             color_jitter: colour-jitter strength; 0 turns it off.
             eval_crop_fraction: centre-crop fraction for val / test views (short side resized to
                 ``image_size / eval_crop_fraction``, then a centre crop of ``image_size``).
-            normalize_on_device: the loader returns uint8 images and the DataModule normalizes
-                them on the training device (``on_after_batch_transfer``, which only Lightning
-                calls; see ``adapters.to_device`` outside Lightning); False normalizes to
-                float32 in the loader workers.
+            normalize_on_device: with views built in the workers, the loader returns uint8
+                images and the DataModule normalizes them on the training device
+                (``on_after_batch_transfer``, which only Lightning calls; see
+                ``adapters.to_device`` outside Lightning); False normalizes to float32 in the
+                loader workers. Device-built views are always normalized on the device.
+            views_on: where the views (crop, resize, flip, jitter, normalize) are built.
+                ``"workers"``: in the loader workers, per sample. ``"device"``: the workers
+                send native-resolution uint8 pixels (array datasets) or the encoded files (file
+                datasets) plus each sample's view parameters, and ``on_after_batch_transfer``
+                decodes (nvJPEG on a GPU) and builds the views of the whole batch on the
+                training device (see ``device_views.py``); same crops, same batch format.
+                ``"auto"`` (default): ``"device"`` when the Trainer's device is CUDA, else
+                ``"workers"`` (no Trainer: ``"workers"``); on a CPU Trainer it also normalizes
+                in the workers, where it costs the main process nothing.
             val_fraction: share of train carved out as a seeded val split; 0 uses the official
                 test / val split as ``val``.
             seed: an integer that drives the split, the shuffles, the augmentations and the masks.
@@ -201,6 +214,8 @@ class JEPADataModule(LightningDataModule):
         if not 0 <= val_fraction < 1:
             raise ValueError(f"val_fraction={val_fraction} is invalid; allowed is 0 <= val_fraction < 1.")
         _check_format(format, input)
+        if views_on not in VIEWS_ON:
+            raise ValueError(f"Unknown value '{views_on}' for argument views_on. Valid values are {{{', '.join(VIEWS_ON)}}}.")
         self.spec: DatasetSpec = spec
         self.grid = (image_size // patch_size, image_size // patch_size)
         try:
@@ -210,6 +225,7 @@ class JEPADataModule(LightningDataModule):
             raise ValueError(f"mask={name}: {error} Or pass mask=None for batches without masks.") from None
         self.train_view = TrainView(image_size, crop_scale, crop_ratio, hflip, color_jitter)
         self.eval_view = EvalView(image_size, eval_crop_fraction)
+        self.device_views = DeviceViews(image_size, spec.mean, spec.std, color_jitter=color_jitter > 0)
         self.datasets: dict[str, ViewDataset] = {}
         self.train_sampler: EpochBatchSampler | None = None
         self._position = {"epoch": 0, "next_batch": 0}
@@ -458,7 +474,9 @@ class JEPADataModule(LightningDataModule):
         dataset = self.datasets[split]
         sampler = EpochBatchSampler(len(dataset), self.per_device_batch_size(), shuffle=shuffle, drop_last=drop_last,
                                     seed=hp.seed, num_replicas=world, rank=rank)
-        stats = None if hp.normalize_on_device else (self.spec.mean, self.spec.std)
+        views_on, normalize_in_workers = self.views_placement()
+        dataset = dataset.compacted(views_on == "device")
+        stats = (self.spec.mean, self.spec.std) if normalize_in_workers else None
         collate = JEPACollate(self.mask_generator if masks else None, hp.seed, stats)
         workers = hp.num_workers
         return EpochDataLoader(
@@ -472,6 +490,22 @@ class JEPADataModule(LightningDataModule):
             persistent_workers=(workers > 0) if hp.persistent_workers is None else (hp.persistent_workers and workers > 0),
             prefetch_factor=(hp.prefetch_factor or 2) if workers > 0 else None,
         )
+
+    def views_placement(self) -> tuple[str, bool]:
+        """(``"workers"`` or ``"device"``, whether the workers normalize) for the loaders made now.
+
+        ``views_on="auto"`` looks at the attached Trainer's device: CUDA -> device; the
+        CPU -> workers, normalized there too; no Trainer (a plain loop) -> workers, uint8.
+        """
+        hp = self.hparams
+        device = getattr(getattr(getattr(self, "trainer", None), "strategy", None), "root_device", None)
+        device_type = getattr(device, "type", None)
+        views_on = hp.views_on
+        if views_on == "auto":
+            views_on = "device" if device_type == "cuda" else "workers"
+            if device_type == "cpu":
+                return views_on, True
+        return views_on, views_on == "workers" and not hp.normalize_on_device
 
     def train_dataloader(self) -> EpochDataLoader:
         loader = self._loader("train", shuffle=True, drop_last=self.hparams.drop_last, masks=True)
@@ -495,6 +529,8 @@ class JEPADataModule(LightningDataModule):
         trainer = getattr(self, "trainer", None)
         if trainer is not None and trainer.training and "batch_index" in batch:
             self._position = {"epoch": batch["epoch"], "next_batch": batch["batch_index"] + 1}
+        if "views" in batch:  # views_on="device": build them here, the whole batch at once
+            return self.device_views(batch)
         if batch["images"].dtype == torch.uint8:
             batch["images"] = normalize(batch["images"], self.spec.mean, self.spec.std)
         return batch

@@ -3,7 +3,9 @@
 A *source* has ``len()``, ``labels`` (int64, -1 where an item has no label) and
 ``load(i)``, which returns an ``HxWx3`` uint8 numpy array (array formats) or an unopened-
 pixels ``PIL.Image`` (file formats, so the transform can ask the JPEG decoder for a
-reduced size before decoding). No Lightning import here.
+reduced size before decoding). A file-based source may also have ``load_encoded(i)``,
+the item's encoded file as ``bytes`` (or None where it has none): with
+``views_on="device"`` those bytes go to the device undecoded. No Lightning import here.
 """
 
 from __future__ import annotations
@@ -88,6 +90,9 @@ class SubsetSource:
     def load(self, index: int) -> np.ndarray | Image.Image:
         return self.base.load(int(self.indices[index]))
 
+    def load_encoded(self, index: int) -> bytes | None:
+        return load_encoded(self.base, int(self.indices[index]))
+
 
 class ConcatSource:
     """Several sources end to end (STL-10 ``train+unlabeled``)."""
@@ -104,6 +109,16 @@ class ConcatSource:
     def load(self, index: int) -> np.ndarray | Image.Image:
         part = int(np.searchsorted(self.offsets, index, side="right")) - 1
         return self.parts[part].load(index - int(self.offsets[part]))
+
+    def load_encoded(self, index: int) -> bytes | None:
+        part = int(np.searchsorted(self.offsets, index, side="right")) - 1
+        return load_encoded(self.parts[part], index - int(self.offsets[part]))
+
+
+def load_encoded(source: Source, index: int) -> bytes | None:
+    """Item ``index``'s encoded file when ``source`` has one (see the module docstring), else None."""
+    loader = getattr(source, "load_encoded", None)
+    return loader(index) if loader is not None else None
 
 
 # --------------------------------------------------------------------------- CIFAR
@@ -261,6 +276,9 @@ class FileSource:
 
     def load(self, index: int) -> Image.Image:
         return Image.open(self.root / self.paths[index])
+
+    def load_encoded(self, index: int) -> bytes:
+        return (self.root / self.paths[index]).read_bytes()
 
 
 def read_image_folder(split_dir: Path, classes: Sequence[str] | None = None, cache: Path | None = None,

@@ -8,7 +8,10 @@ Every random choice is drawn from a ``torch.Generator`` the caller passes in, se
 per sample from (seed, epoch, rank, index): no hidden global RNG, so augmentations are
 reproducible, differ across epochs, and are independent of the worker count. A view
 makes one ``torch.rand`` call per sample and reads every choice from it (one call
-costs about as much as each of the four it replaces).
+costs about as much as each of the four it replaces). ``TrainView.draw`` /
+``EvalView.draw`` turn that into a ``ViewParams`` (window, resize, flip, jitter); the views
+built here and those built on the device (``device_views.py``, ``views_on="device"``)
+both follow it, so the two paths crop the same windows.
 
 The random-resized-crop follows the definition of torchvision's ``RandomResizedCrop``
 (area fraction uniform in ``scale``, log-uniform aspect ratio in ``ratio``, ten tries,
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import io
 import math
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -259,6 +263,38 @@ def _finish(view: torch.Tensor, base: torch.Tensor, image: ImageLike) -> torch.T
     return view.permute(1, 2, 0).contiguous().permute(2, 0, 1)
 
 
+# --------------------------------------------------------------- view parameters
+@dataclass(frozen=True)
+class ViewParams:
+    """Every choice that makes one view, in the source image's pixels.
+
+    The window ``box`` = (top, left, height, width) is resized to ``resize`` = (height,
+    width) with the antialiased bilinear filter; the view is the ``image_size`` square at
+    ``offset`` = (top, left) of that (a train view: the whole resized window; an eval view:
+    its centre). Then a horizontal ``flip`` and the colour-jitter factors (brightness,
+    contrast, saturation; 1 = unchanged) applied in ``jitter_order``.
+    """
+
+    box: tuple[int, int, int, int]
+    resize: tuple[int, int]
+    offset: tuple[int, int]
+    flip: bool = False
+    jitter: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    jitter_order: tuple[int, int, int] = (0, 1, 2)
+
+
+def encoded_size(data: bytes) -> tuple[int, int]:
+    """(height, width) of an encoded image from its header, without decoding the pixels."""
+    if simplejpeg is not None and data[:2] == b"\xff\xd8":
+        try:
+            height, width, _, _ = simplejpeg.decode_jpeg_header(data)
+            return height, width
+        except ValueError:  # a JPEG libjpeg-turbo's strict header parser refuses: Pillow reads it
+            pass
+    with Image.open(io.BytesIO(data)) as image:
+        return image.height, image.width
+
+
 # ---------------------------------------------------------------------------- views
 class TrainView:
     """Random-resized-crop to ``image_size``, optional flip and mild colour jitter.
@@ -282,36 +318,50 @@ class TrainView:
             raise ValueError(f"color_jitter={color_jitter} is invalid; allowed is 0 <= color_jitter < 1 (0 turns it off).")
         self.color_jitter = float(color_jitter)
 
-    def __call__(self, image: ImageLike, generator: torch.Generator) -> torch.Tensor:
+    def draw(self, height: int, width: int, generator: torch.Generator) -> "ViewParams":
+        """This sample's random choices for an image of ``height`` x ``width`` pixels.
+
+        One ``torch.rand`` call per sample; the workers path (``__call__``) and the device
+        path (``device_views.py``) both read their choices from here, so for the same
+        generator state they crop the same window, flip alike and jitter alike.
+        """
         draws = torch.rand(_DRAWS_PER_VIEW, generator=generator, dtype=torch.float64).tolist()
-        height, width = image_size_of(image)
         top, left, crop_h, crop_w = crop_from_uniforms(height, width, self.crop_scale, self.crop_ratio, draws)
+        jitter, order = (1.0, 1.0, 1.0), (0, 1, 2)
+        if self.color_jitter > 0:
+            s = self.color_jitter
+            jitter = tuple(1 - s + 2 * s * u for u in draws[_DRAW_JITTER])
+            # argsort of three uniforms: a uniformly random order of the three steps.
+            order = tuple(sorted(range(3), key=draws[_DRAW_JITTER_ORDER].__getitem__))
+        return ViewParams(box=(top, left, crop_h, crop_w), resize=(self.image_size, self.image_size), offset=(0, 0),
+                          flip=self.hflip and draws[_DRAW_FLIP] < 0.5, jitter=jitter, jitter_order=order)
+
+    def __call__(self, image: ImageLike, generator: torch.Generator) -> torch.Tensor:
+        height, width = image_size_of(image)
+        params = self.draw(height, width, generator)
+        top, left, crop_h, crop_w = params.box
         size = self.image_size
-        flip = self.hflip and draws[_DRAW_FLIP] < 0.5
         pixels, box = _window(image, top, left, crop_h, crop_w, size)
         if box is not None:  # decoded at reduced size: the window is still larger than the output
             base = _resize_box(pixels, box, size, size)
-            return _finish(self._colour(base, draws, flip), base, image)
+            return _finish(self._colour(base, params), base, image)
         base = view = _as_chw(pixels)
         # Pixel-wise steps run on the smaller of window and output.
         early = crop_h * crop_w < size * size
         if early:
-            view = self._colour(view, draws, flip)
+            view = self._colour(view, params)
         view = _resize(view, size, size)
         if not early:
-            view = self._colour(view, draws, flip)
+            view = self._colour(view, params)
         return _finish(view, base, image)
 
-    def _colour(self, view: torch.Tensor, draws: list[float], flip: bool) -> torch.Tensor:
-        if flip:
+    def _colour(self, view: torch.Tensor, params: "ViewParams") -> torch.Tensor:
+        if params.flip:
             view = view.flip(-1)
         if self.color_jitter > 0:
-            s = self.color_jitter
-            factors = [1 - s + 2 * s * u for u in draws[_DRAW_JITTER]]
             steps = (TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation)
-            # argsort of three uniforms: a uniformly random order of the three steps.
-            for k in sorted(range(3), key=draws[_DRAW_JITTER_ORDER].__getitem__):
-                view = steps[k](view, factors[k])
+            for k in params.jitter_order:
+                view = steps[k](view, params.jitter[k])
         return view
 
 
@@ -332,12 +382,11 @@ class EvalView:
         self.crop_fraction = float(crop_fraction)
         self.resize_to = int(self.image_size / self.crop_fraction)
 
-    def __call__(self, image: ImageLike, generator: torch.Generator | None = None) -> torch.Tensor:
-        height, width = image_size_of(image)
+    def draw(self, height: int, width: int, generator: torch.Generator | None = None) -> "ViewParams":
+        """The whole image, resized (short side ``resize_to``) and centre-cropped; nothing random."""
         size = self.image_size
         if height == width == size:
-            base = _as_chw(_window(image, 0, 0, height, width, size)[0])
-            return _finish(base, base, image)
+            return ViewParams(box=(0, 0, height, width), resize=(height, width), offset=(0, 0))
         # torchvision's Resize(int): the short side becomes resize_to, the long side is truncated.
         if height <= width:
             new_h, new_w = self.resize_to, int(self.resize_to * width / height)
@@ -345,6 +394,16 @@ class EvalView:
             new_h, new_w = int(self.resize_to * height / width), self.resize_to
         # torchvision's CenterCrop rounds the offsets half to even.
         top, left = int(round((new_h - size) / 2.0)), int(round((new_w - size) / 2.0))
+        return ViewParams(box=(0, 0, height, width), resize=(new_h, new_w), offset=(top, left))
+
+    def __call__(self, image: ImageLike, generator: torch.Generator | None = None) -> torch.Tensor:
+        height, width = image_size_of(image)
+        size = self.image_size
+        params = self.draw(height, width)
+        if params.resize == (height, width):
+            base = _as_chw(_window(image, 0, 0, height, width, size)[0])
+            return _finish(base, base, image)
+        (new_h, new_w), (top, left) = params.resize, params.offset
         pixels, box = _window(image, 0, 0, height, width, self.resize_to)
         if box is not None:
             # Reduced decode: resize just the crop's box (the same samples and filter

@@ -36,16 +36,21 @@ def _bench_cli(tmp_path: Path, *overrides: str) -> tuple[subprocess.CompletedPro
 
 
 def _check_common(stdout: str, report: dict, workers: int = 1) -> None:
-    for field in ("images/s", "CPU ms/image", "first batch", "peak PSS", "baseline", "jepa_datamodules", "ratio:",
-                  "mask collator:", "prepare_data:"):
+    for field in ("images/s", "CPU ms/image", "first batch", "peak PSS", "baseline", "ours, workers", "ours, device",
+                  "ratio:", "ratio, device:", "device stage:", "mask collator:", "prepare_data:"):
         assert field in stdout, f"{field!r} missing from the printed report"
     assert report["settings"]["batch_size"] == 8 and report["settings"]["num_workers"] == workers
-    for pipeline in ("ours", "baseline"):
+    for pipeline in ("ours", "ours_device", "baseline"):
         run = report[pipeline]
         assert run["images"] == 2 * 8 and run["images_per_s"] > 0 and run["first_batch_s"] > 0
         assert run["peak_pss"]["total_mb"] > 0 and run["peak_pss"]["processes"] == 1 + workers
-    assert report["ratio"] == pytest.approx(report["ours"]["images_per_s"] / report["baseline"]["images_per_s"])
-    assert f"{report['ratio']:.1f}x" in stdout
+    for pipeline, ratio in (("ours", "ratio"), ("ours_device", "ratio_device")):
+        assert report[ratio] == pytest.approx(report[pipeline]["images_per_s"] / report["baseline"]["images_per_s"])
+        assert f"{report[ratio]:.1f}x" in stdout
+    stage = report["device_stage_ms_per_batch"]
+    assert stage["ms"] > 0 and stage["batch_size"] == 8 and stage["device"] == ("cpu" if not torch.cuda.is_available()
+                                                                                 else torch.cuda.get_device_name(0))
+    assert report["isolated_cpu_ms_per_image"]["ours_device"] > 0
     masks = report["masks_ms_per_batch"]
     assert masks["ours"] > 0 and masks["per_sample_baseline"] > 0
     assert 0 <= report["prepare_data_s"]["again"]
@@ -70,6 +75,7 @@ def test_imagenet_bench_on_a_jpeg_stand_in_reports_decoders(tmp_path):
     decode = report["isolated_cpu_ms_per_image"]["decode"]
     assert {"pillow", "torchvision"} <= set(decode) and all(ms > 0 for ms in decode.values())
     assert "JPEG decode alone" in result.stdout
+    assert report["device_stage_ms_per_batch"]["input"] == "encoded files"  # JPEG bytes left the workers
     folder = Path(report["data"]["folder"])
     sizes = {p.stat().st_size for p in (folder / "train").glob("n*/*.JPEG")}
     assert len(sizes) > 1 and detect_source(folder) == "layout"

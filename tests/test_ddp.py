@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from jepa_datamodules import CIFAR10DataModule, SyntheticDataModule
 from jepa_datamodules.batching import JEPACollate, ViewDataset
+from jepa_datamodules.device_views import DeviceViews
 from jepa_datamodules.masks import MultiBlockMaskGenerator
 from jepa_datamodules.readers import ArraySource
 from jepa_datamodules.sampling import BatchKey, EpochBatchSampler
@@ -56,13 +57,14 @@ def own_cifar10_server(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_two_ranks_see_disjoint_shards_reshuffled_each_epoch(own_cifar10_server, data_dir, tmp_path):
+@pytest.mark.parametrize("views_on", ["workers", "device"])
+def test_two_ranks_see_disjoint_shards_reshuffled_each_epoch(own_cifar10_server, data_dir, tmp_path, views_on):
     server, fake = own_cifar10_server
     out = tmp_path / "records"
     out.mkdir()
     # Fake CIFAR-10: 100 training images; 2 ranks x 6 batches of 8 = 96 per epoch (drop_last).
     dm = CIFAR10DataModule(data_dir=data_dir, mirrors=[server.url], image_size=32, patch_size=4, batch_size=8,
-                           num_workers=0, mask=MultiBlockMaskGenerator(min_keep=4), progress=False)
+                           num_workers=0, mask=MultiBlockMaskGenerator(min_keep=4), progress=False, views_on=views_on)
     trainer = lightning.Trainer(accelerator="cpu", devices=2, strategy="ddp_spawn", max_epochs=2, logger=False,
                                 enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
                                 limit_val_batches=0, default_root_dir=tmp_path)
@@ -85,6 +87,8 @@ def test_two_ranks_see_disjoint_shards_reshuffled_each_epoch(own_cifar10_server,
     # Same epoch and batch position, different rank: different masks.
     masks = [{(e, b): m for e, b, _, m, _ in rank} for rank in seen]
     assert all(masks[0][key] != masks[1][key] for key in masks[0])
+    pixels = [{(e, b): p for e, b, _, _, p in rank} for rank in seen]
+    assert all(pixels[0][key] != pixels[1][key] for key in pixels[0])  # the model got views, not native images
 
 
 def _tupled(value):
@@ -114,15 +118,17 @@ def test_every_rank_gets_the_same_number_of_batches_from_one_permutation(size, w
         assert [key.batch_index for key in batches] == list(range(len(batches)))
 
 
-def test_masks_and_augmentations_differ_per_rank():
+@pytest.mark.parametrize("compact", [False, True], ids=["views-in-workers", "views-on-device"])
+def test_masks_and_augmentations_differ_per_rank(compact):
     rng = np.random.default_rng(0)
     source = ArraySource(rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8), np.arange(8))
-    dataset = ViewDataset(source, TrainView(32), seed=0)
+    dataset = ViewDataset(source, TrainView(32), seed=0, compact=compact)
     collate = JEPACollate(MultiBlockMaskGenerator(min_keep=4).with_grid((8, 8)), seed=0)
-    batches = [collate(dataset[BatchKey(tuple(range(8)), epoch=0, batch_index=3, rank=rank)]) for rank in (0, 1)]
+    finish = DeviceViews(32, (0.5,) * 3, (0.5,) * 3) if compact else (lambda batch: batch)
+    batches = [finish(collate(dataset[BatchKey(tuple(range(8)), epoch=0, batch_index=3, rank=rank)])) for rank in (0, 1)]
     assert not torch.equal(batches[0]["images"], batches[1]["images"])
     assert not all(torch.equal(a, b) for a, b in zip(batches[0]["target_masks"], batches[1]["target_masks"]))
-    again = collate(dataset[BatchKey(tuple(range(8)), epoch=0, batch_index=3, rank=1)])
+    again = finish(collate(dataset[BatchKey(tuple(range(8)), epoch=0, batch_index=3, rank=1)]))
     assert torch.equal(again["images"], batches[1]["images"])  # and each rank is reproducible
 
 

@@ -4,6 +4,7 @@ and resuming mid-epoch."""
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from fake_imagenet import make_imagenet_layout
 from fakes import catalog_override
 from jepa_datamodules import ImageNetDataModule, SyntheticDataModule, TinyJEPA
 from jepa_datamodules.masks import MultiBlockMaskGenerator
-from jepa_datamodules.streaming import LitDataSource, convert_to_litdata, split_url
+from jepa_datamodules.streaming import LitDataSource, convert_to_litdata, resized_storage_report, split_url
 from test_resume import BATCHES_PER_EPOCH, fit, interrupted_and_resumed
 
 SYNTHETIC = dict(num_train=96, num_test=16, image_size=32, patch_size=4, batch_size=8, progress=False)
@@ -79,6 +80,54 @@ def test_round_trip_keeps_jpeg_files_byte_for_byte(tmp_path, monkeypatch):
             assert streamed.dataset[index]["image"] == (original.root / original.paths[index]).read_bytes()
         image = streamed.load(0)
         assert isinstance(image, Image.Image) and image.format == "JPEG"  # still lazily decodable
+
+
+def test_pre_resized_conversion_stores_smaller_jpegs_and_trains_in_both_view_modes(tmp_path, monkeypatch, capsys):
+    wnids = ["n01440764", "n01443537"]
+    make_imagenet_layout(tmp_path / "data" / "imagenet", wnids, train_per_class=4, val_per_class=2, size=(200, 150))
+    make_imagenet_layout(tmp_path / "small" / "imagenet", wnids[:1], train_per_class=1, val_per_class=0, size=(50, 40))
+    small = next((tmp_path / "small/imagenet/train").rglob("*.JPEG"))
+    os.replace(small, tmp_path / "data/imagenet/train" / wnids[0] / "small.JPEG")  # already below the short side
+    monkeypatch.setenv("JEPA_CATALOG", str(catalog_override(tmp_path / "catalog.yaml", {
+        "imagenet": {"splits": {"train": 9, "val": 4}, "num_classes": 2}})))
+    options = dict(image_size=32, patch_size=4, batch_size=4, num_workers=0, progress=False,
+                   mask=MultiBlockMaskGenerator(min_keep=4))
+    dm = ImageNetDataModule(data_dir=tmp_path / "data", **options)
+    dm.prepare_data()
+    convert_to_litdata(dm, tmp_path / "chunks", num_workers=1, resize=64, quality=80)
+    printed = capsys.readouterr().out
+    assert "imagenet train: stored at short side 64 px, quality 80:" in printed and "for the original files" in printed
+    original = dm.open_split("train")
+    streamed = LitDataSource(split_url(tmp_path / "chunks", "train"))
+    np.testing.assert_array_equal(streamed.labels, original.labels)
+    for index in range(len(original)):
+        stored = streamed.dataset[index]["image"]
+        source_bytes = (original.root / original.paths[index]).read_bytes()
+        with Image.open(io.BytesIO(stored)) as image:
+            if original.paths[index].endswith("small.JPEG"):
+                assert stored == source_bytes  # smaller than the short side: kept byte for byte
+            else:
+                assert image.format == "JPEG" and image.size == (85, 64) and len(stored) < len(source_bytes)
+    report = resized_storage_report(original, 64, 80, samples=4)
+    assert report["resized"]["kb_per_image"] < report["original"]["kb_per_image"]
+    assert report["resized"]["decode_ms_per_image"] > 0 and report["original"]["total_gb"] > report["resized"]["total_gb"]
+    for views_on in ("workers", "device"):
+        streamed_dm = ImageNetDataModule(data_dir=tmp_path / "data", format="litdata", input=str(tmp_path / "chunks"),
+                                         views_on=views_on, **options)
+        batch = next(iter(streamed_dm.train_dataloader()))
+        assert ("encoded" in batch) == (views_on == "device")  # LitData hands the JPEG bytes over undecoded
+        assert streamed_dm.on_after_batch_transfer(batch, 0)["images"].shape == (4, 3, 32, 32)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(resize=0), r"resize=0 is invalid; allowed is a positive integer"),
+    (dict(resize=64, quality=101), r"quality=101 is invalid; allowed is an integer from 1 to 100"),
+    (dict(quality=80), r"quality=80 only applies with resize=<short side>"),
+    (dict(resize=64), r"resize=64 applies to datasets stored as image files .* synthetic stores raw pixel arrays"),
+])
+def test_bad_resize_arguments_say_what_is_allowed(converted, tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        convert_to_litdata(synthetic(converted[0]), tmp_path / "resized", **kwargs)
 
 
 def test_litdata_batches_equal_the_files_batches(converted):
@@ -203,3 +252,14 @@ def test_jepa_prepare_converts_from_the_command_line(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     source = LitDataSource(split_url(tmp_path / "chunks", "train"))
     assert len(source) == 64
+
+
+def test_jepa_prepare_resize_without_litdata_is_one_sentence(tmp_path):
+    script = Path(sys.executable).parent / "jepa-prepare"
+    result = subprocess.run([str(script), "data=synthetic", "resize=256", f"paths.data_dir={tmp_path / 'data'}",
+                             f"paths.log_dir={tmp_path / 'runs'}"], capture_output=True, text=True, cwd=tmp_path,
+                            timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("error: resize=256 only applies to format=litdata (it sets the stored short side); "
+                                     "add format=litdata output=<where>, or leave resize unset.")
+    assert not (tmp_path / "data").exists()

@@ -26,15 +26,19 @@ def _epoch(dm, epoch: int = 0) -> list[dict]:
 
 
 def _same(a: dict, b: dict) -> bool:
+    views = [(a["views"][k], b["views"][k]) for k in a.get("views", {})]  # views_on="device": view parameters
     return (torch.equal(a["images"], b["images"]) and torch.equal(a["indices"], b["indices"])
             and all(torch.equal(x, y) for x, y in zip(a["context_masks"] + a["target_masks"],
-                                                     b["context_masks"] + b["target_masks"])))
+                                                     b["context_masks"] + b["target_masks"]))
+            and all(torch.equal(x, y) for x, y in views) and len(a.get("views", {})) == len(b.get("views", {})))
 
 
 @pytest.mark.slow
-def test_same_seed_same_batches_whatever_the_worker_count(tmp_path):
-    single = _epoch(_datamodule(tmp_path, num_workers=0))
-    workers = _epoch(_datamodule(tmp_path, num_workers=2))
+@pytest.mark.parametrize("views_on", ["workers", "device"])
+def test_same_seed_same_batches_whatever_the_worker_count(tmp_path, views_on):
+    single = _epoch(_datamodule(tmp_path, num_workers=0, views_on=views_on))
+    workers = _epoch(_datamodule(tmp_path, num_workers=2, views_on=views_on))
+    assert ("views" in single[0]) == (views_on == "device")
     assert len(single) == len(workers) == 8
     assert all(_same(a, b) for a, b in zip(single, workers))
 

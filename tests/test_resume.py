@@ -63,10 +63,10 @@ def fit(datamodule: lightning.LightningDataModule, max_steps: int, root: Path, c
     return model
 
 
-def synthetic(data_dir: Path, num_workers: int) -> SyntheticDataModule:
+def synthetic(data_dir: Path, num_workers: int, views_on: str = "auto") -> SyntheticDataModule:
     return SyntheticDataModule(data_dir=data_dir, num_train=NUM_TRAIN, num_test=16, image_size=32, patch_size=4,
                                batch_size=BATCH, num_workers=num_workers, mask=MultiBlockMaskGenerator(min_keep=4),
-                               progress=False)
+                               progress=False, views_on=views_on)
 
 
 def interrupted_and_resumed(make_dm: Callable[[], lightning.LightningDataModule], tmp_path: Path, total: int,
@@ -91,6 +91,12 @@ def uninterrupted(data_dir, tmp_path_factory) -> list[tuple]:
     return fit(synthetic(data_dir, 0), 30, tmp_path_factory.mktemp("reference")).seen
 
 
+@pytest.fixture(scope="module")
+def uninterrupted_on_device(data_dir, tmp_path_factory) -> list[tuple]:
+    """The same 30 steps with views_on="device" (views built in on_after_batch_transfer, here on the CPU)."""
+    return fit(synthetic(data_dir, 0, "device"), 30, tmp_path_factory.mktemp("reference-device")).seen
+
+
 def test_uninterrupted_run_covers_epochs_in_new_orders(uninterrupted):
     assert len(uninterrupted) == 30
     assert [(e, b) for e, b, *_ in uninterrupted[:13]] == [(0, b) for b in range(12)] + [(1, 0)]
@@ -108,6 +114,15 @@ def test_resumed_run_sees_exactly_the_uninterrupted_batches(data_dir, tmp_path, 
     resumed = interrupted_and_resumed(lambda: synthetic(data_dir, num_workers), tmp_path, 30, checkpoint_at, stop_at)
     assert [r[:2] for r in resumed] == [r[:2] for r in uninterrupted]  # no repeats, no skips
     assert resumed == uninterrupted  # same samples, masks and augmented pixels
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_resume_on_the_device_path_sees_exactly_the_uninterrupted_batches(data_dir, tmp_path, uninterrupted,
+                                                                           uninterrupted_on_device, num_workers):
+    # Same samples and masks as the workers path, batch for batch (the pixels differ by uint8 rounding).
+    assert [r[:4] for r in uninterrupted_on_device] == [r[:4] for r in uninterrupted]
+    resumed = interrupted_and_resumed(lambda: synthetic(data_dir, num_workers, "device"), tmp_path, 30, 5, 7)
+    assert resumed == uninterrupted_on_device  # same samples, masks and device-built pixels
 
 
 def test_checkpoint_records_the_delivered_batch_not_the_prefetched_ones(data_dir, tmp_path):
