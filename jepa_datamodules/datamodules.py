@@ -430,7 +430,7 @@ class SyntheticDataModule(JEPADataModule):
         from .synthetic import generate
 
         if self.hparams.force or not all((folder / f).exists() for f in self.spec.files):
-            generate(folder, seed=self.hparams.seed, **self._synthetic)
+            generate(folder, seed=self.hparams.seed, progress=self.hparams.progress, **self._synthetic)
         return {}
 
 
