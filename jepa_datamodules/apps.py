@@ -243,7 +243,7 @@ def fit_task(cfg: DictConfig) -> dict[str, Any]:
     model = build_model(cfg, dm)
     summary = FitSummary(Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir),
                          mean=dm.spec.mean, std=dm.spec.std, patch_size=dm.hparams.patch_size, started=started,
-                         mask=dm.hparams.get("mask"))
+                         mask=getattr(dm, "mask_generator", None))
     callbacks: list[Any] = [summary]
     options: dict[str, Any] = {}
     if "enable_progress_bar" not in cfg.trainer and progress_mode(None) == "lines":

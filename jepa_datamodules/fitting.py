@@ -176,7 +176,7 @@ class FitSummary(Callback):
             steps, accuracy = zip(*self.probe_curve)
             right.plot(steps, accuracy, marker="o", label="probe accuracy")
         if chance is not None:
-            right.axhline(chance, ls="--", color="grey", lw=1, label=f"chance {chance:.3f}")
+            right.axhline(chance, ls="--", color="tab:red", lw=1.5, label=f"chance {chance:.3f}")
         right.set(xlabel="step", ylabel="accuracy", title="online linear probe (val)", ylim=(0, 1))
         for axis in (left, right):  # whole steps from 0, also for a 3-step smoke run
             axis.set_xlim(0, max(1, last_step) * 1.05)
