@@ -14,7 +14,8 @@ make nothing, so Hydra is told to write no run folder for them (``hydra.run.dir=
 keep Hydra's ``outputs/<command>/<time>`` with its ``<command>.log``, which also receives the
 command's error or traceback. Hydra creates that folder before the command starts; when
 the config is refused before any work began, the command removes it again (only Hydra's own
-``.hydra/`` and the log, never anything else), so a typo leaves no empty run behind.
+``.hydra/`` and the log, never anything else), so a refused config (a bad value, a dataset the
+command cannot use) leaves no empty run behind.
 
 This module imports neither torch nor Lightning (nor the package's modules that do) until a
 command actually runs: ``--help`` and a refused override answer in well under a second.
@@ -293,7 +294,16 @@ def _entry(command: str, task: Callable[[DictConfig], Any]) -> Callable[[], Any]
         # and never between a flag and its value (argparse takes overrides as one block).
         argv = sys.argv
         first = next((i for i, arg in enumerate(argv[1:], 1) if "=" in arg and not arg.startswith("-")), len(argv))
-        sys.argv = [*argv[:first], *_NO_RUN_FOLDER, *argv[first:]]
+        ours = list(_NO_RUN_FOLDER)
+        if "-m" in argv or "--multirun" in argv:
+            # Hydra's sweeper always writes multirun.yaml into the sweep folder: a temporary one.
+            import atexit
+            import tempfile
+
+            sweep = tempfile.mkdtemp(prefix=f"{command}-multirun-")
+            atexit.register(shutil.rmtree, sweep, True)
+            ours.append(f"hydra.sweep.dir={sweep}")
+        sys.argv = [*argv[:first], *ours, *argv[first:]]
         return main()
 
     return without_run_folder
@@ -302,8 +312,7 @@ def _entry(command: str, task: Callable[[DictConfig], Any]) -> Callable[[], Any]
 # Commands that make nothing in a run folder, and the Hydra settings that stop it being made:
 # no outputs/<command>/<time>, no .hydra/, no <command>.log; logging goes to the terminal only.
 _NO_RUN_FOLDER_COMMANDS = ("jepa-verify", "jepa-datasets")
-_NO_RUN_FOLDER = ("hydra.run.dir=.", "hydra.sweep.dir=.", "hydra.sweep.subdir=.", "hydra.output_subdir=null",
-                  "hydra/job_logging=stdout")
+_NO_RUN_FOLDER = ("hydra.run.dir=.", "hydra.sweep.subdir=.", "hydra.output_subdir=null", "hydra/job_logging=stdout")
 
 
 # ------------------------------------------------------------------------------ --help
