@@ -44,11 +44,11 @@ def chance_verdict(accuracy: float, n: int, chance: float, alpha: float = CHANCE
     p_value = float(binom.sf(correct - 1, n, chance))
     needed = (float(binom.isf(alpha, n, chance)) + 1) / n
     above = p_value < alpha
-    shown_p = "p < 0.001" if p_value < 0.001 else f"p = {p_value:.3f}"
+    evidence = f"n={n:,} validation images, one-sided binomial p {'< 0.001' if p_value < 0.001 else f'= {p_value:.3f}'}"
     if above:
-        text = f"above chance (one-sided binomial test, {shown_p})"
+        text = f"above chance {chance:.3f} ({evidence})"
     else:
-        text = f"not distinguishable from chance (n={n:,}, {shown_p}; needs >= {needed:.3f})"
+        text = f"not distinguishable from chance {chance:.3f} ({evidence}; above chance needs >= {needed:.3f})"
     return {"above": above, "p_value": p_value, "needed": needed, "text": text}
 
 
@@ -229,8 +229,7 @@ class FitSummary(Callback):
             f"wall time:      {_duration(summary['wall_time_s'])}\n"
             f"images/s:       {summary['images_per_second']:.1f}\n"
             f"loss:           {loss}\n"
-            f"probe accuracy: {accuracy:.3f} on {self.validation_images:,} validation images, chance {chance:.3f}: "
-            f"{verdict['text']}\n"
+            f"probe accuracy: {accuracy:.3f}: {verdict['text']}\n"
             f"checkpoint:     {checkpoint or 'none saved (trainer.enable_checkpointing=false)'}\n"
             f"run directory:  {self.run_dir}\n"
             + "".join(f"picture:        {path}\n" for path in self.pictures.values())

@@ -89,11 +89,12 @@ def test_above_chance_only_when_the_validation_set_supports_it():
     # 3 training steps on the synthetic set: 0.118 on 1,024 images is within chance's spread.
     smoke = chance_verdict(0.118, 1024, 0.1)
     assert not smoke["above"] and 0.01 < smoke["p_value"] < 0.1
-    assert smoke["text"].startswith("not distinguishable from chance (n=1,024")
+    assert smoke["text"].startswith("not distinguishable from chance 0.100 (n=1,024 validation images, one-sided")
     assert 0.118 < smoke["needed"] < 0.13
     # After `make demo` (256 steps): 0.431 on the same 1,024 images is far above it.
     demo = chance_verdict(0.431, 1024, 0.1)
-    assert demo["above"] and demo["p_value"] < 1e-6 and demo["text"].startswith("above chance")
+    assert demo["above"] and demo["p_value"] < 1e-6
+    assert demo["text"] == "above chance 0.100 (n=1,024 validation images, one-sided binomial p < 0.001)"
     # The same accuracy on 20 images proves nothing.
     assert not chance_verdict(0.2, 20, 0.1)["above"]
 
@@ -185,7 +186,8 @@ def test_short_fit_log_is_quiet_and_its_summary_honest(tmp_path):
     assert re.search(r"^epoch 0: done, 100 % \(3 of 3 steps\), \d+ s, loss \d\.\d{4}$", result.stderr, flags=re.M)
     summary = result.stdout[result.stdout.index("== jepa-fit summary =="):]
     fields = dict(line.split(":", 1) for line in summary.splitlines()[1:] if ":" in line)
-    assert "on 1,024 validation images, chance 0.100: not distinguishable from chance (n=1,024" in fields["probe accuracy"]
+    assert re.fullmatch(r" 0\.\d{3}: not distinguishable from chance 0\.100 \(n=1,024 validation images, .*\)",
+                        fields["probe accuracy"])
     assert re.fullmatch(r" +(\d+\.\d s|\d+ min \d+ s)", fields["wall time"])
     run = Path(fields["run directory"].strip())
     assert run.parent == tmp_path / "runs" / "jepa-fit"
