@@ -7,8 +7,9 @@ DataModules and helpers take:
 - ``True``: a tqdm bar on stderr, even when stderr is not a terminal.
 - ``None`` (the default): a tqdm bar when stderr is a terminal; otherwise (a SLURM or CI log, a
   pipe, a notebook) plain lines, one every ``LINE_EVERY_FRACTION`` [10 %] of the work or every
-  ``LINE_EVERY_SECONDS`` [30 s] of silence, whichever comes first, and one when the step ends.
-  Lines never hold a carriage return, so a log file reads top to bottom.
+  ``LINE_EVERY_SECONDS`` [30 s] of silence, whichever comes first, and one when the step ends;
+  a step over within ``LINE_MIN_SECONDS`` [2 s] says nothing. Lines never hold a carriage
+  return, so a log file reads top to bottom.
 
 ``mode(progress)`` gives the decision ("bar", "lines" or "off"); ``progress_bar`` and
 ``track`` build the matching object, which callers use like a tqdm bar (``update``, ``close``,
@@ -23,8 +24,8 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
-__all__ = ["LINE_EVERY_FRACTION", "LINE_EVERY_SECONDS", "LINE_MIN_SECONDS", "LineWatcher", "PlainProgress", "mode", "progress_bar",
-           "stderr_is_terminal", "track"]
+__all__ = ["LINE_EVERY_FRACTION", "LINE_EVERY_SECONDS", "LINE_MIN_SECONDS", "LineWatcher", "PlainProgress", "mode",
+           "progress_bar", "stderr_is_terminal", "track"]
 
 LINE_EVERY_FRACTION = 0.10
 LINE_EVERY_SECONDS = 30.0
