@@ -187,8 +187,9 @@ def _entry(command: str, task: Callable[[DictConfig], Any]) -> Callable[[], Any]
         return task(cfg)
 
     # Hydra names the job after the last part of the task's module: runs then land in
-    # outputs/<command>/<time> instead of outputs/apps/<time>. (Editing sys.argv instead
-    # breaks argparse when flags such as --cfg sit between overrides.)
+    # outputs/<command>/<time> instead of outputs/apps/<time>. (Appending to sys.argv instead
+    # breaks argparse when flags such as --cfg sit between overrides; argv_without_run_folder
+    # inserts its settings before the first override for that reason.)
     job.__module__ = f"jepa_datamodules.{command}"
     job.__qualname__ = job.__name__ = command.replace("-", "_")
     main = hydra.main(**CONFIG)(job)
