@@ -7,6 +7,11 @@ plain baseline, ``jepa-datasets`` shows the catalog and what is on disk. Overrid
 ``--cfg job`` work as in any Hydra app. A mistake of the user's (bad value, no network,
 damaged file) ends with one ``error:`` sentence and exit status 2 (1 for a failed
 verification), never a traceback.
+
+What a run shows and leaves behind (its --help, its run folder, the dependency noise it
+filters) is ``console.py``'s. This module imports neither torch nor Lightning (nor the
+package's modules that do) until a command actually runs: ``--help`` and a refused override
+answer in well under a second.
 """
 
 from __future__ import annotations
@@ -20,6 +25,15 @@ from typing import Any, Callable
 import hydra
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig
+
+from .console import (
+    NO_RUN_FOLDER_COMMANDS,
+    RunFolder,
+    argv_without_run_folder,
+    known_noise_filtered,
+    lightning_logs_through_hydra,
+    register_help,
+)
 
 CONFIG = {"version_base": "1.3", "config_path": "pkg://jepa_datamodules.conf", "config_name": "config"}
 
@@ -43,6 +57,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 def _fail(message: str, status: int = 2) -> None:
     print(f"error: {message}", file=sys.stderr)
+    RunFolder.current().failed(f"error: {message}")
     sys.exit(status)
 
 
@@ -51,23 +66,28 @@ def user_facing(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any
 
     @functools.wraps(task)
     def wrapper(cfg: DictConfig) -> Any:
+        RunFolder.new_job()
         try:
-            return task(cfg)
+            with known_noise_filtered():
+                return task(cfg)
         except InstantiationException as error:
             cause = error.__cause__
             if isinstance(cause, _user_errors()):
                 _fail(str(cause))
+            RunFolder.current().failed(f"{type(error).__name__}: {error}", sys.exc_info())
             raise
         except _user_errors() as error:
             _fail(str(error), 1 if type(error).__name__ == "VerificationError" else 2)
-        except OSError as error:
+        except Exception as error:
             from .storage import is_storage_error, storage_error
 
-            if not is_storage_error(error):
-                raise
-            # A read-only, full or unwritable place that no check of ours named first: still one sentence.
-            where = Path(error.filename).parent if error.filename else Path.cwd()
-            _fail(str(storage_error(error, where, Path(error.filename).name if error.filename else "a file")))
+            if isinstance(error, OSError) and is_storage_error(error):
+                # A read-only, full or unwritable place that no check of ours named first: still one sentence.
+                where = Path(error.filename).parent if error.filename else Path.cwd()
+                _fail(str(storage_error(error, where, Path(error.filename).name if error.filename else "a file")))
+            # A bug, not the user's mistake: into the run's log, then Hydra prints the traceback.
+            RunFolder.current().failed(f"{type(error).__name__}: {error}", sys.exc_info())
+            raise
 
     return wrapper
 
@@ -101,7 +121,7 @@ _TRAINER_INTEGERS = ("max_epochs", "min_epochs", "max_steps", "min_steps", "log_
                      "num_sanity_val_steps", "accumulate_grad_batches", "check_val_every_n_epoch")
 
 
-def build_trainer(cfg: DictConfig, callbacks: list) -> Any:
+def build_trainer(cfg: DictConfig, callbacks: list, **options: Any) -> Any:
     """The Lightning Trainer of ``cfg.trainer``; a bad setting is one sentence naming it."""
     for key in _TRAINER_INTEGERS:
         value = cfg.trainer.get(key)
@@ -109,7 +129,7 @@ def build_trainer(cfg: DictConfig, callbacks: list) -> Any:
             raise ValueError(f"trainer.{key}={value!r} is invalid; allowed is a whole number"
                              f"{' (-1 = no limit)' if key in ('max_steps', 'max_epochs') else ''}.")
     try:
-        return hydra.utils.instantiate(cfg.trainer, callbacks=callbacks)
+        return hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, **options)
     except InstantiationException as error:
         cause = error.__cause__ or error
         raise ValueError(f"The trainer settings are invalid ({type(cause).__name__}: {cause}); "
@@ -138,8 +158,10 @@ def prepare_task(cfg: DictConfig) -> None:
         from .imagenet import manual_instructions
 
         print(manual_instructions(dm.folder))
+        RunFolder.current().discard()  # nothing was made
         return
     start = time.perf_counter()
+    RunFolder.work_started()
     dm.prepare_data()
     print(f"{dm.spec.name}: ready and verified at {dm.folder} ({time.perf_counter() - start:.1f} s)")
     if cfg.format == "litdata":
@@ -179,9 +201,13 @@ def verify_task(cfg: DictConfig) -> None:
 
 @user_facing
 def fit_task(cfg: DictConfig) -> dict[str, Any]:
+    started = time.perf_counter()
     import lightning
 
-    from .fitting import FitSummary, already_complete, build_model, checkpoint_path, fit_callbacks
+    lightning_logs_through_hydra()
+
+    from .fitting import FitSummary, PlainTrainingProgress, already_complete, build_model, fit_callbacks
+    from .progress import mode as progress_mode
 
     lightning.seed_everything(cfg.seed, workers=True, verbose=False)
     # Everything that needs no data first (masks, model, trainer): a bad setting fails in a
@@ -190,8 +216,16 @@ def fit_task(cfg: DictConfig) -> dict[str, Any]:
     check_masks_for_jepa(dm)
     model = build_model(cfg, dm)
     summary = FitSummary(Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir),
-                         mean=dm.spec.mean, std=dm.spec.std, patch_size=dm.hparams.patch_size)
-    trainer = build_trainer(cfg, [summary, *fit_callbacks(cfg)])
+                         mean=dm.spec.mean, std=dm.spec.std, patch_size=dm.hparams.patch_size, started=started,
+                         mask=getattr(dm, "mask_generator", None))
+    callbacks: list[Any] = [summary, *fit_callbacks(cfg)]
+    options: dict[str, Any] = {}
+    if "enable_progress_bar" not in cfg.trainer and progress_mode(None) == "lines":
+        # Lightning's bar redraws with carriage returns; a log gets plain lines instead.
+        callbacks.append(PlainTrainingProgress())
+        options["enable_progress_bar"] = False
+    trainer = build_trainer(cfg, callbacks, **options)
+    RunFolder.work_started()
     dm.prepare_data()
     dm.setup("fit")
     trainer.fit(model, datamodule=dm, ckpt_path=cfg.ckpt_path)
@@ -202,12 +236,14 @@ def fit_task(cfg: DictConfig) -> dict[str, Any]:
     metrics = trainer.validate(model, datamodule=dm, verbose=False)
     if not trainer.is_global_zero:
         return {}
-    return summary.report(dm, model, metrics[0] if metrics else {}, checkpoint=checkpoint_path(trainer))
+    return summary.report(dm, model, metrics[0] if metrics else {}, trainer)
 
 
 @user_facing
 def bench_task(cfg: DictConfig) -> dict[str, Any]:
     from .bench import run_bench
+
+    RunFolder.work_started()
 
     return run_bench(cfg)
 
@@ -225,11 +261,20 @@ def _entry(command: str, task: Callable[[DictConfig], Any]) -> Callable[[], Any]
         return task(cfg)
 
     # Hydra names the job after the last part of the task's module: runs then land in
-    # outputs/<command>/<time> instead of outputs/apps/<time>. (Editing sys.argv instead
-    # breaks argparse when flags such as --cfg sit between overrides.)
+    # outputs/<command>/<time> instead of outputs/apps/<time>. (Appending to sys.argv instead
+    # breaks argparse when flags such as --cfg sit between overrides; argv_without_run_folder
+    # inserts its settings before the first override for that reason.)
     job.__module__ = f"jepa_datamodules.{command}"
     job.__qualname__ = job.__name__ = command.replace("-", "_")
-    return _suggest_close_keys(hydra.main(**CONFIG)(job))
+    main = hydra.main(**CONFIG)(job)
+    if command in NO_RUN_FOLDER_COMMANDS:
+        inner = main
+
+        def main() -> Any:
+            sys.argv = argv_without_run_folder(sys.argv, command)
+            return inner()
+
+    return _suggest_close_keys(main)
 
 
 def _suggest_close_keys(main: Callable[[], Any]) -> Callable[[], Any]:
@@ -288,6 +333,9 @@ def close_key_hints(overrides: list[str]) -> list[str]:
                 hints.append(f"{key} is not a setting of {where}; did you mean {where}.{close[0]}{also}? "
                              f"(`--cfg job` lists every setting.)")
     return hints
+
+
+register_help()  # conf/config.yaml's hydra.help.template is ${jepa_help:${hydra.job.name}}
 
 
 prepare = _entry("jepa-prepare", prepare_task)

@@ -61,6 +61,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .catalog import DatasetSpec
+from .progress import progress_bar
 from .readers import Source
 from .storage import staging_folder
 
@@ -424,7 +425,7 @@ def _write_imagenet(spec: DatasetSpec, folder: Path, counts: dict[str, int], rng
     wnids = load_class_list()[:counts["num_classes"]]
     bank = _texture_bank(rng)
     total = counts["train"] + counts["val"]
-    with tqdm(total=total, desc="writing ImageNet stand-in", unit="img", disable=None) as bar:
+    with progress_bar(total, "writing ImageNet stand-in", unit="images") as bar:
         number = 0
         for split in ("train", "val"):
             labels = np.sort(_balanced_labels(counts[split], len(wnids), rng))

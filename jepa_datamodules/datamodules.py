@@ -661,7 +661,7 @@ class SyntheticDataModule(JEPADataModule):
         from .synthetic import generate
 
         if self.hparams.force or self.pending_writes() is not None:
-            generate(folder, seed=self.hparams.seed, **self._synthetic)
+            generate(folder, seed=self.hparams.seed, progress=self.hparams.progress, **self._synthetic)
         return {}
 
     def pending_writes(self) -> str | None:

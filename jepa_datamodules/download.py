@@ -42,7 +42,9 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 import filelock
-from tqdm import tqdm
+
+from .progress import mode as progress_mode
+from .progress import progress_bar, track
 
 from .storage import (
     StorageError,
@@ -176,7 +178,8 @@ def fetch(
         retries: retries per URL after the first attempt; default 4.
         backoff: base of the exponential backoff, in seconds; default 1.0.
         timeout: socket timeout in seconds for connecting and for each read; default 30.0.
-        progress: show a tqdm bar (bytes, rate, ETA) on stderr; default None = only if stderr is a TTY.
+        progress: bytes, rate, ETA on stderr; default None = a bar on a terminal, plain lines otherwise
+            (see progress.py); False = silent.
         chunk_size: bytes per read from the network; default 1 MiB.
 
     Returns:
@@ -525,7 +528,7 @@ def file_md5(path: Path, progress: bool | None = None, chunk_size: int = 1 << 20
 
     Args:
         path: file to hash.
-        progress: show a tqdm bar on stderr; default None = only if stderr is a TTY.
+        progress: default None = a bar on a terminal, plain lines otherwise (progress.py); False = silent.
         chunk_size: bytes read at a time; default 1 MiB.
     """
     return _hash_file(Path(path), _want_progress(progress), chunk_size).hexdigest()
@@ -538,10 +541,8 @@ def _new_md5() -> Any:
 
 def _hash_file(path: Path, show: bool, chunk_size: int) -> Any:
     digest = _new_md5()
-    with open(path, "rb") as fh, tqdm(
-        total=path.stat().st_size, unit="B", unit_scale=True, unit_divisor=1024,
-        desc=f"md5 {path.name}", disable=not show, leave=False, **(_width() if show else {}),
-    ) as bar:
+    with open(path, "rb") as fh, progress_bar(path.stat().st_size, f"md5 {path.name}", progress=show,
+                                               byte_units=True, leave=False) as bar:
         while block := fh.read(chunk_size):
             digest.update(block)
             bar.update(len(block))
@@ -571,7 +572,8 @@ def safe_extract(
     Args:
         archive: the archive file; the format is taken from the suffix, else sniffed from the content.
         target: folder to create (or replace) with the archive's contents.
-        progress: show a tqdm bar over members on stderr; default None = only if stderr is a TTY.
+        progress: members done, on stderr; default None = a bar on a terminal, plain lines otherwise
+            (progress.py); False = silent.
         members_filter: called with each member's path inside the archive; members for which it
             returns False are not extracted (but are still checked: one unsafe member refuses the
             whole archive). Default None: extract everything.
@@ -789,39 +791,14 @@ def dataset_lock(folder: Path, timeout: float = -1) -> filelock.FileLock:
 
 
 # ---------------------------------------------------------------------------------------- progress
-def _want_progress(progress: bool | None) -> bool:
-    if progress is not None:
-        return bool(progress)
-    stream = sys.stderr
-    try:
-        return stream is not None and stream.isatty()
-    except (AttributeError, ValueError):  # replaced or closed stderr
-        return False
+# The rule (bar on a terminal, plain lines in logs, nothing for progress=False) is progress.py's.
+def _want_progress(progress: bool | str | None) -> str:
+    return progress_mode(progress)
 
 
-def _width() -> dict[str, Any]:
-    """tqdm sizing: follow the terminal's size; 80 columns / 20 rows where it reports 0.
-
-    A terminal that reports 0 columns or 0 rows (a pseudo-terminal nobody sized, some
-    container consoles) makes tqdm trim every line to nothing or skip drawing it, so the user
-    would see no bar at all. 80 x 20 are tqdm's own fallbacks where it cannot ask the terminal.
-    """
-    try:
-        columns, rows = os.get_terminal_size(sys.stderr.fileno())
-    except (AttributeError, OSError, ValueError):  # not a terminal, or stderr replaced / closed
-        columns, rows = 0, 0
-    if columns > 0 and rows > 0:
-        return {"dynamic_ncols": True}
-    return {"ncols": columns or 80, "nrows": rows or 20}
+def _bar(total: int | None, initial: int, label: str, show: str) -> Any:
+    return progress_bar(total, label, progress=show, initial=initial, byte_units=True)
 
 
-def _bar(total: int | None, initial: int, label: str, show: bool) -> tqdm:
-    return tqdm(
-        total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024,
-        desc=label, disable=not show, mininterval=0.5, **(_width() if show else {}),
-    )
-
-
-def _progress_iter(items: Sequence[_T], show: bool, label: str) -> Iterator[_T]:
-    yield from tqdm(items, total=len(items), unit="file", desc=f"extract {label}", disable=not show,
-                    **(_width() if show else {}))
+def _progress_iter(items: Sequence[_T], show: str, label: str) -> Iterator[_T]:
+    yield from track(items, f"extract {label}", unit="files", progress=show)

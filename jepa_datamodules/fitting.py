@@ -1,5 +1,6 @@
 """What ``jepa-fit`` adds around ``Trainer.fit``: the model from the config, throughput,
-the summary a researcher reads at the end, and the pictures of the run."""
+the summary a researcher reads at the end, the pictures of the run, and training progress
+as plain lines when the output goes to a log."""
 
 from __future__ import annotations
 
@@ -13,7 +14,12 @@ import torch
 from lightning import Callback, LightningModule, Trainer
 from omegaconf import DictConfig, OmegaConf
 
+from .progress import PlainProgress
 from .tinyjepa import TinyJEPA
+
+# "above chance" needs a one-sided binomial test at this level: an accuracy this far above
+# 1 / classes happens by luck less than once in a hundred runs.
+CHANCE_ALPHA = 0.01
 
 
 def build_model(cfg: DictConfig, dm: Any) -> TinyJEPA:
@@ -22,14 +28,94 @@ def build_model(cfg: DictConfig, dm: Any) -> TinyJEPA:
                     **options)
 
 
+def chance_verdict(accuracy: float, n: int, chance: float, alpha: float = CHANCE_ALPHA) -> dict[str, Any]:
+    """Is ``accuracy`` on ``n`` validation images above ``chance``? A one-sided binomial test.
+
+    Under "no better than chance" the number of correct answers is Binomial(n, chance); the
+    p-value is the probability of at least as many as observed. Returns ``above`` (p < alpha),
+    ``p_value``, ``needed`` (the smallest accuracy that would pass at this n) and ``text``, the
+    wording the summary prints.
+    """
+    from scipy.stats import binom
+
+    if n <= 0 or accuracy != accuracy:  # no labeled validation image, or no accuracy at all
+        return {"above": False, "p_value": None, "needed": None, "text": "no labeled validation images: not tested"}
+    correct = round(accuracy * n)
+    p_value = float(binom.sf(correct - 1, n, chance))
+    needed = (float(binom.isf(alpha, n, chance)) + 1) / n
+    above = p_value < alpha
+    evidence = f"n={n:,} validation images, one-sided binomial p {'< 0.001' if p_value < 0.001 else f'= {p_value:.3f}'}"
+    if above:
+        text = f"above chance {chance:.3f} ({evidence})"
+    else:
+        text = f"not distinguishable from chance {chance:.3f} ({evidence}; above chance needs >= {needed:.3f})"
+    return {"above": above, "p_value": p_value, "needed": needed, "text": text}
+
+
+class PlainTrainingProgress(Callback):
+    """Training and validation progress as plain lines on stderr (``progress.PlainProgress``:
+    every 10 % of an epoch or 30 s, with the last loss), for logs where Lightning's bar would
+    write carriage returns. ``jepa-fit`` uses it instead of the bar when stderr is not a terminal."""
+
+    def __init__(self) -> None:
+        self.lines: PlainProgress | None = None
+        self.validation: PlainProgress | None = None
+
+    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        total = trainer.num_training_batches
+        if trainer.max_steps is not None and trainer.max_steps >= 0:
+            total = min(total, trainer.max_steps - trainer.global_step)
+        self.lines = PlainProgress(None if total == float("inf") else int(total), f"epoch {trainer.current_epoch}",
+                                   unit="steps")
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if self.lines is not None:
+            loss = trainer.callback_metrics.get("train/loss")
+            if loss is not None:
+                self.lines.set_postfix_str(f"loss {float(loss):.4f}")
+            self.lines.update(1)
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.lines is not None:
+            self.lines.close()
+            self.lines = None
+
+    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.is_global_zero and not trainer.sanity_checking:
+            total = sum(trainer.num_val_batches)
+            self.validation = PlainProgress(None if total == float("inf") else int(total), "validation",
+                                            unit="batches")
+
+    def on_validation_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
+                                batch_idx: int, dataloader_idx: int = 0) -> None:
+        if self.validation is not None:
+            self.validation.update(1)
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.validation is not None:
+            self.validation.close()
+            self.validation = None
+
+
 class FitSummary(Callback):
     """Measures images/s over the training steps, draws the first batch's masks
     (``masks.png``) and the loss / probe-accuracy curves (``training.png``), and writes
-    ``summary.json`` into the run directory."""
+    ``summary.json`` into the run directory.
 
-    def __init__(self, run_dir: Path, mean: Any = (0.0, 0.0, 0.0), std: Any = (1.0, 1.0, 1.0), patch_size: int = 16):
+    ``started``: ``time.perf_counter()`` when the command began [None = when this object was
+    made], for the wall time; ``mask``: the DataModule's mask generator, named in the masks
+    picture's title.
+    """
+
+    def __init__(self, run_dir: Path, mean: Any = (0.0, 0.0, 0.0), std: Any = (1.0, 1.0, 1.0), patch_size: int = 16,
+                 started: float | None = None, mask: Any = None):
         self.run_dir = Path(run_dir)
         self.mean, self.std, self.patch_size = mean, std, patch_size
+        self.command_started = time.perf_counter() if started is None else started
+        self.mask = mask
         self.images = 0
         self.steps = 0
         self.started: float | None = None
@@ -37,6 +123,8 @@ class FitSummary(Callback):
         self.first_batch: Any = None
         self.probe_curve: list[tuple[int, float]] = []
         self.pictures: dict[str, Path] = {}
+        self.validation_images = 0
+        self._counting = 0
 
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
         if self.started is None:
@@ -55,27 +143,45 @@ class FitSummary(Callback):
         std = torch.as_tensor(self.std).view(1, -1, 1, 1)
         views = (images * std + mean).clamp(0, 1) if images.min() < 0 or images.max() > 1.5 else images / 255
         self.pictures["masks"] = draw_mask_grid(views, batch.get("context_masks"), batch.get("target_masks"),
-                                                self.patch_size, self.run_dir / "masks.png")
+                                                self.patch_size, self.run_dir / "masks.png",
+                                                recipe=self.mask, title="first training batch")
+
+    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._counting = 0
+
+    def on_validation_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
+                                batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._counting += int((batch["labels"] >= 0).sum())  # the probe scores labeled images only
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # Every rank saw its shard: the accuracy (synced) is over all of them, so is the count.
+        self.validation_images = int(trainer.strategy.reduce(torch.tensor(self._counting), reduce_op="sum"))
         # Not on_validation_epoch_end: callbacks run that hook before the module logs the metric.
         value = trainer.callback_metrics.get("val/probe_accuracy")
         if value is not None and not trainer.sanity_checking:
             self.probe_curve.append((trainer.global_step, float(value)))
 
-    def plot(self, losses: list[float]) -> Path:
+    def plot(self, losses: list[float], chance: float | None = None) -> Path:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
 
         figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
-        left.plot(range(1, len(losses) + 1), losses, lw=1)
+        left.plot(range(1, len(losses) + 1), losses, lw=1, marker="o" if len(losses) < 20 else None)
         left.set(xlabel="step", ylabel="JEPA loss (smooth-L1)", yscale="log", title="training loss")
+        last_step = max([len(losses)] + [step for step, _ in self.probe_curve])
         if self.probe_curve:
             steps, accuracy = zip(*self.probe_curve)
-            right.plot(steps, accuracy, marker="o")
+            right.plot(steps, accuracy, marker="o", label="probe accuracy")
+        if chance is not None:
+            right.axhline(chance, ls="--", color="tab:red", lw=1.5, label=f"chance {chance:.3f}")
         right.set(xlabel="step", ylabel="accuracy", title="online linear probe (val)", ylim=(0, 1))
+        for axis in (left, right):  # whole steps from 0, also for a 3-step smoke run
+            axis.set_xlim(0, max(1, last_step) * 1.05)
+            axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        right.legend(loc="upper left", fontsize="small")
         figure.tight_layout()
         path = self.run_dir / "training.png"
         tmp = self.run_dir / ".training.png.tmp"
@@ -89,9 +195,12 @@ class FitSummary(Callback):
         self.steps += 1
         self.elapsed = time.perf_counter() - (self.started or time.perf_counter())
 
-    def report(self, dm: Any, model: TinyJEPA, metrics: dict[str, float], checkpoint: str | None = None) -> dict[str, Any]:
+    def report(self, dm: Any, model: TinyJEPA, metrics: dict[str, float], trainer: Trainer | None = None) -> dict[str, Any]:
         accuracy = float(metrics.get("val/probe_accuracy", float("nan")))
-        chance = 1.0 / dm.num_classes if dm.num_classes else float("nan")
+        chance = 1.0 / dm.num_classes if dm.num_classes else None  # None: unlabeled images, no probe
+        verdict = (chance_verdict(accuracy, self.validation_images, chance) if chance is not None
+                   else {"above": False, "p_value": None, "text": "none (unlabeled images)"})
+        checkpoint = self.checkpoint(trainer)
         summary = {
             "dataset": dm.spec.name,
             "steps": self.steps,
@@ -100,32 +209,49 @@ class FitSummary(Callback):
             "last_loss": model.losses[-1] if model.losses else None,
             "probe_accuracy": accuracy,
             "chance": chance,
-            "run_dir": str(self.run_dir),
+            "validation_images": self.validation_images,
+            "above_chance": verdict["above"],
+            "p_value": verdict["p_value"],
             "checkpoint": checkpoint,
+            "run_dir": str(self.run_dir),
         }
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.pictures["training"] = self.plot(model.losses)
+        self.pictures["training"] = self.plot(model.losses, chance)
+        summary["wall_time_s"] = time.perf_counter() - self.command_started
         summary["pictures"] = {name: str(path) for name, path in self.pictures.items()}
         tmp = self.run_dir / ".summary.json.tmp"
         tmp.write_text(json.dumps(summary, indent=1))
         os.replace(tmp, self.run_dir / "summary.json")
         loss = (f"{summary['first_loss']:.4f} -> {summary['last_loss']:.4f}" if model.losses else "n/a")
-        verdict = "above" if accuracy > chance else "NOT above"
-        probe = f"{accuracy:.3f} ({verdict} chance {chance:.3f})" if dm.num_classes else "none (unlabeled images)"
+        probe = f"{accuracy:.3f}: {verdict['text']}" if chance is not None else verdict["text"]
         val = getattr(dm, "val_description", None)  # how val was made, where a dataset chooses (imagefolder)
         print(
             f"\n== jepa-fit summary ==\n"
             f"dataset:        {summary['dataset']} ({dm.hparams.image_size}px, patch {dm.hparams.patch_size})\n"
             f"steps:          {self.steps}\n"
+            f"wall time:      {_duration(summary['wall_time_s'])}\n"
             f"images/s:       {summary['images_per_second']:.1f}\n"
             f"loss:           {loss}\n"
             f"probe accuracy: {probe}\n"
+            f"checkpoint:     {checkpoint or 'none saved (trainer.enable_checkpointing=false)'}\n"
             f"run directory:  {self.run_dir}\n"
             + (f"val:            {val}\n" if val else "")
-            + (f"checkpoint:     {checkpoint}\n" if checkpoint else "")
             + "".join(f"picture:        {path}\n" for path in self.pictures.values())
         )
         return summary
+
+    @staticmethod
+    def checkpoint(trainer: Trainer | None) -> str | None:
+        """The checkpoint this run saved last, or None when checkpointing is off."""
+        callback = getattr(trainer, "checkpoint_callback", None)
+        if callback is None:
+            return None
+        return callback.last_model_path or callback.best_model_path or None
+
+
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(seconds, 60)
+    return f"{seconds:.1f} s" if minutes == 0 else f"{int(minutes)} min {rest:.0f} s"
 
 
 # Lightning's default names (epoch=0-step=20.ckpt) break a Hydra override: `ckpt_path=<it>`
@@ -144,13 +270,6 @@ def fit_callbacks(cfg: DictConfig) -> list[Callback]:
         callbacks.append(ModelCheckpoint(filename=CHECKPOINT_NAME, auto_insert_metric_name=False))
     callbacks += [instantiate(spec) for spec in (cfg.get("callbacks") or {}).values() if spec is not None]
     return callbacks
-
-
-def checkpoint_path(trainer: Trainer) -> str | None:
-    """The checkpoint the run wrote last, or None."""
-    callback = trainer.checkpoint_callback
-    path = getattr(callback, "best_model_path", "") or getattr(callback, "last_model_path", "")
-    return path or None
 
 
 def already_complete(trainer: Trainer, ckpt_path: str) -> str:

@@ -25,19 +25,19 @@ import logging
 import os
 import re
 import shutil
-import sys
 import tarfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
 from filelock import FileLock
-from tqdm.auto import tqdm
 
 from .hfparquet import parquet_instructions
 from .imagefolder import IMG_EXTENSIONS
+from .progress import mode as progress_mode
+from .progress import progress_bar
 
 __all__ = [
     "TRAIN_TAR",
@@ -410,7 +410,7 @@ def _extract_class(train_tar: str, wnid: str, offset: int, size: int, train_dir:
     return count
 
 
-def _prepare_train(root: Path, workers: int, progress: bool) -> None:
+def _prepare_train(root: Path, workers: int, progress: str) -> None:
     train_tar = root / TRAIN_TAR
     train_dir = root / "train"
     train_dir.mkdir(exist_ok=True)
@@ -427,7 +427,7 @@ def _prepare_train(root: Path, workers: int, progress: bool) -> None:
         return
     log.info("Unpacking %d of %d ImageNet training classes into %s", len(todo), len(classes), train_dir)
     jobs = max(1, min(workers, len(todo)))
-    with tqdm(total=len(todo), desc="ImageNet train classes", unit="class", disable=not progress) as bar:
+    with progress_bar(len(todo), "ImageNet train classes", unit="classes", progress=progress) as bar:
         if jobs == 1:
             for c in todo:  # in-process: no pool start-up cost for a single class or workers=1
                 _extract_class(str(train_tar), c.wnid, c.offset, c.size, str(train_dir))
@@ -515,7 +515,7 @@ def _recover_val_swap(root: Path) -> None:
         os.rename(old, root / "val")
 
 
-def _prepare_val(root: Path, progress: bool) -> None:
+def _prepare_val(root: Path, progress: str) -> None:
     val_dir = root / "val"
     state = _val_state(val_dir)
     if state == "sorted":
@@ -553,7 +553,7 @@ def _prepare_val(root: Path, progress: bool) -> None:
                 made.add(wnid)
             return tmp / wnid / name
 
-        with tqdm(total=expected, desc="ImageNet val images", unit="img", disable=not progress) as bar:
+        with progress_bar(expected, "ImageNet val images", unit="images", progress=progress) as bar:
             if flat is not None:
                 log.info("Sorting %d flat validation images in %s into class folders", expected, val_dir)
                 for number, src in flat.items():
@@ -568,7 +568,7 @@ def _prepare_val(root: Path, progress: bool) -> None:
         raise
 
 
-def _unpack_val_tar(val_tar: Path, expected: int, target: Callable[[int, str], Path], bar: tqdm) -> None:
+def _unpack_val_tar(val_tar: Path, expected: int, target: Callable[[int, str], Path], bar: Any) -> None:
     """Stream the val tar, writing each image where ``target`` says; refuses unexpected members."""
     seen: set[int] = set()
     try:
@@ -612,7 +612,8 @@ def prepare_imagenet(root: Path, *, workers: int | None = None, progress: bool |
         root: the ImageNet folder.
         workers: default None = ``min(8, os.cpu_count())``; processes unpacking training
             classes in parallel (1 = in this process).
-        progress: default None = show progress bars when stderr is a terminal.
+        progress: default None = bars on a terminal, plain lines otherwise; False = silent
+            (see progress.py).
 
     Raises:
         ImageNetSetupError: nothing usable is in ``root`` (the message is
@@ -621,8 +622,7 @@ def prepare_imagenet(root: Path, *, workers: int | None = None, progress: bool |
     root = Path(root)
     if workers is None:
         workers = min(8, os.cpu_count() or 1)
-    if progress is None:
-        progress = sys.stderr.isatty()
+    progress = progress_mode(progress)
 
     source = detect_source(root)
     if source is None:

@@ -44,6 +44,7 @@ one process, capped by the fake server's CPU).
 from __future__ import annotations
 
 import io
+import multiprocessing
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -53,6 +54,8 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
+from .progress import LineWatcher
+from .progress import mode as progress_mode
 from .readers import FileSource, Source
 
 # One chunk file of this size holds ~640 ImageNet JPEGs or ~20,000 CIFAR images; LitData
@@ -115,12 +118,20 @@ def _require_litdata() -> Any:
 class _ItemWriter:
     """``optimize``'s per-item function: index -> the stored item (see the module docstring)."""
 
-    def __init__(self, source: Source, resize: int | None = None, quality: int = DEFAULT_QUALITY):
+    def __init__(self, source: Source, resize: int | None = None, quality: int = DEFAULT_QUALITY,
+                 counter: Any = None):
         self.source = source
         self.resize = resize
         self.quality = quality
+        self.counter = counter  # a shared multiprocessing.Value counting items written (fork only)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "counter": None}  # a shared counter only travels by fork
 
     def __call__(self, index: int) -> dict[str, Any]:
+        if self.counter is not None:
+            with self.counter.get_lock():
+                self.counter.value += 1
         image = _payload(self.source, index)
         if self.resize is not None:
             image = resized_jpeg(image, self.resize, self.quality)
@@ -208,7 +219,7 @@ def convert_to_litdata(dm: Any, output: str | os.PathLike | None, *, chunk_bytes
     ``splits`` [None = the pre-training and evaluation splits]; ``storage_options``
     [None = ``dm.hparams.storage_options``]; ``force`` [None = ``dm.hparams.force``]
     overwrites a split converted before (otherwise that is an error); ``progress``
-    [None = ``dm.hparams.progress``, else when stderr is a terminal] shows LitData's bar.
+    [None = ``dm.hparams.progress``]: LitData's bar on a terminal, plain lines in a log (progress.py).
     ``resize`` [None = files as they are]: store file datasets' images at this short side
     (pixels), re-encoded as JPEGs of ``quality`` [None = 90]; see the module docstring.
     """
@@ -224,7 +235,8 @@ def convert_to_litdata(dm: Any, output: str | os.PathLike | None, *, chunk_bytes
     _allow_plain_http(storage_options)
     force = hp.get("force", False) if force is None else force
     progress = hp.get("progress") if progress is None else progress
-    verbose = sys.stderr.isatty() if progress is None else bool(progress)
+    shown = progress_mode(progress)
+    verbose = shown == "bar"  # LitData's own bar; in a log, LineWatcher's plain lines instead
     workers = num_workers if num_workers is not None else max(1, min(4, os.cpu_count() or 1))
     if workers <= 0:
         raise ValueError(f"num_workers={workers} is invalid; allowed is a positive integer.")
@@ -245,11 +257,14 @@ def convert_to_litdata(dm: Any, output: str | os.PathLike | None, *, chunk_bytes
                        start_method=_start_method(), verbose=verbose,
                        # Items stay in source order, so item i is dataset index i.
                        keep_data_ordered=True, reorder_files=False)
-        if verbose:
+        if shown != "off":
             print(f"{spec.name} {split}: {len(source)} items -> {url}", file=sys.stderr)
+        counter = multiprocessing.Value("q", 0) if options["start_method"] == "fork" else None
+        items_done = (lambda: counter.value) if counter is not None else (lambda: None)  # noqa: B023
         try:
-            litdata.optimize(fn=_ItemWriter(source, resize, quality), inputs=list(range(len(source))), output_dir=url,
-                             num_workers=min(workers, len(source)), **options)
+            with LineWatcher(f"convert {spec.name} {split}", len(source), items_done, progress=shown, unit="items"):
+                litdata.optimize(fn=_ItemWriter(source, resize, quality, counter), inputs=list(range(len(source))),
+                                 output_dir=url, num_workers=min(workers, len(source)), **options)
             litdata.optimize(fn=_LabelsWriter(source.labels), inputs=[0], output_dir=url + _LABELS_SUFFIX,
                              num_workers=1, **{**options, "verbose": False})
         except RuntimeError as error:
@@ -260,8 +275,8 @@ def convert_to_litdata(dm: Any, output: str | os.PathLike | None, *, chunk_bytes
         written[split] = url
         if resize is not None:
             print(_format_storage(spec.name, split, resized_storage_report(source, resize, quality)))
-    if verbose:
-        print(f"{spec.name}: LitData chunks at {output} (read them with +data.format=litdata +data.input={output})",
+    if shown != "off":
+        print(f"{spec.name}: LitData chunks at {output} (read them with data.format=litdata data.input={output})",
               file=sys.stderr)
     return written
 

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from .progress import progress_bar
 from .storage import remove_path, staging_folder
 
 CLASS_NAMES = (
@@ -57,8 +59,12 @@ def _shape_masks(kind: int, yy: np.ndarray, xx: np.ndarray, cy, cx, radius, peri
     raise ValueError(f"Unknown synthetic class {kind}; valid classes are 0..{len(CLASS_NAMES) - 1}.")
 
 
-def render(labels: np.ndarray, resolution: int, rng: np.random.Generator) -> np.ndarray:
-    """Draw one image per label: returns ``(N, resolution, resolution, 3)`` uint8."""
+def render(labels: np.ndarray, resolution: int, rng: np.random.Generator,
+           done: Callable[[int], None] | None = None) -> np.ndarray:
+    """Draw one image per label: returns ``(N, resolution, resolution, 3)`` uint8.
+
+    ``done(n)``, if given, is called after each class with the number of images just drawn.
+    """
     count = len(labels)
     images = np.empty((count, resolution, resolution, 3), dtype=np.uint8)
     yy, xx = np.mgrid[0:resolution, 0:resolution].astype(np.float32)
@@ -82,11 +88,18 @@ def render(labels: np.ndarray, resolution: int, rng: np.random.Generator) -> np.
         picture = np.where(mask[..., None], foreground, background + 40 * ramp[..., None])
         picture = picture + rng.normal(0, 12, picture.shape)
         images[rows] = np.clip(picture, 0, 255).astype(np.uint8)
+        if done is not None:
+            done(n)
     return images
 
 
-def generate(folder: Path, *, num_train: int, num_test: int, resolution: int, num_classes: int, seed: int) -> None:
-    """Write ``{train,test}_{images,labels}.npy`` into ``folder`` atomically (modes from the umask)."""
+def generate(folder: Path, *, num_train: int, num_test: int, resolution: int, num_classes: int, seed: int,
+             progress: bool | None = None) -> None:
+    """Write ``{train,test}_{images,labels}.npy`` into ``folder`` atomically (modes from the umask).
+
+    ``progress``: images drawn so far, as ``progress.py`` decides [None = a bar on a terminal,
+    plain lines otherwise; False = silent].
+    """
     if not 2 <= num_classes <= len(CLASS_NAMES):
         raise ValueError(f"num_classes={num_classes} is not supported by the synthetic dataset; allowed is 2..{len(CLASS_NAMES)}.")
     if resolution < 8:
@@ -95,11 +108,13 @@ def generate(folder: Path, *, num_train: int, num_test: int, resolution: int, nu
     folder = Path(folder)
     staging = staging_folder(folder)
     try:
-        for split, count in (("train", num_train), ("test", num_test)):
-            # Balanced classes, shuffled so that any prefix is balanced too.
-            labels = rng.permutation(np.arange(count) % num_classes).astype(np.int64)
-            np.save(staging / f"{split}_images.npy", render(labels, resolution, rng))
-            np.save(staging / f"{split}_labels.npy", labels)
+        with progress_bar(num_train + num_test, f"generate synthetic {resolution}px", unit="images",
+                          progress=progress) as bar:
+            for split, count in (("train", num_train), ("test", num_test)):
+                # Balanced classes, shuffled so that any prefix is balanced too.
+                labels = rng.permutation(np.arange(count) % num_classes).astype(np.int64)
+                np.save(staging / f"{split}_images.npy", render(labels, resolution, rng, bar.update))
+                np.save(staging / f"{split}_labels.npy", labels)
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(staging, folder)

@@ -532,18 +532,13 @@ def test_free_space_check_measures_real_disk(tmp_path):
         check_free_space(tmp_path, free + 10**15, "extract y")
 
 
-# The child imports download.py by path: importing the package would pull in torch, which costs
-# seconds per process on a small CI machine and is irrelevant to locking.
+# The child imports download.py alone (the package imports its modules lazily, so no torch is
+# loaded: that would cost seconds per process on a small CI machine and is irrelevant to locking).
 _LOCK_CHILD = r"""
-import importlib.util, sys, time, types
+import importlib, sys, time
 from pathlib import Path
-# A bare package around download.py so its `from .storage import ...` works without the package's torch.
-package = types.ModuleType("package_under_test")
-package.__path__ = [str(Path(sys.argv[1]).parent)]
-sys.modules["package_under_test"] = package
-spec = importlib.util.spec_from_file_location("package_under_test.download", sys.argv[1])
-module = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(module)
+module = importlib.import_module(sys.argv[1])
+assert "torch" not in sys.modules
 folder, log, name, release = sys.argv[2:6]
 def note(text):
     with open(log, "a") as fh:
@@ -570,7 +565,7 @@ def _wait_for_line(log: Path, line: str, procs: list[subprocess.Popen]) -> None:
 
 def test_dataset_lock_serialises_two_processes(tmp_path):
     folder, log, release = tmp_path / "data" / "cifar10", tmp_path / "log.txt", tmp_path / "release"
-    script = [sys.executable, "-c", _LOCK_CHILD, dl.__file__, str(folder), str(log)]
+    script = [sys.executable, "-c", _LOCK_CHILD, dl.__name__, str(folder), str(log)]
     # Children inherit this process's stderr, so a crash in one shows up in pytest's report.
     first = subprocess.Popen([*script, "A", str(release)])
     procs = [first]

@@ -218,9 +218,14 @@ def test_cfg_job_after_overrides_and_runs_named_after_the_command(tmp_path):
     assert shown.returncode == 0, shown.stderr
     assert "_target_: jepa_datamodules.STL10DataModule" in shown.stdout
     assert "_target_: jepa_datamodules.masks.HierarchicalMaskGenerator" in shown.stdout
-    listed = _cli("jepa-datasets", f"paths.data_dir={tmp_path / 'data'}", f"paths.log_dir={tmp_path / 'runs'}", cwd=tmp_path)
-    assert listed.returncode == 0, listed.stderr
-    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["jepa-datasets"]
+    # jepa-verify gets its no-run-folder settings from us: flags before or after the overrides still work.
+    for args in (("--cfg", "job", "data=cifar10"), ("data=cifar10", "--cfg", "job")):
+        shown = _cli("jepa-verify", *args, cwd=tmp_path)
+        assert shown.returncode == 0 and "_target_: jepa_datamodules.CIFAR10DataModule" in shown.stdout, shown.stderr
+    made = _cli("jepa-prepare", "data=synthetic", "data.num_train=20", "data.num_test=10",
+                f"paths.data_dir={tmp_path / 'data'}", f"paths.log_dir={tmp_path / 'runs'}", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["jepa-prepare"]
 
 
 def test_failed_forced_download_keeps_the_archive(served, data_dir):

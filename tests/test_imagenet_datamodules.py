@@ -159,3 +159,4 @@ def test_prepare_instructions_print_the_manual_steps(tmp_path):
                    "jepa-prepare data=imagenet"):
         assert needed in result.stdout
     assert not (tmp_path / "data" / "imagenet").exists() or not any((tmp_path / "data" / "imagenet").iterdir())
+    assert not (tmp_path / "runs" / "jepa-prepare").exists()  # printing steps makes no run folder

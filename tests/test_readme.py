@@ -115,8 +115,9 @@ def test_demo_summary_fields():
     fields = [line.split(":", 1)[0] for line in shown.splitlines() if ":" in line]
     source = (TESTS.parent / "jepa_datamodules" / "fitting.py").read_text()
     printed = re.findall(r'f"(\w[\w /]*?):\s', source)
-    assert fields[:6] == printed[:6] == ["dataset", "steps", "images/s", "loss", "probe accuracy", "run directory"]
-    assert fields[6:] == ["checkpoint", "picture", "picture"] and "checkpoint" in printed and "picture" in printed
+    assert fields[:8] == printed[:8] == ["dataset", "steps", "wall time", "images/s", "loss", "probe accuracy",
+                                         "checkpoint", "run directory"]
+    assert fields[8:] == ["picture", "picture"] and "picture" in printed
 
 
 @pytest.mark.slow
