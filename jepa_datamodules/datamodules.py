@@ -765,6 +765,9 @@ class RelabeledSubset(SubsetSource):
     def encoded(self, index: int) -> bytes:
         return self.base.encoded(int(self.indices[index]))
 
+    def load_encoded(self, index: int) -> bytes:
+        return self.base.load_encoded(int(self.indices[index]))
+
     def name(self, index: int) -> str:
         return self.base.name(int(self.indices[index]))
 

@@ -141,6 +141,11 @@ class EncodedImageSource:
         """The bytes :meth:`load` decodes for ``index`` (its substitute's when it is undecodable)."""
         return self.read_bytes(self._usable(int(index))[0])
 
+    def load_encoded(self, index: int) -> bytes:
+        """What the device path (``views_on="device"``) decodes: :meth:`encoded`. Non-JPEG files
+        (PNG, WebP, BMP) and CMYK JPEGs are then decoded by Pillow there, counted as fallbacks."""
+        return self.encoded(index)
+
     def _usable(self, index: int) -> tuple[int, Image.Image | np.ndarray]:
         """``(index actually used, decoded image)``: ``index`` itself, or the next decodable
         item with the same label after it (cyclically, in index order)."""

@@ -15,7 +15,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from fake_imagenet import make_imagenet_layout
-from jepa_datamodules import ImageNetDataModule, MultiBlockMaskGenerator, SyntheticDataModule
+from fake_ownimages import make_labelled_folder, write_hf_parquet
+from fakes import catalog_override
+from jepa_datamodules import ImageFolderDataModule, ImageNetDataModule, MultiBlockMaskGenerator, SyntheticDataModule
 from jepa_datamodules.device_views import EncodedImages, axis_weights, decode_batch
 from jepa_datamodules.readers import FormatError
 from jepa_datamodules.sampling import seeded_generator
@@ -198,3 +200,40 @@ def test_every_data_config_exposes_views_on(tmp_path):
             cfg = compose("config", overrides=[f"data={name}", f"paths.data_dir={tmp_path}", "data.views_on=device"])
             assert instantiate(cfg.data).hparams.views_on == "device"
             assert compose("config", overrides=[f"data={name}"]).data.views_on == "auto"
+
+
+def _own_data(views_on: str, **kwargs):
+    options = dict(image_size=32, patch_size=4, batch_size=3, num_workers=0, progress=False, views_on=views_on,
+                   mask=MultiBlockMaskGenerator(min_keep=4))
+    cls = ImageFolderDataModule if "root" in kwargs else ImageNetDataModule
+    dm = cls(**{**options, **kwargs})
+    dm.prepare_data()
+    dm.setup()
+    return dm
+
+
+@pytest.mark.filterwarnings("ignore:Skipping")  # the folder's truncated JPEG is replaced by a same-class image
+@pytest.mark.filterwarnings("ignore:.*decoded by Pillow")  # PNG, palette and CMYK files: CPU fallback, counted
+def test_device_views_of_your_own_folder_equal_the_workers_views(tmp_path):
+    make_labelled_folder(tmp_path / "mine")  # JPEG, PNG, CMYK, grey, palette, RGBA and one truncated JPEG
+    workers = _own_data("workers", root=tmp_path / "mine", seed=5)
+    device = _own_data("device", root=tmp_path / "mine", seed=5)
+    first = next(iter(device.train_dataloader()))
+    assert "encoded" in first  # the workers hand over the files' bytes, decoded on the device
+    assert _compare_loaders(workers, device, "train") >= 3
+    assert device.device_views.fallbacks > 0  # the non-JPEG files went through Pillow, not a crash
+
+
+def test_device_views_of_the_parquet_release_equal_the_workers_views(tmp_path, monkeypatch):
+    rows, shards = {"train": 24, "val": 6, "test": 3}, {"train": 2, "val": 1, "test": 1}
+    write_hf_parquet(tmp_path / "data" / "imagenet", rows, shards,
+                     {split: np.arange(rows[split]) % 3 for split in ("train", "val")})
+    catalog = catalog_override(tmp_path / "catalog.yaml", {"imagenet": {"num_classes": 3, "options": {"parquet": {
+        "repo": "ILSVRC/imagenet-1k", "prefixes": {"train": "train", "val": "validation", "test": "test"},
+        "shards": shards, "splits": rows}}}})
+    monkeypatch.setenv("JEPA_CATALOG", str(catalog))
+    workers = _own_data("workers", data_dir=tmp_path / "data")
+    device = _own_data("device", data_dir=tmp_path / "data")
+    assert device.parquet and "encoded" in next(iter(device.train_dataloader()))
+    assert _compare_loaders(workers, device, "train") >= 2
+    assert _compare_loaders(workers, device, "val") >= 2
