@@ -151,10 +151,10 @@ def argv_without_run_folder(argv: list[str], command: str) -> list[str]:
 
 
 # ----------------------------------------------------------------------------------- --help
-# string.Template text (Hydra substitutes $APP_CONFIG_GROUPS): a literal dollar is written $$.
+# The help text is a string.Template for Hydra: a literal dollar is written $$.
 _GROUPS = """
 == Config groups (group=option) ==
-$APP_CONFIG_GROUPS
+{groups}
 """
 _KEYS = """
 == Most used keys (key=value) ==
@@ -176,7 +176,7 @@ HELP: dict[str, tuple[str, dict[str, str]]] = {
         "last validation and prints a summary (loss, online linear-probe accuracy against chance with its "
         "validation size, images/s, wall time, checkpoint). The run folder outputs/jepa-fit/<time> holds the log, "
         "checkpoints, summary.json, masks.png (the first batch's masks) and training.png (loss and probe curves).",
-        {"data=NAME": "dataset: synthetic (default, offline), cifar10, cifar100, stl10, imagenet, imagenet100",
+        {"data=NAME": "a dataset of the data group above (synthetic: the default, offline)",
          "mask=NAME": "multiblock (I-JEPA, default), hierarchical (H-JEPA levels), none",
          "trainer=NAME": "cpu (default), gpu, ddp (all visible devices)",
          "trainer.max_steps=N": "stop after N optimizer steps [-1: trainer.max_epochs decides]",
@@ -192,7 +192,7 @@ HELP: dict[str, tuple[str, dict[str, str]]] = {
         "mirrors first, and waits for another process preparing the same dataset. ImageNet is never downloaded: "
         "instructions=true prints the manual steps. format=litdata output=... also converts the prepared dataset "
         "into LitData chunks.",
-        {"data=NAME": "synthetic, cifar10, cifar100, stl10, imagenet, imagenet100, all-auto (the three auto-download ones)",
+        {"data=NAME": "a dataset of the data group above; all-auto: every auto-download one in turn",
          "force=true": "fetch and extract again even if verified",
          "instructions=true": "print ImageNet's manual steps and stop",
          "data.mirrors=[URL,...]": "base URLs tried before upstream (also $$JEPA_DATA_MIRROR)",
@@ -225,14 +225,28 @@ HELP: dict[str, tuple[str, dict[str, str]]] = {
 }
 
 
+def config_groups() -> str:
+    """One line per config group with its options, read from the shipped conf folder. Files
+    named ``_*`` (``data/_base_.yaml``, the keys every data config shares) are not choices,
+    which is why Hydra's own ``$APP_CONFIG_GROUPS`` listing is not used."""
+    from importlib.resources import files
+
+    lines = []
+    for group in sorted((p for p in files("jepa_datamodules.conf").iterdir() if p.is_dir()), key=lambda p: p.name):
+        options = sorted(p.name[:-5] for p in group.iterdir() if p.name.endswith(".yaml") and not p.name.startswith("_"))
+        if options and not group.name.startswith(("_", ".")):
+            lines.append(f"{group.name}: {', '.join(options)}")
+    return "\n".join(lines)
+
+
 def help_template(command: str) -> str:
-    """Hydra's --help template for ``command`` (Hydra fills in $APP_CONFIG_GROUPS)."""
+    """Hydra's --help template for ``command``."""
     paragraph, keys = HELP.get(command, (f"{command}: a jepa_datamodules command.", _COMMON_KEYS))
     width = max(len(key) for key in keys)
     listed = "\n".join(f"  {key.ljust(width)}  {meaning}" for key, meaning in keys.items())
     usage = f"Usage: {command} [group=option ...] [key=value ...] [--multirun] [--cfg job]"
     text = textwrap.fill(f"{command}: {paragraph}", width=100, break_on_hyphens=False)
-    groups = "" if command == "jepa-datasets" else _GROUPS  # it reads no group
+    groups = "" if command == "jepa-datasets" else _GROUPS.format(groups=config_groups())  # it reads no group
     return text + "\n\n" + usage + "\n" + groups + _KEYS.format(keys=listed, command=command)
 
 
