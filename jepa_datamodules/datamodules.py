@@ -406,8 +406,8 @@ class JEPADataModule(LightningDataModule):
                 # matches, so a failed re-download (no network) keeps the archive there was.
                 landing = path.with_name(f".{archive.filename}.refetch") if path.exists() else path
                 landing.unlink(missing_ok=True)
-                dl.fetch(urls, landing, md5=archive.md5, size=archive.size if archive.size_known else None, retries=hp.retries,
-                         timeout=hp.timeout, progress=hp.progress)
+                dl.fetch(urls, landing, md5=archive.md5, size=archive.size if archive.size_known else None,
+                         retries=hp.retries, timeout=hp.timeout, progress=hp.progress)
                 os.replace(landing, path)
                 known[archive.filename] = archive.md5
             else:  # placed by hand (or left by an earlier run): the right file, whole, before extracting it
