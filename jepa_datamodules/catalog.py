@@ -37,7 +37,9 @@ STL10_STD = (0.2603, 0.2566, 0.2713)
 class ArchiveSpec:
     """One file fetched from upstream (or placed by hand for manual datasets).
 
-    ``size`` and ``extracted_size`` are bytes; they drive the free-space check.
+    ``size`` and ``extracted_size`` are bytes; they drive the free-space check. A download
+    is also checked against ``size`` unless ``size_known`` is False (the size is then an
+    estimate, used for the free-space check only; the md5 still decides).
     ``extract_to`` is the folder (relative to the dataset folder) the archive unpacks into;
     empty means the archive is used as it is.
     """
@@ -48,6 +50,7 @@ class ArchiveSpec:
     urls: tuple[str, ...] = ()
     extracted_size: int = 0
     extract_to: str = ""
+    size_known: bool = True
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,8 @@ class DatasetSpec:
     ``splits`` maps split name to image count; ``files`` are paths (relative to the
     dataset folder) that a complete copy must hold; ``data_root`` is where the reader
     looks; ``options`` are reader-specific facts (batch file names, label keys).
+    ``options["variants"]`` (optional) maps a variant name to the spec fields it replaces
+    (Imagenette's image sizes); ``options["default_variant"]`` names the one the spec holds.
     """
 
     name: str
@@ -303,6 +308,78 @@ _register(
 )
 
 
+# Imagenette (https://github.com/fastai/imagenette): fast.ai's 10 easily told apart ImageNet
+# classes, as <root>/train/<wnid>/*.JPEG and <root>/val/<wnid>/*.JPEG; labels in sorted wnid order.
+# URLs and md5s as torchvision's Imagenette class (torchvision/datasets/imagenette.py,
+# _ARCHIVES) has them. Counts as in the Hugging Face card frgfm/imagenette (dataset_infos.json:
+# train 9,469, validation 3,925), the same for every variant. The archive sizes are estimates
+# (only the free-space check uses them; size_known=False), so the md5 alone decides a download.
+def _imagenette(variant: str, stem: str, md5: str, size: int, extracted: int) -> dict[str, Any]:
+    return {
+        "archives": (ArchiveSpec(filename=f"{stem}.tgz", md5=md5, size=size, size_known=False,
+                                 urls=(f"https://s3.amazonaws.com/fast-ai-imageclas/{stem}.tgz",),
+                                 extracted_size=extracted, extract_to=stem),),
+        "data_root": f"{stem}/{stem}",
+        "title": f"Imagenette ({variant})",
+    }
+
+
+_IMAGENETTE_VARIANTS = {
+    "320": _imagenette("320 px", "imagenette2-320", "3df6f0d01a2c9592104656642f5e78a3", 341_000_000, 345_000_000),
+    "160": _imagenette("160 px", "imagenette2-160", "e793b78cc4c9e9a4ccc0c1155377a412", 99_000_000, 101_000_000),
+    "full": _imagenette("full size", "imagenette2", "fe2fc210e6bb7c5664d602c3cd71e612", 1_557_000_000, 1_560_000_000),
+}
+
+# What an ImageNet-like folder of photos of varying size shares (defaults: 224 px, 16 px patches).
+_IMAGENET_LIKE: dict[str, Any] = dict(resolution=None, mean=IMAGENET_MEAN, std=IMAGENET_STD, image_size=224,
+                                      patch_size=16, eval_split="val")
+
+_register(
+    DatasetSpec(
+        name="imagenette",
+        reader="imagefolder",
+        auto_download=True,
+        splits={"train": 9_469, "val": 3_925},
+        num_classes=10,
+        **_IMAGENET_LIKE,
+        options={"variants": _IMAGENETTE_VARIANTS, "default_variant": "320"},
+        homepage="https://github.com/fastai/imagenette",
+        **_IMAGENETTE_VARIANTS["320"],
+    )
+)
+
+# Tiny-ImageNet-200 (CS231n, http://cs231n.stanford.edu/tiny-imagenet-200.zip): 64x64 images of
+# 200 ImageNet classes. Archive md5 and size as published with the dataset and checked by the
+# public loaders (e.g. avalanche's TinyImagenet: md5 90528d7ca1a48142e341f4ef8d21d0de;
+# 248,100,043 bytes); 500 train and 50 val images per class, 10,000 unlabeled test images
+# (read here as the "unlabeled" split, label -1). Layout: tinyimagenet.py.
+_TINY_ROOT = "tiny-imagenet-200/tiny-imagenet-200"
+_register(
+    DatasetSpec(
+        name="tinyimagenet",
+        title="Tiny-ImageNet-200",
+        reader="tinyimagenet",
+        auto_download=True,
+        splits={"train": 100_000, "val": 10_000, "unlabeled": 10_000},
+        num_classes=200,
+        **{**_IMAGENET_LIKE, "resolution": 64, "image_size": 64, "patch_size": 8},
+        archives=(
+            ArchiveSpec(
+                filename="tiny-imagenet-200.zip",
+                md5="90528d7ca1a48142e341f4ef8d21d0de",
+                size=248_100_043,
+                urls=("http://cs231n.stanford.edu/tiny-imagenet-200.zip",),
+                extracted_size=260_000_000,  # estimate: 120,000 small JPEGs plus the annotations
+                extract_to="tiny-imagenet-200",
+            ),
+        ),
+        data_root=_TINY_ROOT,
+        files=(f"{_TINY_ROOT}/wnids.txt", f"{_TINY_ROOT}/val/val_annotations.txt"),
+        homepage="http://cs231n.stanford.edu/",
+    )
+)
+
+
 # Your own images (ownfolder.py): nothing is downloaded, counts and classes come from the folder.
 _register(
     DatasetSpec(
@@ -329,11 +406,23 @@ def dataset_names() -> list[str]:
     return list(SPECS)
 
 
-def get_spec(name: str) -> DatasetSpec:
-    """The spec called ``name``, with any ``$JEPA_CATALOG`` overrides applied."""
+def get_spec(name: str, variant: str | None = None) -> DatasetSpec:
+    """The spec called ``name`` (in ``variant``, where it has variants; None = its default),
+    with any ``$JEPA_CATALOG`` overrides applied."""
     if name not in SPECS:
         raise ValueError(f"Unknown dataset '{name}'. Valid values are {{{', '.join(SPECS)}}}.")
-    return _apply_overrides(SPECS[name])
+    return _apply_overrides(select_variant(SPECS[name], variant))
+
+
+def select_variant(spec: DatasetSpec, variant: str | None) -> DatasetSpec:
+    """``spec`` with the fields of ``options["variants"][variant]``; None = the spec as it is."""
+    variants = spec.options.get("variants", {})
+    if variant is None or variant == spec.options.get("default_variant"):
+        return spec
+    if str(variant) not in variants:
+        valid = ", ".join(variants) if variants else "none (it has no variants)"
+        raise ValueError(f"Unknown value '{variant}' for argument variant of {spec.name}. Valid values are {{{valid}}}.")
+    return spec.replace(**variants[str(variant)])
 
 
 _ANNOUNCED: set[tuple[str, str]] = set()

@@ -93,6 +93,8 @@ class JEPADataModule(LightningDataModule):
     """
 
     spec_name: str = ""
+    # The spec's variant (Imagenette's image size); None = the spec's default. Set by aliases.
+    variant: str | None = None
 
     def __init__(
         self,
@@ -233,8 +235,8 @@ class JEPADataModule(LightningDataModule):
 
     # ------------------------------------------------------------------ the dataset
     def build_spec(self) -> DatasetSpec:
-        """The spec this DataModule reads; subclasses with options adjust it here."""
-        return get_spec(self.spec_name)
+        """The spec this DataModule reads (in its ``variant``); subclasses with options adjust it here."""
+        return get_spec(self.spec_name, self.variant)
 
     @property
     def folder(self) -> Path:
@@ -287,6 +289,8 @@ class JEPADataModule(LightningDataModule):
         """This DataModule's settings as the overrides ``command`` prints (outside the console scripts)."""
         hp = self.hparams
         words = [f"data={self.spec_name}"]
+        if self.variant is not None and self.variant != self.spec.options.get("default_variant"):
+            words.append(f"data.variant={self.variant}")
         default_dir = Path(os.environ.get("JEPA_DATA_DIR") or "data").expanduser().absolute()
         if Path(hp.data_dir).expanduser().absolute() != default_dir:
             words.append(f"paths.data_dir={Path(hp.data_dir).expanduser().absolute()}")
@@ -402,8 +406,8 @@ class JEPADataModule(LightningDataModule):
                 # matches, so a failed re-download (no network) keeps the archive there was.
                 landing = path.with_name(f".{archive.filename}.refetch") if path.exists() else path
                 landing.unlink(missing_ok=True)
-                dl.fetch(urls, landing, md5=archive.md5, size=archive.size, retries=hp.retries,
-                         timeout=hp.timeout, progress=hp.progress)
+                dl.fetch(urls, landing, md5=archive.md5, size=archive.size if archive.size_known else None,
+                         retries=hp.retries, timeout=hp.timeout, progress=hp.progress)
                 os.replace(landing, path)
                 known[archive.filename] = archive.md5
             else:  # placed by hand (or left by an earlier run): the right file, whole, before extracting it
@@ -750,6 +754,33 @@ class STL10DataModule(JEPADataModule):
 
     def reader_options(self) -> dict[str, Any]:
         return {"fold": self.fold}
+
+
+class ImagenetteDataModule(JEPADataModule):
+    """Imagenette: fast.ai's 10-class ImageNet subset, 9,469 train / 3,925 val images; auto-download.
+
+    Read as an ImageFolder (``train/<wnid>/``, ``val/<wnid>/``), labels in sorted wnid order.
+    """
+
+    spec_name = "imagenette"
+
+    def __init__(self, *args: Any, variant: str = "320", **kwargs: Any):
+        """Which Imagenette archive, then the arguments of ``JEPADataModule``.
+
+        Args:
+            variant: ``"320"`` (shorter side 320 px, 341 MB), ``"160"`` (160 px, 99 MB) or
+                ``"full"`` (full-size images, 1.6 GB).
+            *args: passed on to ``JEPADataModule``.
+            **kwargs: passed on to ``JEPADataModule`` (``data_dir``, ``batch_size``, ``mask``, ...).
+        """
+        self.variant = str(variant)
+        super().__init__(*args, **kwargs)
+
+
+class TinyImageNetDataModule(JEPADataModule):
+    """Tiny-ImageNet-200: 100,000 train / 10,000 val / 10,000 unlabeled test images, 64x64, 200 classes; auto-download."""
+
+    spec_name = "tinyimagenet"
 
 
 IMAGENET_SOURCES = ("auto", "folders", "parquet")

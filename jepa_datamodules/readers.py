@@ -310,14 +310,19 @@ def open_split(spec: DatasetSpec, folder: Path, split: str, **options: Any) -> S
     if spec.reader == "synthetic":
         return read_synthetic(folder, split)
     if spec.reader == "imagefolder":
-        split_dir = Path(options.get("root", folder)) / split
+        split_dir = Path(options.get("root", folder / spec.data_root)) / split
         if not split_dir.is_dir():
             raise FileNotFoundError(f"{split_dir} does not exist; {spec.name} expects <wnid>/ class folders there.")
         key = options.get("cache_key", "")
         return read_image_folder(split_dir, classes=options.get("classes"),
                                  cache=index_cache(Path(options.get("cache_dir", folder)), split_dir, split),
                                  cache_key=key(split_dir) if callable(key) else key)
-    raise ValueError(f"Spec '{spec.name}' names reader '{spec.reader}', which does not exist; valid readers are cifar, stl10, synthetic, imagefolder.")
+    if spec.reader == "tinyimagenet":
+        from .tinyimagenet import read_tinyimagenet
+
+        return read_tinyimagenet(folder / spec.data_root, split)
+    raise ValueError(f"Spec '{spec.name}' names reader '{spec.reader}', which does not exist; "
+                     "valid readers are cifar, stl10, synthetic, imagefolder, tinyimagenet.")
 
 
 def index_cache(cache_dir: Path, split_dir: Path, split: str) -> Path:

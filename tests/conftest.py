@@ -12,7 +12,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from fakes import archive_override, catalog_override, make_cifar, make_stl10  # noqa: E402
+from fakes import (  # noqa: E402
+    TINY_WNIDS, archive_override, catalog_override, make_cifar, make_imagenette, make_stl10, make_tinyimagenet,
+)
 from loopback import LoopbackServer  # noqa: E402
 
 # Keep test runs quiet and CPU-friendly on a 2-core machine.
@@ -29,7 +31,7 @@ FAKE_SPLITS = {
 
 @pytest.fixture(scope="session")
 def upstream(tmp_path_factory):
-    """Fake CIFAR-10, CIFAR-100 and STL-10 archives behind one loopback server.
+    """Fake CIFAR-10, CIFAR-100, STL-10, Imagenette and Tiny-ImageNet archives behind one loopback server.
 
     Yields (server, fakes, catalog_path); tests set ``$JEPA_CATALOG`` to catalog_path
     (see the ``served`` fixture) and pass ``mirrors=[server.url]``.
@@ -39,10 +41,14 @@ def upstream(tmp_path_factory):
         "cifar10": make_cifar(root, "cifar10", per_batch=20, test_count=30, seed=1),
         "cifar100": make_cifar(root, "cifar100", per_batch=40, test_count=100, seed=2),
         "stl10": make_stl10(root, train=20, test=10, unlabeled=30, seed=3),
+        "imagenette": make_imagenette(root, seed=4),
+        "tinyimagenet": make_tinyimagenet(root, seed=5),
     }
     entries: dict = {}
     for name, fake in fakes.items():
-        entries.update(archive_override(name, fake, FAKE_SPLITS[name]))
+        splits = FAKE_SPLITS.get(name) or {split: len(items) for split, items in fake.written.items()}
+        entries.update(archive_override(name, fake, splits))
+    entries["tinyimagenet"]["num_classes"] = len(TINY_WNIDS)  # the fake keeps 4 of the 200 classes
     catalog = catalog_override(root / "catalog.yaml", entries)
     with LoopbackServer(root) as server:
         yield server, fakes, catalog

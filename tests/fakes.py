@@ -9,6 +9,10 @@ each batch a protocol-2 pickle of a dict whose ``data`` is an ``(N, 3072)`` uint
 STL-10 binary: a tar.gz holding ``stl10_binary/`` with ``*_X.bin`` (each image three 96x96
 planes stored column-major), ``*_y.bin`` (uint8 labels, 1-based), ``fold_indices.txt``
 (10 lines of 0-based train indices) and ``class_names.txt``.
+
+Imagenette: a .tgz holding ``imagenette2-320/{train,val}/<wnid>/*.JPEG``. Tiny-ImageNet-200: a
+.zip holding ``tiny-imagenet-200/`` with ``wnids.txt``, ``train/<wnid>/images/*.JPEG``, a flat
+``val/images/`` labelled by ``val/val_annotations.txt`` and unlabeled ``test/images/``.
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ import hashlib
 import io
 import pickle
 import tarfile
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 import yaml
 
 
@@ -127,6 +133,77 @@ def make_stl10(out_dir: Path, train: int = 20, test: int = 10, unlabeled: int = 
     fake.labels["unlabeled"] = np.full(unlabeled, -1, dtype=np.int64)
     fake.folds = folds  # type: ignore[attr-defined]
     return fake
+
+
+# ----------------------------------------- Imagenette (.tgz) and Tiny-ImageNet-200 (.zip)
+# Imagenette's ten wnids (as in the upstream archive); Tiny-ImageNet's fake keeps four classes.
+IMAGENETTE_WNIDS = ["n01440764", "n02102040", "n02979186", "n03000684", "n03028079",
+                    "n03394916", "n03417042", "n03425413", "n03445777", "n03888257"]
+TINY_WNIDS = ["n09193705", "n01443537", "n07873807", "n02124075"]  # wnids.txt is not sorted upstream
+
+
+def jpeg(rng: np.random.Generator, size: tuple[int, int]) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+def _written(archive: Path, written: dict[str, dict[str, str]]) -> FakeArchive:
+    fake = FakeArchive(archive, md5_of(archive), archive.stat().st_size)
+    fake.written = written  # type: ignore[attr-defined]
+    return fake
+
+
+def make_imagenette(out_dir: Path, seed: int = 0) -> FakeArchive:
+    """imagenette2-320.tgz holding imagenette2-320/{train,val}/<wnid>/*.JPEG (and its noisy-labels
+    csv); ``.written`` is {split: {path under the split: wnid}}."""
+    rng = np.random.default_rng(seed)
+    written: dict[str, dict[str, str]] = {"train": {}, "val": {}}
+    archive = out_dir / "imagenette2-320.tgz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for split, per_class in (("train", 2), ("val", 1)):
+            for wnid in reversed(IMAGENETTE_WNIDS):  # archive order is not label order
+                for i in range(per_class):
+                    name = f"{wnid}/{'ILSVRC2012_val_' if split == 'val' else wnid + '_'}{seed}{i:04d}.JPEG"
+                    payload = jpeg(rng, (48, 32))
+                    _add_bytes(tar, f"imagenette2-320/{split}/{name}", payload)
+                    written[split][name] = wnid
+        csv = b"path,noisy_labels_0,is_valid\n"
+        _add_bytes(tar, "imagenette2-320/noisy_imagenette.csv", csv)
+    return _written(archive, written)
+
+
+def make_tinyimagenet(out_dir: Path, seed: int = 0) -> FakeArchive:
+    """tiny-imagenet-200.zip in the CS231n layout; ``.written`` is {split: {relpath: wnid}}
+    (relpaths under tiny-imagenet-200/, wnid "" for the unlabeled test images)."""
+    rng = np.random.default_rng(seed)
+    written: dict[str, dict[str, str]] = {"train": {}, "val": {}, "unlabeled": {}}
+    archive = out_dir / "tiny-imagenet-200.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        root = "tiny-imagenet-200"
+        zf.writestr(f"{root}/wnids.txt", "\n".join(TINY_WNIDS) + "\n")
+        zf.writestr(f"{root}/words.txt", "".join(f"{w}\tsomething\n" for w in TINY_WNIDS))
+        for wnid in TINY_WNIDS:
+            boxes = []
+            for i in range(3):
+                rel = f"train/{wnid}/images/{wnid}_{i}.JPEG"
+                zf.writestr(f"{root}/{rel}", jpeg(rng, (64, 64)))
+                written["train"][rel] = wnid
+                boxes.append(f"{wnid}_{i}.JPEG\t0\t0\t63\t63\n")
+            zf.writestr(f"{root}/train/{wnid}/{wnid}_boxes.txt", "".join(boxes))
+        lines = []
+        for i in range(8):
+            wnid = TINY_WNIDS[(3 * i) % len(TINY_WNIDS)]  # every class, not in label order
+            rel = f"val/images/val_{i}.JPEG"
+            zf.writestr(f"{root}/{rel}", jpeg(rng, (64, 64)))
+            written["val"][rel] = wnid
+            lines.append(f"val_{i}.JPEG\t{wnid}\t1\t2\t60\t61\n")
+        zf.writestr(f"{root}/val/val_annotations.txt", "".join(lines))
+        for i in range(5):
+            rel = f"test/images/test_{i}.JPEG"
+            zf.writestr(f"{root}/{rel}", jpeg(rng, (64, 64)))
+            written["unlabeled"][rel] = ""
+    return _written(archive, written)
 
 
 def catalog_override(path: Path, entries: dict[str, dict]) -> Path:

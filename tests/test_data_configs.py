@@ -61,7 +61,8 @@ PLACEHOLDERS = {"global_batch_size": "256", "fold": "3", "input": "/tmp/chunks",
                 "storage_options.endpoint_url": "http://127.0.0.1:9000", "mirrors": "[http://mirror.local/datasets]"}
 # Keys the README shows as refused (the typo example); test_a_mistyped_key_names_the_close_valid_one runs it.
 REFUSED = {"batchsize"}
-DATASET_WORDS = {"CIFAR-100": "cifar100", "STL-10": "stl10", "ImageNet-100": "imagenet100"}
+DATASET_WORDS = {"CIFAR-100": "cifar100", "STL-10": "stl10", "ImageNet-100": "imagenet100", "Imagenette": "imagenette",
+                 "Tiny-ImageNet-200": "tinyimagenet"}
 # README sections about one dataset: a data.<key> there belongs to it unless the line says data=.
 SECTION_DATASETS = {"Your own data": "imagefolder", "ImageNet from Hugging Face (parquet)": "imagenet"}
 

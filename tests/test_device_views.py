@@ -194,7 +194,7 @@ def test_every_data_config_exposes_views_on(tmp_path):
     from hydra import compose, initialize_config_module
     from hydra.utils import instantiate
 
-    names = ["synthetic", "cifar10", "cifar100", "stl10", "imagenet", "imagenet100"]
+    names = ["synthetic", "cifar10", "cifar100", "stl10", "imagenet", "imagenet100", "imagenette", "tinyimagenet"]
     with initialize_config_module(config_module="jepa_datamodules.conf", version_base="1.3"):
         for name in names:
             cfg = compose("config", overrides=[f"data={name}", f"paths.data_dir={tmp_path}", "data.views_on=device"])

@@ -78,9 +78,9 @@ def test_totals_plan_minimal_auto_and_everything(tmp_path, monkeypatch):
     assert "(100.0 GB free on its filesystem)" in text.splitlines()[0]
     # archives, extracted, on disk, still needed (archive kept + extracted), fits
     assert table_row(text, "minimal (cifar10 + cifar100)")[1:] == ["339.5 MB", "372.5 MB", "-", "712.0 MB", "yes"]
-    assert table_row(text, "all auto-download")[1:] == ["3.0 GB", "3.5 GB", "-", "6.5 GB", "yes"]
+    assert table_row(text, "all auto-download")[1:] == ["3.6 GB", "4.1 GB", "-", "7.7 GB", "yes"]
     # ImageNet's 154.6 GB archives plus as much again unpacked do not fit on 100 GB.
-    assert table_row(text, "everything")[1:] == ["157.6 GB", "158.1 GB", "-", "315.8 GB", "no, 215.8 GB short"]
+    assert table_row(text, "everything")[1:] == ["158.2 GB", "158.7 GB", "-", "317.0 GB", "no, 217.0 GB short"]
     auto = [s for s in SPECS.values() if s.auto_download]
     all_auto = plans(inventory(tmp_path))[1]
     assert all_auto.names == tuple(s.name for s in auto)
@@ -137,7 +137,7 @@ def _printed(data_dir: Path) -> str:
 # ------------------------------------------------------------------------- all-auto
 def test_all_auto_is_prepare_only(data_dir):
     bundle = AllAutoDownload(data_dir=data_dir)
-    assert bundle.spec.members == ("cifar10", "cifar100", "stl10")
+    assert bundle.spec.members == ("cifar10", "cifar100", "stl10", "imagenette", "tinyimagenet")
     assert bundle.folder == data_dir
     with pytest.raises(ValueError, match="only works with jepa-prepare"):
         bundle.setup("fit")
@@ -169,11 +169,12 @@ def test_all_auto_reports_one_failure_prepares_the_rest_and_retries_it(served, d
         run = _jepa("jepa-prepare", "data=all-auto", f"paths.data_dir={data_dir}", f"data.mirrors=[{mirror.url}]",
                     env_extra=env)
     assert run.returncode != 0
-    assert "error: 1 of 3 datasets failed: cifar10" in run.stderr
+    assert "error: 1 of 5 datasets failed: cifar10" in run.stderr
     assert "Traceback" not in run.stderr
     assert table_row(run.stdout, "cifar10")[1] == "FAILED"
     assert table_row(run.stdout, "cifar100")[1] == "ready"
     assert table_row(run.stdout, "stl10")[1] == "ready"
+    assert table_row(run.stdout, "imagenette")[1] == table_row(run.stdout, "tinyimagenet")[1] == "ready"
     reason = run.stdout.split("cifar10 failed: ", 1)[1]
     assert "HTTP 404" in reason and "data.mirrors" in reason  # the downloader's own advice, in full
     states = {spec.name: state.state for spec, state in inventory(data_dir)}
@@ -188,9 +189,9 @@ def test_all_auto_reports_one_failure_prepares_the_rest_and_retries_it(served, d
     assert fetched == {f"/{fakes['cifar10'].path.name}"}
     assert f"all-auto: ready and verified at {data_dir}" in run.stdout
 
-    # And jepa-datasets, through its console script and JEPA_DATA_DIR, sees all three verified.
+    # And jepa-datasets, through its console script and JEPA_DATA_DIR, sees all five verified.
     listing = _jepa("jepa-datasets", env_extra={**env, "JEPA_DATA_DIR": str(data_dir)})
     assert listing.returncode == 0, listing.stderr
-    for name in ("cifar10", "cifar100", "stl10"):
+    for name in ("cifar10", "cifar100", "stl10", "imagenette", "tinyimagenet"):
         assert table_row(listing.stdout, name)[-2] == "verified"
     assert table_row(listing.stdout, "imagenet")[-2] == "absent"

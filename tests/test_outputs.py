@@ -120,7 +120,7 @@ def test_help_says_what_the_command_does(command, tmp_path):
     assert text.startswith(f"{command}: ") and len(text.split("\n\n")[0]) > 200  # a paragraph
     assert "== Most used keys (key=value) ==" in text and "paths.data_dir=DIR" in text
     if command != "jepa-datasets":
-        assert re.search(r"^data: .*cifar10, cifar100, .*synthetic$", text, flags=re.M)
+        assert re.search(r"^data: .*cifar10, cifar100, .*synthetic, tinyimagenet$", text, flags=re.M)
         assert re.search(r"^mask: hierarchical, multiblock, none$", text, flags=re.M)
         assert "_base_" not in text  # the shared data keys are not a dataset to pick
     assert list(tmp_path.iterdir()) == []  # --help makes no run folder

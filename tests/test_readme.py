@@ -82,7 +82,7 @@ def _patched(command: str, data_dir: Path, log_dir: Path, mirror: str) -> list[s
     overrides = dict(w.split("=", 1) for w in words[1:] if not w.startswith("--"))
     overrides.update({"paths.data_dir": str(data_dir), "paths.log_dir": str(log_dir)})
     datasets = overrides.get("data", "synthetic").split(",")
-    if any(name in ("cifar10", "cifar100", "stl10") for name in datasets):
+    if any(name in ("cifar10", "cifar100", "stl10", "imagenette", "tinyimagenet") for name in datasets):
         overrides["data.mirrors"] = f"[{mirror}]"
     if words[0] == "jepa-fit":
         overrides.update(TINY_FIT)
