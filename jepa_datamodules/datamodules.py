@@ -793,12 +793,6 @@ class RelabeledSubset(SubsetSource):
         super().__init__(base, indices)
         self.labels = np.asarray(labels, dtype=np.int64)
 
-    def encoded(self, index: int) -> bytes:
-        return self.base.encoded(int(self.indices[index]))
-
-    def load_encoded(self, index: int) -> bytes:
-        return self.base.load_encoded(int(self.indices[index]))
-
     def name(self, index: int) -> str:
         return self.base.name(int(self.indices[index]))
 

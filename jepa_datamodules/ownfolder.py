@@ -137,14 +137,11 @@ class EncodedImageSource:
     def load(self, index: int) -> Image.Image | np.ndarray:
         return self._usable(int(index))[1]
 
-    def encoded(self, index: int) -> bytes:
-        """The bytes :meth:`load` decodes for ``index`` (its substitute's when it is undecodable)."""
-        return self.read_bytes(self._usable(int(index))[0])
-
     def load_encoded(self, index: int) -> bytes:
-        """What the device path (``views_on="device"``) decodes: :meth:`encoded`. Non-JPEG files
-        (PNG, WebP, BMP) and CMYK JPEGs are then decoded by Pillow there, counted as fallbacks."""
-        return self.encoded(index)
+        """The bytes :meth:`load` decodes for ``index`` (its substitute's when it is undecodable):
+        what LitData conversion stores and the device path (``views_on="device"``) decodes, where
+        non-JPEG files (PNG, WebP, BMP) and CMYK JPEGs go to Pillow, counted as fallbacks."""
+        return self.read_bytes(self._usable(int(index))[0])
 
     def _usable(self, index: int) -> tuple[int, Image.Image | np.ndarray]:
         """``(index actually used, decoded image)``: ``index`` itself, or the next decodable

@@ -56,7 +56,7 @@ from PIL import Image
 
 from .progress import LineWatcher
 from .progress import mode as progress_mode
-from .readers import FileSource, Source
+from .readers import FileSource, Source, load_encoded
 
 # One chunk file of this size holds ~640 ImageNet JPEGs or ~20,000 CIFAR images; LitData
 # recommends chunks of tens of MB so that object-store requests stay few and large.
@@ -188,11 +188,9 @@ def resized_storage_report(source: Source, short_side: int, quality: int = DEFAU
 
 
 def _payload(source: Source, index: int) -> bytes | np.ndarray:
-    encoded = getattr(source, "encoded", None)  # own folders, parquet shards: the file's bytes
+    encoded = load_encoded(source, index)  # image files (folders, own folders, parquet): their bytes
     if encoded is not None:
-        return encoded(index)
-    if isinstance(source, FileSource):
-        return (source.root / source.paths[index]).read_bytes()
+        return encoded
     image = source.load(index)
     if isinstance(image, Image.Image):
         image = np.asarray(image.convert("RGB"))

@@ -65,7 +65,7 @@ def test_undecodable_file_is_listed_and_skipped_without_changing_batch_size_or_o
     with pytest.warns(UserWarning, match="Skipping .*truncated.jpg"):
         stand_in = decode_pixels(train.load(bad))
     np.testing.assert_array_equal(stand_in, written["train"]["dog/f.JPEG"][1])
-    assert train.encoded(bad) == train.read_bytes(first_dog)
+    assert train.load_encoded(bad) == train.read_bytes(first_dog)
     # Two whole epochs in a loader worker: every batch full (drop_last), the same batches each run.
     runs = []
     for _ in range(2):
