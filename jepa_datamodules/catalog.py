@@ -266,6 +266,10 @@ _IMAGENET_PARQUET = {
     "splits": {"train": 1_281_167, "val": 50_000, "test": 100_000},
 }
 
+# What an ImageNet-like folder of photos of varying size shares (defaults: 224 px, 16 px patches).
+_IMAGENET_LIKE: dict[str, Any] = dict(resolution=None, mean=IMAGENET_MEAN, std=IMAGENET_STD, image_size=224,
+                                      patch_size=16, eval_split="val")
+
 _register(
     DatasetSpec(
         name="imagenet",
@@ -274,12 +278,7 @@ _register(
         auto_download=False,
         splits={"train": 1_281_167, "val": 50_000},
         num_classes=1000,
-        resolution=None,
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
-        image_size=224,
-        patch_size=16,
-        eval_split="val",
+        **_IMAGENET_LIKE,
         archives=_IMAGENET_ARCHIVES,
         options={"parquet": _IMAGENET_PARQUET},
         homepage="https://image-net.org/challenges/LSVRC/2012/",
@@ -296,12 +295,7 @@ _register(
         auto_download=False,
         splits={"train": 126_689, "val": 5_000},
         num_classes=100,
-        resolution=None,
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
-        image_size=224,
-        patch_size=16,
-        eval_split="val",
+        **_IMAGENET_LIKE,
         options={"parent": "imagenet", "class_list": None},
         homepage="https://github.com/HobbitLong/CMC",
     )
@@ -329,10 +323,6 @@ _IMAGENETTE_VARIANTS = {
     "160": _imagenette("160 px", "imagenette2-160", "e793b78cc4c9e9a4ccc0c1155377a412", 99_000_000, 101_000_000),
     "full": _imagenette("full size", "imagenette2", "fe2fc210e6bb7c5664d602c3cd71e612", 1_557_000_000, 1_560_000_000),
 }
-
-# What an ImageNet-like folder of photos of varying size shares (defaults: 224 px, 16 px patches).
-_IMAGENET_LIKE: dict[str, Any] = dict(resolution=None, mean=IMAGENET_MEAN, std=IMAGENET_STD, image_size=224,
-                                      patch_size=16, eval_split="val")
 
 _register(
     DatasetSpec(
@@ -389,12 +379,7 @@ _register(
         auto_download=False,
         splits={},
         num_classes=0,
-        resolution=None,
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
-        image_size=224,
-        patch_size=16,
-        eval_split="val",
+        **_IMAGENET_LIKE,
         # What the README's datasets table shows for facts that only the user's folder knows.
         options={"table": {"source": "your files", "images": "yours (val: a val/ folder or 1 % of train)",
                            "classes": "class folders or none"}},
