@@ -56,7 +56,7 @@ from PIL import Image
 
 from .progress import LineWatcher
 from .progress import mode as progress_mode
-from .readers import FileSource, Source, load_encoded
+from .readers import Source, load_encoded
 
 # One chunk file of this size holds ~640 ImageNet JPEGs or ~20,000 CIFAR images; LitData
 # recommends chunks of tens of MB so that object-store requests stay few and large.
@@ -247,8 +247,8 @@ def convert_to_litdata(dm: Any, output: str | os.PathLike | None, *, chunk_bytes
     written: dict[str, str] = {}
     for split in wanted:
         source = dm.open_split(split)
-        if resize is not None and not isinstance(source, FileSource):
-            raise ValueError(f"resize={resize} applies to datasets stored as image files (ImageNet-style folders); "
+        if resize is not None and len(source) and load_encoded(source, 0) is None:
+            raise ValueError(f"resize={resize} applies to datasets stored as image files (image folders, parquet shards); "
                              f"{spec.name} stores raw pixel arrays at their native {spec.resolution} px: leave resize unset.")
         url = split_url(output, split)
         options = dict(chunk_bytes=chunk_bytes, storage_options=storage_options, mode="overwrite" if force else None,

@@ -4,6 +4,7 @@ batches read from the original files."""
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from fake_ownimages import make_labelled_folder
 from jepa_datamodules import ImageFolderDataModule, ImageNetDataModule
@@ -90,3 +92,19 @@ def test_jepa_prepare_converts_your_own_folder_from_the_command_line(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(LitDataSource(split_url(tmp_path / "chunks", "train"))) == 11
     assert len(LitDataSource(split_url(tmp_path / "chunks", "val"))) == 2
+
+
+def test_parquet_imagenet_converts_pre_resized(release, tmp_path):  # noqa: F811
+    data_dir, written = release
+    files = ImageNetDataModule(data_dir=data_dir, **SMALL)
+    files.prepare_data()
+    convert_to_litdata(files, tmp_path / "chunks", num_workers=1, splits=["train"], resize=16, quality=80)
+    streamed = LitDataSource(split_url(tmp_path / "chunks", "train"))
+    np.testing.assert_array_equal(streamed.labels, [label for label, _, _ in written["train"]])
+    for index, (_, original, pixels) in enumerate(written["train"]):
+        stored = streamed.dataset[index]["image"]
+        with Image.open(io.BytesIO(stored)) as image:
+            height, width = pixels.shape[:2]
+            assert image.format == "JPEG" and min(image.size) == 16, image.size
+            assert image.size == (round(width * 16 / min(width, height)), round(height * 16 / min(width, height)))
+        assert len(stored) < len(original)
