@@ -8,7 +8,7 @@ patches (a 12x12 grid) for the hierarchical ones, whose fine blocks need the fin
 from pathlib import Path
 
 from jepa_datamodules import HierarchicalMaskGenerator, MultiBlockMaskGenerator, SyntheticDataModule
-from jepa_datamodules.mask_viz import draw_mask_grid
+from jepa_datamodules.cli.mask_viz import draw_mask_grid
 
 HERE = Path(__file__).resolve().parent
 

@@ -4,13 +4,9 @@ disk to masked, augmented batches."""
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-try:
-    __version__ = version("jepa-datamodules")  # the one copy lives in pyproject.toml
-except PackageNotFoundError:  # imported from a source tree that was never installed
-    __version__ = "0+unknown"
+from ._version import __version__
 
 # Where each public name lives. Imported on first use (PEP 562), so that the console scripts
 # answer --help or a typo in about a second instead of first importing torch and Lightning.
@@ -18,22 +14,22 @@ _WHERE = {
     "DatasetSpec": "catalog",
     "dataset_names": "catalog",
     "get_spec": "catalog",
-    "CIFAR10DataModule": "datamodules",
-    "CIFAR100DataModule": "datamodules",
-    "ImageFolderDataModule": "datamodules",
-    "ImageNet100DataModule": "datamodules",
-    "ImageNetDataModule": "datamodules",
-    "ImagenetteDataModule": "datamodules",
-    "JEPADataModule": "datamodules",
-    "STL10DataModule": "datamodules",
-    "SyntheticDataModule": "datamodules",
-    "TinyImageNetDataModule": "datamodules",
-    "HierarchicalMaskGenerator": "masks",
-    "MaskGenerator": "masks",
-    "MultiBlockMaskGenerator": "masks",
-    "NoMaskGenerator": "masks",
-    "StorageError": "storage",
-    "TinyJEPA": "tinyjepa",
+    "CIFAR10DataModule": "datamodule",
+    "CIFAR100DataModule": "datamodule",
+    "ImageFolderDataModule": "datamodule",
+    "ImageNet100DataModule": "datamodule",
+    "ImageNetDataModule": "datamodule",
+    "ImagenetteDataModule": "datamodule",
+    "JEPADataModule": "datamodule",
+    "STL10DataModule": "datamodule",
+    "SyntheticDataModule": "datamodule",
+    "TinyImageNetDataModule": "datamodule",
+    "HierarchicalMaskGenerator": "pipeline.masks",
+    "MaskGenerator": "pipeline.masks",
+    "MultiBlockMaskGenerator": "pipeline.masks",
+    "NoMaskGenerator": "pipeline.masks",
+    "StorageError": "storage.files",
+    "TinyJEPA": "cli.tinyjepa",
 }
 
 __all__ = sorted(_WHERE)

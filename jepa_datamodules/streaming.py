@@ -56,7 +56,7 @@ from PIL import Image
 
 from .progress import LineWatcher
 from .progress import mode as progress_mode
-from .readers import Source, load_encoded
+from .formats.base import Source, load_encoded
 
 # One chunk file of this size holds ~640 ImageNet JPEGs or ~20,000 CIFAR images; LitData
 # recommends chunks of tens of MB so that object-store requests stay few and large.
@@ -166,7 +166,7 @@ def resized_storage_report(source: Source, short_side: int, quality: int = DEFAU
     """
     import time
 
-    from .transforms import decode_pixels
+    from .pipeline.transforms import decode_pixels
 
     rng = np.random.default_rng(seed)
     picked = rng.choice(len(source), size=min(samples, len(source)), replace=False).tolist()

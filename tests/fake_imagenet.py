@@ -1,6 +1,6 @@
 """Builders of tiny ImageNets in the exact on-disk formats of the official ILSVRC2012 files.
 
-Used by the tests of ``jepa_datamodules.imagenet`` and by the DataModule tests. Every
+Used by the tests of ``jepa_datamodules.formats.imagenet`` and by the DataModule tests. Every
 builder is deterministic for a given ``seed`` and takes a few milliseconds per image.
 
 * :func:`write_jpeg` / :func:`jpeg_bytes`: one small RGB JPEG with random smooth structure.

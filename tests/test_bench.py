@@ -14,9 +14,10 @@ import pytest
 import torch
 from hydra import compose, initialize_config_module
 
-from jepa_datamodules import CIFAR10DataModule, bench
-from jepa_datamodules.bench import STANDIN_KINDS, build_bench_datamodule, run_bench, write_standin
-from jepa_datamodules.imagenet import detect_source
+from jepa_datamodules import CIFAR10DataModule
+from jepa_datamodules.bench import run as bench
+from jepa_datamodules.bench.run import STANDIN_KINDS, build_bench_datamodule, run_bench, write_standin
+from jepa_datamodules.formats.imagenet import detect_source
 
 TINY = ["data.batch_size=8", "data.num_workers=1", "bench.batches=2", "bench.warmup=1", "bench.mask_repeats=2",
         "bench.isolated_samples=2", "bench.standin_images=50"]

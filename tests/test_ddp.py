@@ -19,12 +19,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jepa_datamodules import CIFAR10DataModule, SyntheticDataModule
-from jepa_datamodules.batching import JEPACollate, ViewDataset
-from jepa_datamodules.device_views import DeviceViews
-from jepa_datamodules.masks import MultiBlockMaskGenerator
-from jepa_datamodules.readers import ArraySource
-from jepa_datamodules.sampling import BatchKey, EpochBatchSampler
-from jepa_datamodules.transforms import TrainView
+from jepa_datamodules.pipeline.batching import JEPACollate, ViewDataset
+from jepa_datamodules.pipeline.device_views import DeviceViews
+from jepa_datamodules.pipeline.masks import MultiBlockMaskGenerator
+from jepa_datamodules.formats.base import ArraySource
+from jepa_datamodules.pipeline.sampling import BatchKey, EpochBatchSampler
+from jepa_datamodules.pipeline.transforms import TrainView
 
 from fakes import archive_override, catalog_override, make_cifar
 from loopback import LoopbackServer

@@ -18,9 +18,9 @@ from fake_imagenet import make_imagenet_layout
 from fake_ownimages import make_labelled_folder, write_hf_parquet
 from fakes import catalog_override
 from jepa_datamodules import ImageFolderDataModule, ImageNetDataModule, MultiBlockMaskGenerator, SyntheticDataModule
-from jepa_datamodules.device_views import EncodedImages, axis_weights, decode_batch
-from jepa_datamodules.readers import FormatError
-from jepa_datamodules.sampling import seeded_generator
+from jepa_datamodules.pipeline.device_views import EncodedImages, axis_weights, decode_batch
+from jepa_datamodules.formats.base import FormatError
+from jepa_datamodules.pipeline.sampling import seeded_generator
 
 # Mean absolute difference allowed between the two paths' views, in 0..255 pixel units.
 TOLERANCE = 2.0

@@ -24,9 +24,9 @@ import filelock
 import pytest
 from loopback import LoopbackServer
 
-import jepa_datamodules.download as dl
-from jepa_datamodules import storage
-from jepa_datamodules.download import (
+import jepa_datamodules.storage.download as dl
+from jepa_datamodules.storage import files as storage
+from jepa_datamodules.storage.download import (
     MIRROR_ENV,
     DownloadError,
     StorageError,

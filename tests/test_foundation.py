@@ -18,10 +18,10 @@ from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 
 from jepa_datamodules import CIFAR10DataModule, CIFAR100DataModule, SyntheticDataModule, TinyJEPA
-from jepa_datamodules import download as dl
+from jepa_datamodules.storage import download as dl
 from jepa_datamodules.catalog import get_spec
-from jepa_datamodules.masks import MultiBlockMaskGenerator
-from jepa_datamodules.readers import FormatError, load_cifar_pickle
+from jepa_datamodules.pipeline.masks import MultiBlockMaskGenerator
+from jepa_datamodules.formats.base import FormatError, load_cifar_pickle
 
 CONF_DATA = Path(__file__).resolve().parents[1] / "conf" / "data"
 SMALL = dict(image_size=32, patch_size=4, batch_size=8, num_workers=0)
@@ -217,7 +217,7 @@ def test_cfg_job_after_overrides_and_runs_named_after_the_command(tmp_path):
     shown = _cli("jepa-fit", "data=stl10", "mask=hierarchical", "--cfg", "job", cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
     assert "_target_: jepa_datamodules.STL10DataModule" in shown.stdout
-    assert "_target_: jepa_datamodules.masks.HierarchicalMaskGenerator" in shown.stdout
+    assert "_target_: jepa_datamodules.HierarchicalMaskGenerator" in shown.stdout
     # jepa-verify gets its no-run-folder settings from us: flags before or after the overrides still work.
     for args in (("--cfg", "job", "data=cifar10"), ("data=cifar10", "--cfg", "job")):
         shown = _cli("jepa-verify", *args, cwd=tmp_path)

@@ -15,9 +15,9 @@ from fake_ownimages import write_hf_parquet
 from fakes import catalog_override
 from jepa_datamodules import ImageNet100DataModule, ImageNetDataModule
 from jepa_datamodules.catalog import get_spec
-from jepa_datamodules.hfparquet import imagenet1k_wnids
-from jepa_datamodules.inventory import disk_state
-from jepa_datamodules.transforms import decode_pixels
+from jepa_datamodules.formats.hfparquet import imagenet1k_wnids
+from jepa_datamodules.cli.inventory import disk_state
+from jepa_datamodules.pipeline.transforms import decode_pixels
 
 SMALL = dict(image_size=32, patch_size=4, batch_size=4, num_workers=0, progress=False)
 CLASSES = 6

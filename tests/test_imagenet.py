@@ -22,9 +22,10 @@ from fake_imagenet import (
     write_jpeg,
 )
 
-from jepa_datamodules import imagefolder, imagenet
-from jepa_datamodules.imagefolder import check_images, index_image_folder
-from jepa_datamodules.imagenet import (
+from jepa_datamodules.formats import imagefolder
+from jepa_datamodules.formats import imagenet
+from jepa_datamodules.formats.imagefolder import check_images, index_image_folder
+from jepa_datamodules.formats.imagenet import (
     IMAGENET100_SHA256,
     ImageNetSetupError,
     detect_source,

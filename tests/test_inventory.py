@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 
 from jepa_datamodules import CIFAR10DataModule, CIFAR100DataModule, SyntheticDataModule
 from jepa_datamodules.catalog import SPECS, get_spec
-from jepa_datamodules.inventory import (
+from jepa_datamodules.cli.inventory import (
     AllAutoDownload,
     PrepareAllError,
     disk_state,
@@ -71,7 +71,7 @@ def test_readme_datasets_table_is_the_generated_one():
 
 
 def test_totals_plan_minimal_auto_and_everything(tmp_path, monkeypatch):
-    from jepa_datamodules import inventory as inv
+    from jepa_datamodules.cli import inventory as inv
 
     monkeypatch.setattr(inv, "free_space", lambda path: (100 * 10**9, Path(tmp_path)))  # a 100 GB disk
     text = inventory_table(tmp_path)

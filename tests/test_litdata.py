@@ -19,7 +19,7 @@ from PIL import Image
 from fake_imagenet import make_imagenet_layout
 from fakes import catalog_override
 from jepa_datamodules import ImageNetDataModule, SyntheticDataModule, TinyJEPA
-from jepa_datamodules.masks import MultiBlockMaskGenerator
+from jepa_datamodules.pipeline.masks import MultiBlockMaskGenerator
 from jepa_datamodules.streaming import LitDataSource, convert_to_litdata, resized_storage_report, split_url
 from test_resume import BATCHES_PER_EPOCH, fit, interrupted_and_resumed
 

@@ -24,9 +24,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from jepa_datamodules.bench_masks import mask_coverage, per_sample_multiblock_baseline, time_mask_generators
-from jepa_datamodules.mask_viz import CONTEXT_COLOUR, TARGET_COLOURS, draw_mask_grid, tile_upscale
-from jepa_datamodules.masks import HierarchicalMaskGenerator, MultiBlockMaskGenerator, NoMaskGenerator
+from jepa_datamodules.bench.masks import mask_coverage, per_sample_multiblock_baseline, time_mask_generators
+from jepa_datamodules.cli.mask_viz import CONTEXT_COLOUR, TARGET_COLOURS, draw_mask_grid, tile_upscale
+from jepa_datamodules.pipeline.masks import HierarchicalMaskGenerator, MultiBlockMaskGenerator, NoMaskGenerator
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "mask"
 

@@ -14,9 +14,9 @@ import pytest
 
 from fakes import IMAGENETTE_WNIDS, TINY_WNIDS
 from jepa_datamodules import ImagenetteDataModule, TinyImageNetDataModule
-from jepa_datamodules import download as dl
+from jepa_datamodules.storage import download as dl
 from jepa_datamodules.catalog import get_spec
-from jepa_datamodules.verify import STAMP_NAME
+from jepa_datamodules.storage.verify import STAMP_NAME
 from loopback import LoopbackServer
 
 BIN = Path(sys.executable).parent

@@ -17,8 +17,8 @@ import pytest
 from PIL import Image
 
 from jepa_datamodules import progress
-from jepa_datamodules.fitting import FitSummary, chance_verdict
-from jepa_datamodules.synthetic import generate
+from jepa_datamodules.cli.fitting import FitSummary, chance_verdict
+from jepa_datamodules.formats.synthetic import generate
 
 BIN = Path(sys.executable).parent
 COMMANDS = ("jepa-fit", "jepa-prepare", "jepa-verify", "jepa-bench", "jepa-datasets")
@@ -130,7 +130,7 @@ def test_help_and_typos_do_not_import_torch(tmp_path):
     """--help and a refused override are answered before torch or Lightning is imported."""
     probe = (
         "import sys\n"
-        "from jepa_datamodules import apps\n"
+        "from jepa_datamodules.cli import apps\n"
         "for argv in (['jepa-fit', '--help'], ['jepa-fit', 'dat=cifar10'], ['jepa-prepare', '--help']):\n"
         "    sys.argv = argv\n"
         "    try:\n"

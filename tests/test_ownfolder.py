@@ -13,9 +13,9 @@ import pytest
 
 from fake_ownimages import make_labelled_folder, make_unlabeled_folder
 from jepa_datamodules import ImageFolderDataModule
-from jepa_datamodules.masks import MultiBlockMaskGenerator
-from jepa_datamodules.ownfolder import STATE_NAME
-from jepa_datamodules.transforms import decode_pixels
+from jepa_datamodules.pipeline.masks import MultiBlockMaskGenerator
+from jepa_datamodules.formats.ownfolder import STATE_NAME
+from jepa_datamodules.pipeline.transforms import decode_pixels
 
 SMALL = dict(image_size=32, patch_size=4, batch_size=4, num_workers=0, progress=False)
 BIN = Path(sys.executable).parent

@@ -18,7 +18,7 @@ from PIL import Image
 
 from fake_ownimages import make_labelled_folder
 from jepa_datamodules import ImageFolderDataModule, ImageNetDataModule
-from jepa_datamodules.masks import MultiBlockMaskGenerator
+from jepa_datamodules.pipeline.masks import MultiBlockMaskGenerator
 from jepa_datamodules.streaming import LitDataSource, convert_to_litdata, split_url
 from test_hfparquet import release  # noqa: F401 - the parquet fixture
 

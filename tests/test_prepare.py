@@ -34,8 +34,8 @@ import pytest
 import yaml
 
 from jepa_datamodules import CIFAR10DataModule
-from jepa_datamodules import download as dl
-from jepa_datamodules.verify import STAMP_NAME
+from jepa_datamodules.storage import download as dl
+from jepa_datamodules.storage.verify import STAMP_NAME
 from loopback import LoopbackServer
 
 ARCHIVE = "cifar-10-python.tar.gz"
@@ -199,7 +199,7 @@ def test_two_processes_preparing_one_folder_download_once(mirror, data_dir, tmp_
 _KILLED_EXTRACTION_SCRIPT = """
 import sys, time
 from jepa_datamodules import CIFAR10DataModule
-from jepa_datamodules import download
+from jepa_datamodules.storage import download
 
 real_progress_iter = download._progress_iter
 

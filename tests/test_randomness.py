@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from jepa_datamodules import MultiBlockMaskGenerator, SyntheticDataModule
-from jepa_datamodules.sampling import EpochBatchSampler
+from jepa_datamodules.pipeline.sampling import EpochBatchSampler
 
 
 def _datamodule(tmp_path, **kwargs):

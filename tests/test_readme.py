@@ -113,7 +113,7 @@ def test_demo_summary_fields():
     """The summary the README shows is the one jepa-fit prints (field names and order)."""
     shown = re.search(r"== jepa-fit summary ==\n(.*?)```", README.read_text(), flags=re.S).group(1)
     fields = [line.split(":", 1)[0] for line in shown.splitlines() if ":" in line]
-    source = (TESTS.parent / "jepa_datamodules" / "fitting.py").read_text()
+    source = (TESTS.parent / "jepa_datamodules" / "cli" / "fitting.py").read_text()
     printed = re.findall(r'f"(\w[\w /]*?):\s', source)
     assert fields[:8] == printed[:8] == ["dataset", "steps", "wall time", "images/s", "loss", "probe accuracy",
                                          "checkpoint", "run directory"]

@@ -14,8 +14,8 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from jepa_datamodules import SyntheticDataModule
-from jepa_datamodules.masks import MultiBlockMaskGenerator
-from jepa_datamodules.sampling import EpochBatchSampler
+from jepa_datamodules.pipeline.masks import MultiBlockMaskGenerator
+from jepa_datamodules.pipeline.sampling import EpochBatchSampler
 
 # 96 training images in batches of 8: 12 batches per epoch.
 NUM_TRAIN, BATCH = 96, 8

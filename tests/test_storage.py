@@ -27,10 +27,10 @@ import yaml
 from fake_imagenet import make_imagenet_layout
 from fakes import catalog_override
 from jepa_datamodules import CIFAR10DataModule, ImageNetDataModule, SyntheticDataModule
-from jepa_datamodules import download as dl
-from jepa_datamodules.readers import FormatError
+from jepa_datamodules.storage import download as dl
+from jepa_datamodules.formats.base import FormatError
 from jepa_datamodules import StorageError
-from jepa_datamodules.verify import STAMP_NAME, VerificationError
+from jepa_datamodules.storage.verify import STAMP_NAME, VerificationError
 from loopback import LoopbackServer
 
 ARCHIVE = "cifar-10-python.tar.gz"
@@ -409,10 +409,10 @@ def test_staging_of_a_killed_prepare_is_reclaimable_and_the_next_prepare_removes
 
 
 def test_staging_being_written_by_a_live_prepare_is_not_reported(data_dir):
-    from jepa_datamodules.download import dataset_lock
-    from jepa_datamodules.inventory import disk_state
+    from jepa_datamodules.storage.download import dataset_lock
+    from jepa_datamodules.cli.inventory import disk_state
     from jepa_datamodules.catalog import get_spec
-    from jepa_datamodules.storage import staging_folder
+    from jepa_datamodules.storage.files import staging_folder
 
     target = data_dir / "synthetic" / SETTING
     with dataset_lock(target):  # a prepare in progress holds its setting's lock

@@ -16,9 +16,9 @@ from PIL import Image
 from scipy import stats
 
 from jepa_datamodules import SyntheticDataModule
-from jepa_datamodules import transforms as tf
-from jepa_datamodules.bench import _photo_like, _texture_bank
-from jepa_datamodules.transforms import EvalView, TrainView, decode_pixels, normalize, sample_crop
+from jepa_datamodules.pipeline import transforms as tf
+from jepa_datamodules.bench.run import _photo_like, _texture_bank
+from jepa_datamodules.pipeline.transforms import EvalView, TrainView, decode_pixels, normalize, sample_crop
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

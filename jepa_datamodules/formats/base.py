@@ -20,8 +20,8 @@ from typing import Any, Protocol, Sequence
 import numpy as np
 from PIL import Image
 
-from .catalog import DatasetSpec
-from .storage import unwritable
+from ..catalog import DatasetSpec
+from ..storage.files import unwritable
 
 
 class Source(Protocol):

@@ -36,8 +36,8 @@ from filelock import FileLock
 
 from .hfparquet import parquet_instructions
 from .imagefolder import IMG_EXTENSIONS
-from .progress import mode as progress_mode
-from .progress import progress_bar
+from ..progress import mode as progress_mode
+from ..progress import progress_bar
 
 __all__ = [
     "TRAIN_TAR",

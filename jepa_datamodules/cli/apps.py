@@ -39,15 +39,15 @@ CONFIG = {"version_base": "1.3", "config_path": "pkg://jepa_datamodules.conf", "
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from .download import DownloadError
-    from .readers import FormatError
-    from .storage import StorageError
-    from .verify import VerificationError
+    from ..storage.download import DownloadError
+    from ..formats.base import FormatError
+    from ..storage.files import StorageError
+    from ..storage.verify import VerificationError
 
     errors: list[type[BaseException]] = [ValueError, DownloadError, FormatError, VerificationError, FileNotFoundError,
                                          StorageError]
     try:
-        from .imagenet import ImageNetSetupError
+        from ..formats.imagenet import ImageNetSetupError
 
         errors.append(ImageNetSetupError)
     except ImportError:
@@ -79,7 +79,7 @@ def user_facing(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any
         except _user_errors() as error:
             _fail(str(error), 1 if type(error).__name__ == "VerificationError" else 2)
         except Exception as error:
-            from .storage import is_storage_error, storage_error
+            from ..storage.files import is_storage_error, storage_error
 
             if isinstance(error, OSError) and is_storage_error(error):
                 # A read-only, full or unwritable place that no check of ours named first: still one sentence.
@@ -138,7 +138,7 @@ def build_trainer(cfg: DictConfig, callbacks: list, **options: Any) -> Any:
 
 def check_masks_for_jepa(dm: Any) -> None:
     """jepa-fit's JEPA needs context and target masks: refuse mask=none before any data is read."""
-    from .masks import NoMaskGenerator
+    from ..pipeline.masks import NoMaskGenerator
 
     if dm.mask_generator is None or isinstance(dm.mask_generator, NoMaskGenerator):
         raise ValueError("mask=none gives batches without context and target masks, which the JEPA model of "
@@ -155,7 +155,7 @@ def prepare_task(cfg: DictConfig) -> None:
         raise ValueError(f"resize={cfg.resize} only applies to format=litdata (it sets the stored short side); "
                          "add format=litdata output=<where>, or leave resize unset.")
     if cfg.instructions:
-        from .imagenet import manual_instructions
+        from ..formats.imagenet import manual_instructions
 
         print(manual_instructions(dm.folder))
         RunFolder.current().discard()  # nothing was made
@@ -165,7 +165,7 @@ def prepare_task(cfg: DictConfig) -> None:
     dm.prepare_data()
     print(f"{dm.spec.name}: ready and verified at {dm.folder} ({time.perf_counter() - start:.1f} s)")
     if cfg.format == "litdata":
-        from .streaming import convert_to_litdata
+        from ..streaming import convert_to_litdata
 
         convert_to_litdata(dm, cfg.output, resize=cfg.get("resize"), quality=cfg.get("quality"))
     elif cfg.format is not None:
@@ -179,7 +179,7 @@ def verify_task(cfg: DictConfig) -> None:
     print(f"{dm.spec.name} at {dm.folder}")
     print(report.table())
     if not report.ok:
-        from .verify import remove_stamp
+        from ..storage.verify import remove_stamp
 
         try:
             remove_stamp(dm.folder)  # the next prepare_data checks again instead of trusting an old stamp
@@ -187,8 +187,8 @@ def verify_task(cfg: DictConfig) -> None:
             pass  # read-only: nothing can trust-and-write there anyway; a stale stamp no longer matches
         bad = ", ".join(c.name for c in report.failures)
         _fail(f"{dm.spec.name} failed {len(report.failures)} check(s) ({bad}); {report.fix()}.", 1)
-    from .storage import unwritable
-    from .verify import write_stamp
+    from ..storage.files import unwritable
+    from ..storage.verify import write_stamp
 
     problem = unwritable(dm.folder)
     if problem is None:
@@ -207,7 +207,7 @@ def fit_task(cfg: DictConfig) -> dict[str, Any]:
     lightning_logs_through_hydra()
 
     from .fitting import FitSummary, PlainTrainingProgress, already_complete, build_model, fit_callbacks
-    from .progress import mode as progress_mode
+    from ..progress import mode as progress_mode
 
     lightning.seed_everything(cfg.seed, workers=True, verbose=False)
     # Everything that needs no data first (masks, model, trainer): a bad setting fails in a
@@ -241,7 +241,7 @@ def fit_task(cfg: DictConfig) -> dict[str, Any]:
 
 @user_facing
 def bench_task(cfg: DictConfig) -> dict[str, Any]:
-    from .bench import run_bench
+    from ..bench.run import run_bench
 
     RunFolder.work_started()
 

@@ -33,11 +33,11 @@ from importlib import resources
 from pathlib import Path
 from typing import IO, Any, Collection, Iterable, Sequence
 
-from .catalog import SPECS, DatasetSpec, dataset_folder, dataset_names, get_spec, parquet_spec
-from .download import DownloadError
-from .storage import free_space, lock_path, staging_entries
-from .storage import human_bytes  # one formatter for every size the package prints
-from .verify import read_stamp, stamp_matches
+from ..catalog import SPECS, DatasetSpec, dataset_folder, dataset_names, get_spec, parquet_spec
+from ..storage.download import DownloadError
+from ..storage.files import free_space, lock_path, staging_entries
+from ..storage.files import human_bytes  # one formatter for every size the package prints
+from ..storage.verify import read_stamp, stamp_matches
 
 # The smallest useful pair of real datasets: what the quick-start and the probe comparisons
 # use (the synthetic set needs no disk worth planning for).

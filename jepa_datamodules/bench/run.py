@@ -60,10 +60,10 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from .catalog import DatasetSpec
-from .progress import progress_bar
-from .readers import Source
-from .storage import staging_folder
+from ..catalog import DatasetSpec
+from ..progress import progress_bar
+from ..formats.base import Source
+from ..storage.files import staging_folder
 
 # Which stand-ins exist: the dataset name -> the writer of its on-disk format.
 STANDIN_KINDS = ("cifar10", "cifar100", "stl10", "imagenet")
@@ -231,7 +231,7 @@ def build_bench_datamodule(cfg: DictConfig, settings: dict[str, Any]):
     """
     import hydra
 
-    from .verify import stamp_matches
+    from ..storage.verify import stamp_matches
 
     dm = hydra.utils.instantiate(cfg.data)
     name = dm.spec.name
@@ -314,7 +314,7 @@ def _standin_counts(spec: DatasetSpec, train_images: int) -> dict[str, int]:
 
 def _shapes(labels: np.ndarray, side: int, rng: np.random.Generator) -> np.ndarray:
     """Images with spatial structure (the synthetic dataset's shapes), in chunks to bound memory."""
-    from .synthetic import CLASS_NAMES, render
+    from ..formats.synthetic import CLASS_NAMES, render
 
     kinds = labels % len(CLASS_NAMES)
     chunk = max(1, 2_000_000 // (side * side))  # render holds float64 planes: ~50 MB per chunk
@@ -420,7 +420,7 @@ def _photo_like(rng: np.random.Generator, bank: list[np.ndarray], width: int, he
 def _write_imagenet(spec: DatasetSpec, folder: Path, counts: dict[str, int], rng: np.random.Generator) -> None:
     """``train/<wnid>/<wnid>_<n>.JPEG`` and ``val/<wnid>/ILSVRC2012_val_<n>.JPEG`` with
     ImageNet-like sizes, using the first classes of the packaged ImageNet-100 list."""
-    from .imagenet import load_class_list
+    from ..formats.imagenet import load_class_list
 
     wnids = load_class_list()[:counts["num_classes"]]
     bank = _texture_bank(rng)
@@ -679,7 +679,7 @@ def measure_loader(name: str, make_loader: Callable[[], DataLoader], settings: d
 # =================================================================== the extras
 def _mask_timings(dm, batch_size: int, repeats: int) -> dict[str, float] | None:
     """Mask collator ms/batch on 1 thread (what a loader worker has): ours vs per-sample baseline."""
-    from .bench_masks import time_mask_generators
+    from .masks import time_mask_generators
 
     if dm.mask_generator is None:
         return None
@@ -698,7 +698,7 @@ def _mask_timings(dm, batch_size: int, repeats: int) -> dict[str, float] | None:
 
 def _normalize_timing(dm, images: torch.Tensor, repeats: int = 10) -> dict[str, Any]:
     """Median ms to move one uint8 batch to the device and normalize it there."""
-    from .transforms import normalize
+    from ..pipeline.transforms import normalize
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     ms = _median_ms(lambda: normalize(images.to(device, non_blocking=True), dm.spec.mean, dm.spec.std), device, repeats)
@@ -785,7 +785,7 @@ def isolated_costs(source: Source, dm, samples: int) -> dict[str, Any]:
     files' mean size. CPU time of this thread (``time.thread_time``), so other processes on
     a shared machine distort it less than wall time.
     """
-    from .sampling import BatchKey, seeded_generator
+    from ..pipeline.sampling import BatchKey, seeded_generator
 
     rng = np.random.default_rng(0)
     indices = rng.choice(len(source), size=min(samples, len(source)), replace=False).tolist()

@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from .masks import HierarchicalMaskGenerator, MultiBlockMaskGenerator, _check_grid, _check_int
+from ..pipeline.masks import HierarchicalMaskGenerator, MultiBlockMaskGenerator, _check_grid, _check_int
 
 __all__ = ["mask_coverage", "per_sample_multiblock_baseline", "time_mask_generators"]
 

@@ -52,7 +52,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .readers import FormatError
+from ..formats.base import FormatError
 from .transforms import ViewParams, _resize
 
 # Grayscale weights of torchvision's rgb_to_grayscale (ITU-R 601-2 luma), used by its

@@ -43,10 +43,10 @@ from typing import IO, Any, TypeVar
 
 import filelock
 
-from .progress import mode as progress_mode
-from .progress import progress_bar, track
+from ..progress import mode as progress_mode
+from ..progress import progress_bar, track
 
-from .storage import (
+from .files import (
     StorageError,
     check_free_space,
     is_storage_error,
@@ -55,7 +55,7 @@ from .storage import (
     staging_folder,
     storage_error,
 )
-from .storage import human_bytes as _human  # noqa: F401 - the one formatter; inventory imported it from here
+from .files import human_bytes as _human  # noqa: F401 - the one formatter; inventory imported it from here
 
 __all__ = [
     "MIRROR_ENV",

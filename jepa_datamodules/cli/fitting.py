@@ -14,7 +14,7 @@ import torch
 from lightning import Callback, LightningModule, Trainer
 from omegaconf import DictConfig, OmegaConf
 
-from .progress import PlainProgress
+from ..progress import PlainProgress
 from .tinyjepa import TinyJEPA
 
 # "above chance" needs a one-sided binomial test at this level: an accuracy this far above

@@ -26,13 +26,13 @@ import numpy as np
 import torch
 from lightning import LightningDataModule
 
-from . import download as dl
-from .batching import JEPACollate, ViewDataset
+from .storage import download as dl
+from .pipeline.batching import JEPACollate, ViewDataset
 from .catalog import DatasetSpec, dataset_folder, get_spec, parquet_spec
-from .device_views import DeviceViews
-from .masks import MaskGenerator, MultiBlockMaskGenerator
-from .readers import Source, SubsetSource, check_labels, open_split
-from .storage import (
+from .pipeline.device_views import DeviceViews
+from .pipeline.masks import MaskGenerator, MultiBlockMaskGenerator
+from .formats.base import Source, SubsetSource, check_labels, open_split
+from .storage.files import (
     DATA_DIR_HINT,
     StorageError,
     human_bytes,
@@ -41,9 +41,9 @@ from .storage import (
     storage_error,
     unwritable,
 )
-from .sampling import EpochBatchSampler, EpochDataLoader
-from .transforms import EvalView, TrainView, check_crop_scale, normalize
-from .verify import (
+from .pipeline.sampling import EpochBatchSampler, EpochDataLoader
+from .pipeline.transforms import EvalView, TrainView, check_crop_scale, normalize
+from .storage.verify import (
     VerificationError,
     VerifyReport,
     recorded_md5,
@@ -662,14 +662,14 @@ class SyntheticDataModule(JEPADataModule):
         return dataset_folder(self.hparams.data_dir, self.spec) / setting
 
     def acquire(self, folder: Path) -> dict[str, str]:
-        from .synthetic import generate
+        from .formats.synthetic import generate
 
         if self.hparams.force or self.pending_writes() is not None:
             generate(folder, seed=self.hparams.seed, progress=self.hparams.progress, **self._synthetic)
         return {}
 
     def pending_writes(self) -> str | None:
-        from .synthetic import is_complete
+        from .formats.synthetic import is_complete
 
         s = self._synthetic
         if is_complete(self.folder, num_train=s["num_train"], num_test=s["num_test"], resolution=s["resolution"]):
@@ -841,8 +841,8 @@ class ImageNetDataModule(JEPADataModule):
         no ``train/`` folder (or the official archives) are."""
         if self.source != "auto":
             return self.source == "parquet"
-        from .hfparquet import has_parquet
-        from .imagenet import TRAIN_TAR
+        from .formats.hfparquet import has_parquet
+        from .formats.imagenet import TRAIN_TAR
 
         return has_parquet(folder) and not (folder / "train").is_dir() and not (folder / TRAIN_TAR).exists()
 
@@ -853,7 +853,7 @@ class ImageNetDataModule(JEPADataModule):
 
     def open_split(self, split: str, whole: bool = False) -> Source:
         if self.hparams.format == "files" and self.parquet:
-            from .hfparquet import ParquetSource, parquet_shards
+            from .formats.hfparquet import ParquetSource, parquet_shards
 
             prefixes = self.spec.options["parquet"]["prefixes"]
             if split not in prefixes:
@@ -867,7 +867,7 @@ class ImageNetDataModule(JEPADataModule):
         return super().open_split(split, whole)
 
     def acquire(self, folder: Path) -> dict[str, str]:
-        from .imagenet import prepare_imagenet
+        from .formats.imagenet import prepare_imagenet
 
         if self.parquet:
             return {}  # read in place: nothing to unpack; verify() checks shards, rows and a sample
@@ -891,7 +891,7 @@ class ImageNetDataModule(JEPADataModule):
     def _verify_parquet(self, full: bool) -> VerifyReport:
         """Shards per split (as their names count them and as the release has them), rows per
         split, label range, and a seeded sample of images that must decode (all with ``full``)."""
-        from .hfparquet import parquet_shards, shard_problems
+        from .formats.hfparquet import parquet_shards, shard_problems
 
         facts, report = self.spec.options["parquet"], VerifyReport(self.spec.name, self.folder)
         rng = np.random.default_rng(self.hparams.seed)
@@ -926,7 +926,7 @@ class ImageNetDataModule(JEPADataModule):
         return report
 
     def pending_writes(self) -> str | None:
-        from .imagenet import detect_source
+        from .formats.imagenet import detect_source
 
         if self.parquet:
             return None  # the shards are read where they are: nothing to unpack
@@ -941,7 +941,7 @@ class ImageNetDataModule(JEPADataModule):
 
     def tracked_files(self) -> list[str]:
         if self.parquet:
-            from .hfparquet import SHARD_FOLDER, parquet_shards
+            from .formats.hfparquet import SHARD_FOLDER, parquet_shards
 
             return [f"{SHARD_FOLDER}/{p.name}" for prefix in self.spec.options["parquet"]["prefixes"].values()
                     for p in parquet_shards(self.folder, prefix)]
@@ -976,7 +976,7 @@ class ImageNet100DataModule(ImageNetDataModule):
             *args: passed on to ``JEPADataModule``.
             **kwargs: passed on to ``JEPADataModule`` (``data_dir``, ``batch_size``, ``mask``, ...).
         """
-        from .imagenet import load_class_list
+        from .formats.imagenet import load_class_list
 
         self.classes = load_class_list(Path(class_list) if class_list else None)
         super().__init__(*args, **kwargs)
@@ -998,7 +998,7 @@ class ImageNet100DataModule(ImageNetDataModule):
     def _parquet_subset(self, split: str) -> Source:
         """The rows of the parent's parquet split whose label is one of these classes, relabelled
         0..99 in sorted-wnid order (parquet label ids are sorted-wnid positions too)."""
-        from .hfparquet import imagenet1k_wnids
+        from .formats.hfparquet import imagenet1k_wnids
 
         if split not in self.spec.splits:
             raise ValueError(f"Unknown value '{split}' for argument split of {self.spec.name}. "
@@ -1073,7 +1073,7 @@ class ImageFolderDataModule(JEPADataModule):
             *args: passed on to ``JEPADataModule``.
             **kwargs: passed on to ``JEPADataModule`` (``data_dir``, ``batch_size``, ``mask``, ...).
         """
-        from .ownfolder import LABEL_MODES
+        from .formats.ownfolder import LABEL_MODES
 
         if labels not in LABEL_MODES:
             raise ValueError(f"Unknown value '{labels}' for argument labels. Valid values are {{{', '.join(LABEL_MODES)}}}.")
@@ -1095,7 +1095,7 @@ class ImageFolderDataModule(JEPADataModule):
 
     @property
     def folder(self) -> Path:
-        from .ownfolder import state_folder
+        from .formats.ownfolder import state_folder
 
         return state_folder(self.root)
 
@@ -1117,7 +1117,7 @@ class ImageFolderDataModule(JEPADataModule):
 
     def _listing(self, split: str) -> tuple[Path, list[str], list[str], np.ndarray]:
         """``(split folder, paths, classes, labels)`` of one split, through the index cache."""
-        from .ownfolder import folder_labels, list_images, listing_key
+        from .formats.ownfolder import folder_labels, list_images, listing_key
 
         dirs = self.split_dirs
         if split not in dirs:
@@ -1137,7 +1137,7 @@ class ImageFolderDataModule(JEPADataModule):
     def open_split(self, split: str, whole: bool = False) -> Source:
         if self.hparams.format != "files":
             return super().open_split(split, whole)
-        from .ownfolder import OwnFolderSource
+        from .formats.ownfolder import OwnFolderSource
 
         top, paths, _, labels = self._listing(split)
         return OwnFolderSource(top, paths, labels)

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .progress import progress_bar
-from .storage import remove_path, staging_folder
+from ..progress import progress_bar
+from ..storage.files import remove_path, staging_folder
 
 CLASS_NAMES = (
     "disk", "square", "ring", "cross", "horizontal-stripes",

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
-from .storage import atomic_write
+from ..storage.files import atomic_write
 
 __all__ = ["IMG_EXTENSIONS", "index_image_folder", "check_images"]
 

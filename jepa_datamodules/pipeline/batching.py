@@ -29,7 +29,7 @@ import torch
 from torch.utils.data import Dataset, get_worker_info
 
 from .device_views import EncodedImages, view_params_tensors
-from .readers import FormatError, Source
+from ..formats.base import FormatError, Source
 from .sampling import BatchKey, seeded_generator
 from .transforms import decode_pixels, encoded_size, normalize
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .readers import FileSource, FormatError
+from .base import FileSource, FormatError
 
 SPLITS = ("train", "val", "unlabeled")
 

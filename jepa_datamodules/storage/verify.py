@@ -23,9 +23,9 @@ from typing import Callable
 
 import numpy as np
 
-from .catalog import DatasetSpec
-from .readers import Source, label_problem
-from .storage import atomic_write_text
+from ..catalog import DatasetSpec
+from ..formats.base import Source, label_problem
+from .files import atomic_write_text
 
 STAMP_NAME = ".jepa-verified.json"
 STAMP_VERSION = 1
@@ -176,7 +176,7 @@ def spec_fingerprint(spec: DatasetSpec) -> str:
 
 
 def write_stamp(folder: Path, spec: DatasetSpec, report: VerifyReport, tracked: list[str], extra: dict | None = None) -> None:
-    from . import __version__
+    from .._version import __version__
 
     stamp = {
         "version": STAMP_VERSION,

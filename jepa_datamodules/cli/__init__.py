@@ -1,0 +1,1 @@
+"""The console scripts: Hydra apps, inventory, fit summary, pictures, the tiny JEPA."""

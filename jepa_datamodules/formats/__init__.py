@@ -1,0 +1,1 @@
+"""One module per on-disk format: how to read it, write a small copy, and prepare it."""

@@ -1,0 +1,1 @@
+"""From a sample to a batch: views, masks, sampling, batching (pure torch, no Lightning)."""

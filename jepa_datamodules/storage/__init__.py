@@ -1,0 +1,1 @@
+"""Bytes on disk: downloads, extraction, verification stamps, locks, atomic writes."""
