@@ -31,7 +31,8 @@ from .pipeline.batching import JEPACollate, ViewDataset
 from .catalog import DatasetSpec, dataset_folder, get_spec, parquet_spec
 from .pipeline.device_views import DeviceViews
 from .pipeline.masks import MaskGenerator, MultiBlockMaskGenerator
-from .formats.base import Source, SubsetSource, check_labels, open_split
+from .formats import open_split
+from .formats.base import Source, SubsetSource, check_labels
 from .storage.files import (
     DATA_DIR_HINT,
     StorageError,

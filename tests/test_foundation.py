@@ -21,7 +21,8 @@ from jepa_datamodules import CIFAR10DataModule, CIFAR100DataModule, SyntheticDat
 from jepa_datamodules.storage import download as dl
 from jepa_datamodules.catalog import get_spec
 from jepa_datamodules.pipeline.masks import MultiBlockMaskGenerator
-from jepa_datamodules.formats.base import FormatError, load_cifar_pickle
+from jepa_datamodules.formats.base import FormatError
+from jepa_datamodules.formats.cifar import load_cifar_pickle
 
 CONF_DATA = Path(__file__).resolve().parents[1] / "conf" / "data"
 SMALL = dict(image_size=32, patch_size=4, batch_size=8, num_workers=0)

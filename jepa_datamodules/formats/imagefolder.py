@@ -7,6 +7,7 @@ cache next to the data and reuse it while the caller's ``cache_key`` is unchange
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import random
@@ -14,13 +15,16 @@ import warnings
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
-from ..storage.files import atomic_write
+from ..catalog import DatasetSpec
+from ..storage.files import atomic_write, unwritable
+from .base import FileSource
 
-__all__ = ["IMG_EXTENSIONS", "index_image_folder", "check_images"]
+__all__ = ["IMG_EXTENSIONS", "index_image_folder", "check_images", "open_split", "index_cache"]
 
 log = logging.getLogger(__name__)
 
@@ -226,3 +230,38 @@ def _decode_problem(path: Path) -> str | None:
     except Exception as exc:  # PIL reports corrupt data with OSError, SyntaxError, ValueError, ...
         return f"could not be decoded ({type(exc).__name__}: {exc})"
     return None
+
+
+def open_split(spec: DatasetSpec, folder: Path, split: str, *, root: Path | None = None,
+               classes: Sequence[str] | None = None, cache_dir: Path | None = None, cache_key: Any = "") -> FileSource:
+    """``<root>/<split>/<class>/<image>`` (root: ``folder / spec.data_root``) as a file source.
+
+    Format options: ``root`` (another dataset's folder: ImageNet-100 reads ImageNet's),
+    ``classes`` (only these class folders, labelled in this order), ``cache_dir`` (where the
+    index goes; default ``folder``) and ``cache_key`` (a string, or a callable of the split
+    folder, that changes whenever the listing may have).
+    """
+    split_dir = Path(root if root is not None else folder / spec.data_root) / split
+    if not split_dir.is_dir():
+        raise FileNotFoundError(f"{split_dir} does not exist; {spec.name} expects <wnid>/ class folders there.")
+    key = cache_key(split_dir) if callable(cache_key) else cache_key
+    cache = index_cache(Path(cache_dir if cache_dir is not None else folder), split_dir, split)
+    paths, labels, _ = index_image_folder(split_dir, classes=classes, cache=cache, cache_key=key)
+    return FileSource(split_dir, paths, labels)
+
+
+def index_cache(cache_dir: Path, split_dir: Path, split: str) -> Path:
+    """Where the file-list index of ``split_dir`` is kept.
+
+    Beside the data, ``<cache_dir>/.index-<split>.npz``, when one is there (it is read even
+    from read-only storage) or the folder can be written. Otherwise (a read-only mount, a
+    folder of another user) in the user's cache folder, ``$XDG_CACHE_HOME/jepa_datamodules/index``
+    (default ``~/.cache/...``), named after the split folder; and if that cannot be written
+    either, the listing is only kept in memory (``index_image_folder`` warns once per run).
+    """
+    beside = Path(cache_dir) / f".index-{split}.npz"
+    if beside.is_file() or unwritable(Path(cache_dir)) is None:
+        return beside
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    digest = hashlib.sha1(str(Path(split_dir).resolve()).encode()).hexdigest()[:16]
+    return base / "jepa_datamodules" / "index" / f"{digest}-{split}.npz"

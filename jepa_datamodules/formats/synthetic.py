@@ -19,8 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..catalog import DatasetSpec
 from ..progress import progress_bar
 from ..storage.files import remove_path, staging_folder
+from .base import ArraySource
 
 CLASS_NAMES = (
     "disk", "square", "ring", "cross", "horizontal-stripes",
@@ -147,3 +149,12 @@ def is_complete(folder: Path, *, num_train: int, num_test: int, resolution: int)
         if tuple(found_shape) != shape or size != data_start + int(np.prod(shape)) * dtype.itemsize:
             return False
     return True
+
+
+def open_split(spec: DatasetSpec, folder: Path, split: str) -> ArraySource:
+    """One generated split: the images memory-mapped, the labels in memory."""
+    images = np.load(folder / f"{split}_images.npy", mmap_mode="r")
+    labels = np.load(folder / f"{split}_labels.npy")
+    source = ArraySource(images, labels)
+    source.label_files = [folder / f"{split}_labels.npy"]
+    return source

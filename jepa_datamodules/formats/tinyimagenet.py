@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..catalog import DatasetSpec
 from .base import FileSource, FormatError
 
 SPLITS = ("train", "val", "unlabeled")
@@ -38,9 +39,9 @@ def read_classes(root: Path) -> list[str]:
     return wnids
 
 
-def read_tinyimagenet(root: Path, split: str) -> FileSource:
-    """One split of the Tiny-ImageNet-200 folder ``root`` (the folder holding ``wnids.txt``)."""
-    root = Path(root)
+def open_split(spec: DatasetSpec, folder: Path, split: str) -> FileSource:
+    """One split of Tiny-ImageNet-200 under ``folder`` (``spec.data_root`` holds ``wnids.txt``)."""
+    root = Path(folder) / spec.data_root
     if split not in SPLITS:
         raise ValueError(f"Unknown value '{split}' for argument split. Valid values are {{{', '.join(SPLITS)}}}.")
     if split == "unlabeled":

@@ -1,0 +1,77 @@
+"""CIFAR-10 / CIFAR-100 "python version": pickled batches of uint8 rows -> one array source.
+
+::
+
+    cifar-10-batches-py/data_batch_1 .. data_batch_5, test_batch     (CIFAR-10)
+    cifar-100-python/train, test                                     (CIFAR-100)
+
+Each batch is a protocol-2 pickle of a dict: ``data`` (N x 3072 uint8: the red 32x32 plane,
+then green, then blue) and the labels (``labels``; CIFAR-100: ``fine_labels`` and
+``coarse_labels``). Format option: ``label_type`` (CIFAR-100's granularity, as the spec's
+``label_keys`` name them).
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..catalog import DatasetSpec
+from .base import ArraySource, FormatError
+
+# The CIFAR "python version" batches are pickles of a dict holding a uint8 array, lists
+# of ints and byte strings. Unpickling can run arbitrary code, so only the globals that
+# such a file needs to rebuild a numpy array are admitted.
+_CIFAR_PICKLE_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("_codecs", "encode"),  # how Python 3 spells a byte string in protocol-2 pickles
+}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _CIFAR_PICKLE_GLOBALS:
+            raise FormatError(
+                f"{self.source_name} refers to '{module}.{name}', which a CIFAR batch never contains; "
+                "refusing to unpickle it (the file is corrupt or was tampered with: delete it and run jepa-prepare again)."
+            )
+        return super().find_class(module, name)
+
+
+def load_cifar_pickle(path: Path) -> dict[str, Any]:
+    """Read one CIFAR batch with the restricted unpickler; keys come back as ``str``."""
+    with open(path, "rb") as handle:
+        unpickler = _RestrictedUnpickler(io.BufferedReader(handle), encoding="latin1")
+        unpickler.source_name = str(path)
+        try:
+            content = unpickler.load()
+        except FormatError:
+            raise
+        except Exception as error:  # truncated or garbage bytes
+            raise FormatError(f"{path} is not a readable CIFAR batch ({error}).") from error
+    if not isinstance(content, dict):
+        raise FormatError(f"{path} holds a {type(content).__name__}, not the dict a CIFAR batch is.")
+    return {(k.decode("latin1") if isinstance(k, bytes) else k): v for k, v in content.items()}
+
+
+def open_split(spec: DatasetSpec, folder: Path, split: str, label_type: str = "fine") -> ArraySource:
+    """CIFAR-10/100 ``train`` or ``test`` as one ``(N, 32, 32, 3)`` uint8 array."""
+    files = spec.options[f"{split}_files"]
+    label_key = spec.options["label_keys"][label_type]
+    images, labels = [], []
+    for name in files:
+        batch = load_cifar_pickle(folder / spec.data_root / name)
+        data = np.asarray(batch["data"], dtype=np.uint8)
+        # Rows are 3072 bytes: the red 32x32 plane, then green, then blue.
+        images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+        labels.append(np.asarray(batch[label_key], dtype=np.int64))
+    source = ArraySource(np.ascontiguousarray(np.concatenate(images)), np.concatenate(labels))
+    source.label_files = [folder / spec.data_root / name for name in files]
+    return source
