@@ -27,6 +27,8 @@ import torch
 from lightning import LightningDataModule
 
 from .storage import download as dl
+from .storage.extract import safe_extract
+from .storage.locks import dataset_lock
 from .pipeline.batching import JEPACollate, ViewDataset
 from .catalog import DatasetSpec, dataset_folder, get_spec, parquet_spec
 from .pipeline.device_views import DeviceViews
@@ -324,7 +326,7 @@ class JEPADataModule(LightningDataModule):
             self._prepare_unwritable(folder, problem)
             return
         try:
-            with dl.dataset_lock(folder):
+            with dataset_lock(folder):
                 if not self.hparams.force and stamp_matches(folder, self.spec):
                     return  # another process prepared it while this one waited
                 remove_stale_staging(folder)
@@ -415,7 +417,7 @@ class JEPADataModule(LightningDataModule):
                 known[archive.filename] = check_placed_archive(path, archive, self.command(), hp.progress,
                                                                getattr(self, "_remembered_md5", {}))
             if target is not None:
-                dl.safe_extract(path, target, progress=hp.progress)
+                safe_extract(path, target, progress=hp.progress)
                 if not hp.keep_archives:
                     path.unlink()
         return known

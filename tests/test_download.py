@@ -32,11 +32,12 @@ from jepa_datamodules.storage.download import (
     StorageError,
     candidate_urls,
     check_free_space,
-    dataset_lock,
     fetch,
     file_md5,
-    safe_extract,
 )
+from jepa_datamodules.storage.extract import safe_extract
+from jepa_datamodules.storage.locks import dataset_lock
+import jepa_datamodules.storage.locks as locks
 
 BIG = 3 * 1024 * 1024  # "a file of a few MB"
 SMALL = 200_000
@@ -532,7 +533,7 @@ def test_free_space_check_measures_real_disk(tmp_path):
         check_free_space(tmp_path, free + 10**15, "extract y")
 
 
-# The child imports download.py alone (the package imports its modules lazily, so no torch is
+# The child imports locks.py alone (the package imports its modules lazily, so no torch is
 # loaded: that would cost seconds per process on a small CI machine and is irrelevant to locking).
 _LOCK_CHILD = r"""
 import importlib, sys, time
@@ -565,7 +566,7 @@ def _wait_for_line(log: Path, line: str, procs: list[subprocess.Popen]) -> None:
 
 def test_dataset_lock_serialises_two_processes(tmp_path):
     folder, log, release = tmp_path / "data" / "cifar10", tmp_path / "log.txt", tmp_path / "release"
-    script = [sys.executable, "-c", _LOCK_CHILD, dl.__name__, str(folder), str(log)]
+    script = [sys.executable, "-c", _LOCK_CHILD, locks.__name__, str(folder), str(log)]
     # Children inherit this process's stderr, so a crash in one shows up in pytest's report.
     first = subprocess.Popen([*script, "A", str(release)])
     procs = [first]

@@ -15,6 +15,7 @@ import pytest
 from fakes import IMAGENETTE_WNIDS, TINY_WNIDS
 from jepa_datamodules import ImagenetteDataModule, TinyImageNetDataModule
 from jepa_datamodules.storage import download as dl
+from jepa_datamodules.storage.extract import safe_extract
 from jepa_datamodules.catalog import get_spec
 from jepa_datamodules.storage.verify import STAMP_NAME
 from loopback import LoopbackServer
@@ -97,7 +98,7 @@ def test_zip_with_an_escaping_member_is_refused_before_anything_is_written(tmp_p
         zf.writestr(info, b"escaped")
     target = tmp_path / "out" / "tiny-imagenet-200"
     with pytest.raises(dl.DownloadError) as caught:
-        dl.safe_extract(archive, target, progress=False)
+        safe_extract(archive, target, progress=False)
     message = str(caught.value)
     assert message.startswith(f"Refusing to extract tiny-imagenet-200.zip: member {member!r} {reason}")
     assert message.count(". ") <= 2 and "\n" not in message

@@ -28,6 +28,7 @@ from fake_imagenet import make_imagenet_layout
 from fakes import catalog_override
 from jepa_datamodules import CIFAR10DataModule, ImageNetDataModule, SyntheticDataModule
 from jepa_datamodules.storage import download as dl
+from jepa_datamodules.storage.extract import safe_extract
 from jepa_datamodules.formats.base import FormatError
 from jepa_datamodules import StorageError
 from jepa_datamodules.storage.verify import STAMP_NAME, VerificationError
@@ -293,7 +294,7 @@ def test_disk_filling_up_mid_extraction_leaves_nothing_half_extracted(tmpfs, tmp
             tar.add(member, arcname=f"top/file{i:03d}.txt")
     disk = tmpfs("disk", "256k")
     with pytest.raises(StorageError) as error:
-        dl.safe_extract(archive, disk / "ds", progress=False)
+        safe_extract(archive, disk / "ds", progress=False)
     sentence = str(error.value)
     assert sentence.startswith(f"The disk holding {disk} filled up while writing the files extracted from "
                                f"many.tar.gz: it needs 30.0 kB there, "), sentence
@@ -409,7 +410,7 @@ def test_staging_of_a_killed_prepare_is_reclaimable_and_the_next_prepare_removes
 
 
 def test_staging_being_written_by_a_live_prepare_is_not_reported(data_dir):
-    from jepa_datamodules.storage.download import dataset_lock
+    from jepa_datamodules.storage.locks import dataset_lock
     from jepa_datamodules.cli.inventory import disk_state
     from jepa_datamodules.catalog import get_spec
     from jepa_datamodules.storage.files import staging_folder

@@ -38,6 +38,7 @@ from .hfparquet import parquet_instructions
 from .imagefolder import IMG_EXTENSIONS
 from ..progress import mode as progress_mode
 from ..progress import progress_bar
+from ..storage.extract import tar_member_problem
 
 __all__ = [
     "TRAIN_TAR",
@@ -270,21 +271,20 @@ def parse_devkit(devkit_path: Path) -> tuple[dict[int, str], list[int]]:
 def _safe_name(member: tarfile.TarInfo, archive: str) -> str:
     """Return the member's plain file name, or refuse the archive if writing it could be unsafe.
 
-    Official ImageNet tars hold only regular files with plain names; anything else (a link,
-    a device, an absolute path, '..', a sub-folder) means a damaged or tampered archive.
+    The shared vetting (``storage.extract.tar_member_problem``: absolute paths, '..', links
+    out, devices) first; then ImageNet's own rule: official tars hold only regular files with
+    plain names, so a link, a sub-folder or a backslash means a damaged or tampered archive.
     """
     name = member.name
     path = PurePosixPath(name)
-    problem = None
-    if path.is_absolute() or name.startswith("\\") or re.match(r"[A-Za-z]:", name):
-        problem = "is an absolute path"
-    elif ".." in path.parts or "\\" in name:
-        problem = "contains '..' or a backslash"
-    elif member.issym() or member.islnk():
+    problem = tar_member_problem(member)
+    if problem is None and "\\" in name:
+        problem = "contains a backslash"
+    elif problem is None and (member.issym() or member.islnk()):
         problem = "is a link"
-    elif not member.isreg():
+    elif problem is None and not member.isreg():
         problem = "is not a regular file"
-    elif len(path.parts) != 1:
+    elif problem is None and len(path.parts) != 1:
         problem = "is inside a sub-folder"
     if problem:
         raise ImageNetSetupError(

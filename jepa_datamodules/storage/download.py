@@ -1,17 +1,15 @@
 """Download, verify and unpack dataset archives without ever leaving half-written files behind.
 
-The pieces, used by the DataModules' ``prepare_data``:
+The pieces, used by the preparation pipeline:
 
 * :func:`candidate_urls` puts configured mirrors and ``$JEPA_DATA_MIRROR`` ahead of upstream URLs.
 * :func:`fetch` streams a file into ``<dest>.part``, retries dropped connections, stalls and 5xx
   answers with exponential backoff, resumes with HTTP Range requests, falls through to the next URL,
   checks the md5 and only then renames the ``.part`` to ``dest``.
-* :func:`file_md5` and :func:`check_free_space` (from ``storage.py``) are the checks ``fetch`` uses,
+* :func:`file_md5` and :func:`check_free_space` (from ``files.py``) are the checks ``fetch`` uses,
   for callers too. A full disk, a read-only or unwritable folder raise ``storage.StorageError``.
-* :func:`safe_extract` refuses archive members that would land outside the target (absolute paths,
-  ``..``, links pointing out, device files, FIFOs) before writing anything, extracts into a hidden
-  sibling folder and moves it into place in one rename.
-* :func:`dataset_lock` serialises all of this between processes (DDP ranks, parallel jobs).
+
+Unpacking is ``extract.py``'s and the per-dataset lock ``locks.py``'s.
 
 Only the standard library does the networking (``urllib.request``), so the usual proxy variables
 (``HTTPS_PROXY``, ``HTTP_PROXY``, ``NO_PROXY``) apply; CA bundles named by ``SSL_CERT_FILE`` or
@@ -20,42 +18,29 @@ Only the standard library does the networking (``urllib.request``), so the usual
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import http.client
 import logging
 import os
-import re
-import secrets
 import socket
 import ssl
-import sys
-import tarfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import zipfile
-import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-import filelock
-
 from ..progress import mode as progress_mode
-from ..progress import progress_bar, track
+from ..progress import progress_bar
 
 from .files import (
     StorageError,
     check_free_space,
     is_storage_error,
-    remove_path,
-    honour_umask,
-    staging_folder,
     storage_error,
 )
-from .files import human_bytes as _human  # noqa: F401 - the one formatter; inventory imported it from here
 
 __all__ = [
     "MIRROR_ENV",
@@ -63,10 +48,8 @@ __all__ = [
     "StorageError",
     "candidate_urls",
     "check_free_space",
-    "dataset_lock",
     "fetch",
     "file_md5",
-    "safe_extract",
 ]
 
 logger = logging.getLogger(__name__)
@@ -82,7 +65,6 @@ _TLS_HINT = (
     "certificate checks stay on; if a proxy re-signs HTTPS traffic, point SSL_CERT_FILE or "
     "REQUESTS_CA_BUNDLE at its CA bundle"
 )
-_TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 
 # Indirection so tests can observe the backoff schedule without sleeping through it.
 _sleep = time.sleep
@@ -168,7 +150,7 @@ def fetch(
 
     If ``dest`` already exists and matches ``md5`` / ``size`` (whichever are given), it is returned
     without touching the network; otherwise it is downloaded again and replaced. Callers that may
-    run concurrently should hold :func:`dataset_lock` for the dataset folder.
+    run concurrently should hold ``locks.dataset_lock`` for the dataset folder.
 
     Args:
         urls: URLs to try in order (see :func:`candidate_urls`); ``http(s)://`` and ``file://``.
@@ -549,247 +531,6 @@ def _hash_file(path: Path, show: bool, chunk_size: int) -> Any:
     return digest
 
 
-# ---------------------------------------------------------------------------------------- extract
-def safe_extract(
-    archive: Path,
-    target: Path,
-    *,
-    progress: bool | None = None,
-    members_filter: Callable[[str], bool] | None = None,
-) -> Path:
-    """Extract ``archive`` (.tar, .tar.gz/.tgz, .tar.bz2/.tar.xz, .zip) into the folder ``target``.
-
-    Every member to be extracted is checked first; a member with an absolute path, a ``..``
-    component, a path under a symlink, a symlink or hard link leading outside the archive's root,
-    or a device file / FIFO makes the whole call fail before anything is written. Tar archives are
-    additionally extracted with tarfile's ``'data'`` filter where Python has it (3.11.4+).
-
-    Extraction happens in a hidden sibling folder ``.<target name>.partial-<random>`` that is renamed
-    to ``target`` only when complete; an existing ``target`` is replaced only at that point. Leftover
-    ``.partial-*`` folders from an interrupted earlier run are deleted first, so callers that may run
-    concurrently must hold :func:`dataset_lock`.
-
-    Args:
-        archive: the archive file; the format is taken from the suffix, else sniffed from the content.
-        target: folder to create (or replace) with the archive's contents.
-        progress: members done, on stderr; default None = a bar on a terminal, plain lines otherwise
-            (progress.py); False = silent.
-        members_filter: called with each member's path inside the archive; members for which it
-            returns False are not extracted (but are still checked: one unsafe member refuses the
-            whole archive). Default None: extract everything.
-
-    Returns:
-        ``target``.
-
-    Raises:
-        DownloadError: unsafe member (named, with the reason), unreadable archive, or a failure
-            while writing; ``target`` is then left as it was.
-        StorageError: not enough free space, the disk filled up while extracting (nothing is
-            kept), or the folder is read-only or not writable; ``target`` is left as it was.
-    """
-    archive, target = Path(archive), Path(target)
-    if not archive.is_file():
-        raise DownloadError(f"Archive {archive} does not exist; download it first or place it there by hand.")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _remove_leftovers(target)
-    except OSError as exc:
-        raise storage_error(exc, target.parent, f"the files extracted from {archive.name}") from exc
-    show = _want_progress(progress)
-    keep = members_filter or (lambda name: True)
-
-    if _is_zip(archive):
-        try:
-            with zipfile.ZipFile(archive) as zf:
-                everything = zf.infolist()
-                for info in everything:
-                    _refuse_unsafe_name(info.filename, archive)
-                members = [info for info in everything if keep(info.filename)]
-                needed = sum(info.file_size for info in members)
-                check_free_space(target.parent, needed, f"extract {archive.name}")
-
-                def extract_zip(folder: Path) -> None:
-                    for info in _progress_iter(members, show, archive.name):
-                        zf.extract(info, folder)
-
-                _extract_atomically(archive, target, extract_zip, needed)
-        except zipfile.BadZipFile as exc:
-            raise _unreadable(archive, exc) from exc
-        return target
-
-    try:
-        tf = tarfile.open(archive, "r:*")
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-        raise _unreadable(archive, exc) from exc
-    with tf:
-        try:
-            # One pass over the headers so every member is vetted before the first byte is written.
-            everything = tf.getmembers()
-        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-            raise _unreadable(archive, exc) from exc
-        # All members, not just the selected ones: tarfile may pull an unselected hard-link target in.
-        _refuse_unsafe_tar_members(everything, archive)
-        members = [m for m in everything if keep(m.name)]
-        needed = sum(m.size for m in members if m.isfile())
-        check_free_space(target.parent, needed, f"extract {archive.name}")
-        # tarfile's own 'data' filter as a second line of defence where this Python has it; the
-        # modes stored in the archive are dropped so that files and folders get what the umask gives.
-        extra: dict[str, Any] = {"filter": _umask_data_filter} if hasattr(tarfile, "data_filter") else {}
-
-        def extract_tar(folder: Path) -> None:
-            tf.extractall(folder, members=_progress_iter(members, show, archive.name), **extra)
-            if not extra:  # older Pythons: no filter hook, so set the modes afterwards
-                honour_umask(folder)
-
-        _extract_atomically(archive, target, extract_tar, needed)
-    return target
-
-
-def _umask_data_filter(member: tarfile.TarInfo, dest_path: str) -> tarfile.TarInfo:
-    """tarfile's ``'data'`` filter, then no stored mode: extraction creates files and folders the
-    way ``open`` and ``mkdir`` do, so they honour the umask (an archive's 0600 or 0644 would not)."""
-    return tarfile.data_filter(member, dest_path).replace(mode=None, deep=False)
-
-
-def _is_zip(archive: Path) -> bool:
-    name = archive.name.lower()
-    if name.endswith(".zip"):
-        return True
-    if name.endswith(_TAR_SUFFIXES):
-        return False
-    # Unknown suffix: sniff. Tar first, because a tar whose last member is a zip can look like one.
-    return not tarfile.is_tarfile(archive) and zipfile.is_zipfile(archive)
-
-
-def _unreadable(archive: Path, exc: BaseException) -> DownloadError:
-    return DownloadError(
-        f"{archive} is not a readable .tar, .tar.gz/.tgz or .zip archive ({exc}); "
-        f"delete it and download it again."
-    )
-
-
-def _refusal(archive: Path, member: str, reason: str) -> DownloadError:
-    return DownloadError(
-        f"Refusing to extract {archive.name}: member {member!r} {reason}. "
-        f"The archive is damaged or malicious; nothing was extracted, download it again from a trusted source."
-    )
-
-
-def _parts(name: str) -> list[str]:
-    return [p for p in name.split("/") if p not in ("", ".")]
-
-
-def _refuse_unsafe_name(name: str, archive: Path) -> None:
-    # Zip names may use backslashes (archives made on Windows); treat them as separators too.
-    unified = name.replace("\\", "/")
-    if unified.startswith("/") or re.match(r"[A-Za-z]:/", unified):
-        raise _refusal(archive, name, "has an absolute path")
-    if ".." in _parts(unified):
-        raise _refusal(archive, name, "has a '..' component that would escape the target folder")
-
-
-def _refuse_unsafe_tar_members(members: Iterable[tarfile.TarInfo], archive: Path) -> None:
-    members = list(members)
-    symlinks = {tuple(_parts(m.name)) for m in members if m.issym()}
-    for m in members:
-        _refuse_unsafe_name(m.name, archive)
-        parts = _parts(m.name)
-        for i in range(1, len(parts)):
-            if tuple(parts[:i]) in symlinks:
-                # Writing through a link (even one pointing inside) enables chained-link escapes.
-                raise _refusal(archive, m.name, f"lies under the symlink {'/'.join(parts[:i])!r}")
-        if m.ischr() or m.isblk():
-            raise _refusal(archive, m.name, "is a device file")
-        if m.isfifo():
-            raise _refusal(archive, m.name, "is a FIFO (named pipe)")
-        if m.issym():
-            problem = _link_problem(parts[:-1], m.linkname, symlinks)
-            if problem:
-                raise _refusal(archive, m.name, f"is a symlink to {m.linkname!r}, which {problem}")
-        elif m.islnk():
-            problem = _link_problem([], m.linkname, symlinks)
-            if problem:
-                raise _refusal(archive, m.name, f"is a hard link to {m.linkname!r}, which {problem}")
-        elif not (m.isfile() or m.isdir()):
-            raise _refusal(archive, m.name, f"has an unsupported type ({m.type!r})")
-
-
-def _link_problem(base: list[str], linkname: str, symlinks: set[tuple[str, ...]]) -> str | None:
-    """Why a link at folder ``base`` with target ``linkname`` is unsafe, or None if it stays inside."""
-    if linkname.startswith("/"):
-        return "is an absolute path"
-    current = list(base)
-    steps = _parts(linkname)
-    for i, step in enumerate(steps):
-        if step == "..":
-            if not current:
-                return "points outside the target folder"
-            current.pop()
-            continue
-        current.append(step)
-        if i < len(steps) - 1 and tuple(current) in symlinks:
-            return f"passes through the symlink {'/'.join(current)!r}"
-    return None
-
-
-def _extract_atomically(archive: Path, target: Path, extract: Callable[[Path], None], needed: int) -> None:
-    try:
-        partial = staging_folder(target)
-    except OSError as exc:
-        raise storage_error(exc, target.parent, f"the files extracted from {archive.name}", needed=needed) from exc
-    try:
-        extract(partial)
-    except BaseException as exc:
-        remove_path(partial)
-        filter_error = getattr(tarfile, "FilterError", ())
-        if isinstance(exc, filter_error):
-            member = getattr(getattr(exc, "tarinfo", None), "name", "?")
-            raise _refusal(archive, member, f"was rejected by tarfile's safety filter ({exc})") from exc
-        if is_storage_error(exc):
-            raise storage_error(exc, target.parent, f"the files extracted from {archive.name}", needed=needed) from exc
-        if isinstance(exc, (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError)):
-            raise DownloadError(
-                f"Extracting {archive.name} into {target} failed ({exc}); {target} was left as it was. "
-                f"Check free space and permissions, or delete the archive and download it again if it is damaged."
-            ) from exc
-        raise
-    if target.exists() or target.is_symlink():
-        # os.replace cannot overwrite a non-empty folder: move the old one aside, swap, then delete.
-        old = target.parent / f".{target.name}.old-{secrets.token_hex(4)}"
-        os.replace(target, old)
-        os.replace(partial, target)
-        remove_path(old)
-    else:
-        os.replace(partial, target)
-
-
-def _remove_leftovers(target: Path) -> None:
-    """Delete ``.<name>.partial-*`` / ``.<name>.old-*`` left by an extraction that was killed."""
-    escaped = glob.escape(target.name)
-    for pattern in (f".{escaped}.partial-*", f".{escaped}.old-*"):
-        for leftover in target.parent.glob(pattern):
-            logger.info("Removing %s left by an interrupted extraction.", leftover)
-            remove_path(leftover)
-
-
-# ---------------------------------------------------------------------------------------- locking
-def dataset_lock(folder: Path, timeout: float = -1) -> filelock.FileLock:
-    """Inter-process lock for one dataset folder; use as ``with dataset_lock(folder): ...``.
-
-    The lock file is ``folder.parent / f".{folder.name}.lock"`` (so deleting or replacing the dataset
-    folder does not remove it); the parent folder is created if needed.
-
-    Args:
-        folder: the dataset folder to protect.
-        timeout: seconds to wait when acquiring; default -1 = wait forever. A lock not acquired in
-            time raises ``filelock.Timeout``.
-    """
-    folder = Path(folder)
-    lock_path = folder.parent / f".{folder.name}.lock"
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    return filelock.FileLock(str(lock_path), timeout=timeout)
-
-
 # ---------------------------------------------------------------------------------------- progress
 # The rule (bar on a terminal, plain lines in logs, nothing for progress=False) is progress.py's.
 def _want_progress(progress: bool | str | None) -> str:
@@ -798,7 +539,3 @@ def _want_progress(progress: bool | str | None) -> str:
 
 def _bar(total: int | None, initial: int, label: str, show: str) -> Any:
     return progress_bar(total, label, progress=show, initial=initial, byte_units=True)
-
-
-def _progress_iter(items: Sequence[_T], show: str, label: str) -> Iterator[_T]:
-    yield from track(items, f"extract {label}", unit="files", progress=show)

@@ -235,7 +235,7 @@ def honour_umask(folder: Path) -> None:
 
 # ------------------------------------------------------------------------------ leftovers
 def lock_path(target: Path) -> Path:
-    """The lock file that guards ``target`` (see ``download.dataset_lock``)."""
+    """The lock file that guards ``target`` (see ``locks.dataset_lock``)."""
     return target.parent / f".{target.name}.lock"
 
 
