@@ -223,7 +223,8 @@ def parse_devkit(devkit_path: Path) -> tuple[dict[int, str], list[int]]:
     try:
         import scipy.io
     except ImportError as exc:
-        raise ImageNetSetupError("Reading the ImageNet devkit needs scipy; install it with `pip install scipy`.") from exc
+        raise ImageNetSetupError("Reading the ImageNet devkit (its meta.mat) needs scipy, which is not installed; "
+                                 "install it with `pip install 'jepa-datamodules[imagenet]'` (or `pip install scipy`).") from exc
 
     def bad(what: str) -> ImageNetSetupError:
         return ImageNetSetupError(f"{devkit_path} {what}; download {DEVKIT} again from image-net.org.")
