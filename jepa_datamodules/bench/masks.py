@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 import statistics
 import time
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -86,12 +88,19 @@ def per_sample_multiblock_baseline(batch_size: int, grid: tuple[int, int], gener
     return context_masks, target_masks
 
 
-def _median_ms(fn, repeats: int) -> float:
-    fn()  # warm-up: first calls pay for allocations and lazy initialisation
+def median_ms(step: Callable[[], Any], repeats: int, device: torch.device | None = None) -> float:
+    """Median wall ms of ``step`` over ``repeats`` calls after a first, warm-up one (first calls
+    pay for allocations and lazy initialisation); on CUDA each call waits for the device."""
+    def once() -> None:
+        step()
+        if device is not None and device.type == "cuda":
+            torch.cuda.synchronize()
+
+    once()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        fn()
+        once()
         times.append(time.perf_counter() - start)
     return 1000.0 * statistics.median(times)
 
@@ -113,9 +122,9 @@ def time_mask_generators(batch_size: int = 128, grid: tuple[int, int] = (14, 14)
     hierarchical = HierarchicalMaskGenerator().with_grid(grid)
     g = torch.Generator().manual_seed(0)
     return {
-        "ours_ms": _median_ms(lambda: ours(batch_size, g), repeats),
-        "baseline_ms": _median_ms(lambda: per_sample_multiblock_baseline(batch_size, grid, g), repeats),
-        "hierarchical_ms": _median_ms(lambda: hierarchical(batch_size, g), repeats),
+        "ours_ms": median_ms(lambda: ours(batch_size, g), repeats),
+        "baseline_ms": median_ms(lambda: per_sample_multiblock_baseline(batch_size, grid, g), repeats),
+        "hierarchical_ms": median_ms(lambda: hierarchical(batch_size, g), repeats),
     }
 
 

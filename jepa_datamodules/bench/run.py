@@ -47,7 +47,6 @@ import os
 import pickle
 import platform
 import shutil
-import statistics
 import threading
 import time
 from pathlib import Path
@@ -64,6 +63,7 @@ from ..catalog import DatasetSpec
 from ..progress import progress_bar
 from ..formats.base import Source
 from ..storage.files import staging_folder
+from .masks import median_ms
 
 # Which stand-ins exist: the dataset name -> the writer of its on-disk format.
 STANDIN_KINDS = ("cifar10", "cifar100", "stl10", "imagenet")
@@ -701,24 +701,8 @@ def _normalize_timing(dm, images: torch.Tensor, repeats: int = 10) -> dict[str, 
     from ..pipeline.transforms import normalize
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    ms = _median_ms(lambda: normalize(images.to(device, non_blocking=True), dm.spec.mean, dm.spec.std), device, repeats)
+    ms = median_ms(lambda: normalize(images.to(device, non_blocking=True), dm.spec.mean, dm.spec.std), repeats, device)
     return {"device": str(device), "ms": ms, "threads": torch.get_num_threads() if device.type == "cpu" else None}
-
-
-def _median_ms(step: Callable[[], Any], device: torch.device, repeats: int) -> float:
-    """Median wall ms of ``step`` (finished on the device) over ``repeats`` calls after a first one."""
-    def once() -> None:
-        step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
-    once()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        once()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
 
 
 @contextlib.contextmanager
@@ -748,7 +732,7 @@ def _device_stage_timing(dm, batch: dict[str, Any], repeats: int = 5) -> dict[st
         moved["views"] = {key: value.to(device, non_blocking=True) for key, value in batch["views"].items()}
         dm.device_views(moved)
 
-    ms = _median_ms(build, device, repeats)
+    ms = median_ms(build, repeats, device)
     return {"device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu", "ms": ms,
             "images_per_s": 1000 * len(batch["labels"]) / ms, "batch_size": len(batch["labels"]),
             "threads": torch.get_num_threads() if device.type == "cpu" else None,
