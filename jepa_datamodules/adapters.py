@@ -1,6 +1,6 @@
 """Our batches in training code written for other conventions (no Lightning needed).
 
-A batch from ``train_dataloader()`` is a dict (see ``batching.py``): uint8 ``images`` (with
+A batch from ``train_dataloader()`` is a dict (see ``pipeline/batching.py``): uint8 ``images`` (with
 ``normalize_on_device=True``, the default), ``context_masks`` and ``target_masks`` as lists of
 ``[B, K]`` LongTensors of patch indices (row-major into the patch grid). These functions turn
 it into what other JEPA code expects:
