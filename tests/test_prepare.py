@@ -199,18 +199,18 @@ def test_two_processes_preparing_one_folder_download_once(mirror, data_dir, tmp_
 _KILLED_EXTRACTION_SCRIPT = """
 import sys, time
 from jepa_datamodules import CIFAR10DataModule
-from jepa_datamodules.storage import download
+from jepa_datamodules.storage import extract
 
-real_progress_iter = download._progress_iter
+real_track = extract.track
 
-def crawl(items, show, label):
+def crawl(items, *args, **kwargs):
     # Extract two members at normal speed, then stall until the test kills this process.
-    for index, item in enumerate(real_progress_iter(items, show, label)):
+    for index, item in enumerate(real_track(items, *args, **kwargs)):
         if index == 2:
             time.sleep(120)
         yield item
 
-download._progress_iter = crawl
+extract.track = crawl
 data_dir, mirror = sys.argv[1:3]
 CIFAR10DataModule(data_dir=data_dir, mirrors=[mirror], image_size=32, patch_size=4, num_workers=0,
                   progress=False).prepare_data()
