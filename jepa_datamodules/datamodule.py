@@ -278,8 +278,10 @@ class JEPADataModule(LightningDataModule):
 
     # -------------------------------------------------------------- prepare / verify
     def fetch_settings(self) -> FetchSettings:
+        """The fetch arguments (``download``, ``mirrors``, ``force``, ...) as the pipeline takes them."""
         hp = self.hparams
-        return FetchSettings(download=hp.download, mirrors=tuple(hp.mirrors), force=hp.force,
+        mirrors = (hp.mirrors,) if isinstance(hp.mirrors, str) else tuple(hp.mirrors)
+        return FetchSettings(download=hp.download, mirrors=mirrors, force=hp.force,
                              keep_archives=hp.keep_archives, retries=hp.retries, timeout=hp.timeout, progress=hp.progress)
 
     def prepare_data(self) -> None:

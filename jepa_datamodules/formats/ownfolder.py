@@ -421,6 +421,10 @@ class OwnFolderDataset(Dataset):
                 tracked += sorted(str(p) for p in first.iterdir() if p.is_dir() and not p.name.startswith("."))
         return tracked
 
+    def setting_overrides(self) -> list[str]:
+        labels = [f"data.labels={self.labels_mode}"] if self.labels_mode != "auto" else []
+        return [f"data.root={self.root}", *labels]
+
     def val_description(self, val_fraction: float) -> str:
         if self.has_val_folder and not val_fraction:
             return f"the val/ folder of {self.root}"
