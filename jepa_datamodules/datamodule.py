@@ -186,6 +186,7 @@ class JEPADataModule(LightningDataModule):
             # uses, refuses Paths and OmegaConf containers (e.g. Hydra's crop_scale list).
             self.hparams[key] = _plain(value)
         self.data: Dataset = open_dataset(self.spec_name, data_dir, seed=seed, progress=progress, **self.format_options)
+        self.hparams.update(self.data.resolved_options())
         spec = self.data.spec
         image_size = image_size or spec.image_size
         patch_size = patch_size or spec.patch_size
@@ -595,7 +596,7 @@ class ImageNetDataModule(JEPADataModule):
             *args: passed on to ``JEPADataModule``.
             **kwargs: passed on to ``JEPADataModule`` (``data_dir``, ``batch_size``, ``mask``, ...).
         """
-        self.format_options = {**self.format_options, "source": source}
+        self.format_options = {**self.format_options, "source": source}  # + ImageNet-100's class_list
         super().__init__(*args, **kwargs)
 
 

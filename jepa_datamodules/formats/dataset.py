@@ -153,6 +153,11 @@ class Dataset:
             return [f"data.variant={self.variant}"]
         return []
 
+    def resolved_options(self) -> dict[str, Any]:
+        """Options whose default is decided here (your own folder's ``root``), as the
+        DataModule's hyper-parameters record them; default none."""
+        return {}
+
     def val_description(self, val_fraction: float) -> str | None:
         """How val is made, for summaries, where the dataset decides it (your own folder); else None."""
         return None

@@ -421,6 +421,9 @@ class OwnFolderDataset(Dataset):
                 tracked += sorted(str(p) for p in first.iterdir() if p.is_dir() and not p.name.startswith("."))
         return tracked
 
+    def resolved_options(self) -> dict[str, Any]:
+        return {"root": str(self.root)}
+
     def setting_overrides(self) -> list[str]:
         labels = [f"data.labels={self.labels_mode}"] if self.labels_mode != "auto" else []
         return [f"data.root={self.root}", *labels]
