@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .choices import check_choice, choice_message
+
 CATALOG_ENV = "JEPA_CATALOG"
 
 # Channel statistics. CIFAR figures are the usual per-channel mean/std of the training
@@ -62,6 +64,10 @@ class DatasetSpec:
     looks; ``options`` are reader-specific facts (batch file names, label keys).
     ``options["variants"]`` (optional) maps a variant name to the spec fields it replaces
     (Imagenette's image sizes); ``options["default_variant"]`` names the one the spec holds.
+    ``handler`` names the format module whose ``dataset_type`` holds the dataset's own steps
+    when they are not its reader's (ImageNet's archives and parquet release; empty = the
+    reader's module); ``parent`` is the dataset this one is an index over (ImageNet-100 over
+    ImageNet-1k), prepared first.
     """
 
     name: str
@@ -82,6 +88,8 @@ class DatasetSpec:
     files: tuple[str, ...] = ()
     options: dict[str, Any] = field(default_factory=dict)
     homepage: str = ""
+    handler: str = ""
+    parent: str = ""
 
     @property
     def archive_bytes(self) -> int:
@@ -281,6 +289,7 @@ _register(
         **_IMAGENET_LIKE,
         archives=_IMAGENET_ARCHIVES,
         options={"parquet": _IMAGENET_PARQUET},
+        handler="imagenet",
         homepage="https://image-net.org/challenges/LSVRC/2012/",
     )
 )
@@ -296,7 +305,8 @@ _register(
         splits={"train": 126_689, "val": 5_000},
         num_classes=100,
         **_IMAGENET_LIKE,
-        options={"parent": "imagenet", "class_list": None},
+        handler="imagenet",
+        parent="imagenet",
         homepage="https://github.com/HobbitLong/CMC",
     )
 )
@@ -395,7 +405,7 @@ def get_spec(name: str, variant: str | None = None) -> DatasetSpec:
     """The spec called ``name`` (in ``variant``, where it has variants; None = its default),
     with any ``$JEPA_CATALOG`` overrides applied."""
     if name not in SPECS:
-        raise ValueError(f"Unknown dataset '{name}'. Valid values are {{{', '.join(SPECS)}}}.")
+        raise ValueError(choice_message(name, SPECS, noun="dataset"))
     return _apply_overrides(select_variant(SPECS[name], variant))
 
 
@@ -404,9 +414,7 @@ def select_variant(spec: DatasetSpec, variant: str | None) -> DatasetSpec:
     variants = spec.options.get("variants", {})
     if variant is None or variant == spec.options.get("default_variant"):
         return spec
-    if str(variant) not in variants:
-        valid = ", ".join(variants) if variants else "none (it has no variants)"
-        raise ValueError(f"Unknown value '{variant}' for argument variant of {spec.name}. Valid values are {{{valid}}}.")
+    check_choice(f"variant of {spec.name}", str(variant), variants or ["none (it has no variants)"])
     return spec.replace(**variants[str(variant)])
 
 

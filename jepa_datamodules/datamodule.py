@@ -1,9 +1,11 @@
-"""``JEPADataModule`` and one thin subclass per dataset.
+"""``JEPADataModule`` (the Lightning glue) and one alias per dataset.
 
-The base class does everything; a subclass names its spec and, where the dataset has
-one, its own reader option (CIFAR-100's label granularity, STL-10's split and fold, the
-ImageNet-100 class list). ``prepare_data`` fetches (or generates) and verifies under an
-inter-process lock and assigns no state; ``setup`` is idempotent.
+A dataset is data: its spec (``catalog.py``) and, where it needs code, its format module
+(``formats/``). An alias only names its spec and declares the dataset's own arguments
+(CIFAR-100's label granularity, STL-10's split and fold, the ImageNet-100 class list, ...),
+which it hands on as format options. ``prepare_data`` runs the one preparation pipeline
+(``preparation.py``: fetch or generate, verify, stamp, under an inter-process lock) and
+assigns no state; ``setup`` is idempotent.
 
 Splits: ``train`` is the dataset's pre-training split (STL-10: ``train+unlabeled``).
 ``val`` is the official test / val split by default (``val_fraction=0``: the usual
@@ -13,12 +15,9 @@ a seeded carve-out of the training split and ``test`` stays the official one.
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import os
 import shlex
 import sys
-import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -26,35 +25,18 @@ import numpy as np
 import torch
 from lightning import LightningDataModule
 
-from .storage import download as dl
-from .storage.extract import safe_extract
-from .storage.locks import dataset_lock
+from .catalog import DatasetSpec
+from .choices import check_choice, check_positive
+from .formats import Dataset, open_dataset
+from .formats.base import Source, SubsetSource, check_labels
 from .pipeline.batching import JEPACollate, ViewDataset
-from .catalog import DatasetSpec, dataset_folder, get_spec, parquet_spec
 from .pipeline.device_views import DeviceViews
 from .pipeline.masks import MaskGenerator, MultiBlockMaskGenerator
-from .formats import open_split
-from .formats.base import Source, SubsetSource, check_labels
-from .storage.files import (
-    DATA_DIR_HINT,
-    StorageError,
-    human_bytes,
-    is_storage_error,
-    remove_stale_staging,
-    storage_error,
-    unwritable,
-)
 from .pipeline.sampling import EpochBatchSampler, EpochDataLoader
 from .pipeline.transforms import EvalView, TrainView, check_crop_scale, normalize
-from .storage.verify import (
-    VerificationError,
-    VerifyReport,
-    recorded_md5,
-    remove_stamp,
-    stamp_matches,
-    verify_dataset,
-    write_stamp,
-)
+from .preparation import FetchSettings, check, prepare, setting_overrides
+from .storage.verify import VerifyReport
+from .streaming import open_input
 
 
 def _default_mask() -> MaskGenerator:
@@ -95,9 +77,11 @@ class JEPADataModule(LightningDataModule):
     so the position is all the state there is. Same world size and batch size required.
     """
 
+    #: The catalog dataset this DataModule reads; set by each alias.
     spec_name: str = ""
-    # The spec's variant (Imagenette's image size); None = the spec's default. Set by aliases.
-    variant: str | None = None
+    #: The dataset's own options (CIFAR-100's ``label_type``, ...), set by an alias's ``__init__``
+    #: from its extra arguments before it calls this one; its format module takes them.
+    format_options: dict[str, Any] = {}
 
     def __init__(
         self,
@@ -201,27 +185,31 @@ class JEPADataModule(LightningDataModule):
             # Checkpoints carry these; torch.load(weights_only=True), which Trainer.fit(ckpt_path=...)
             # uses, refuses Paths and OmegaConf containers (e.g. Hydra's crop_scale list).
             self.hparams[key] = _plain(value)
-        spec = self.build_spec()
+        self.data: Dataset = open_dataset(self.spec_name, data_dir, seed=seed, progress=progress, **self.format_options)
+        self.hparams.update(self.data.resolved_options())
+        spec = self.data.spec
         image_size = image_size or spec.image_size
         patch_size = patch_size or spec.patch_size
         self.hparams.image_size, self.hparams.patch_size = image_size, patch_size
-        _check_positive("batch_size", batch_size)
+        check_positive("batch_size", batch_size)
         if global_batch_size is not None:
-            _check_positive("global_batch_size", global_batch_size)
+            check_positive("global_batch_size", global_batch_size)
         if num_workers < 0:
             raise ValueError(f"num_workers={num_workers} is invalid; allowed is 0 or more (0 loads in the main process).")
-        _check_positive("image_size", image_size)
-        _check_positive("patch_size", patch_size)
+        check_positive("image_size", image_size)
+        check_positive("patch_size", patch_size)
         if image_size % patch_size:
             raise ValueError(f"image_size={image_size} is not a multiple of patch_size={patch_size}; "
                              f"allowed are sizes with image_size % patch_size == 0 (e.g. 224/16, 96/8, 32/4).")
         check_crop_scale(crop_scale)
+        val_fraction = self.hparams.val_fraction = self.data.resolve_val_fraction(val_fraction)
         if not 0 <= val_fraction < 1:
             raise ValueError(f"val_fraction={val_fraction} is invalid; allowed is 0 <= val_fraction < 1.")
-        _check_format(format, input)
-        if views_on not in VIEWS_ON:
-            raise ValueError(f"Unknown value '{views_on}' for argument views_on. Valid values are {{{', '.join(VIEWS_ON)}}}.")
-        self.spec: DatasetSpec = spec
+        #: LitData chunks to read instead of the dataset's own files (``format="litdata"``); None: the files.
+        self.stream = open_input(format, input, storage_options, stream_cache_dir)
+        if self.stream is not None:
+            self.stream.refuse_subsets(self.data.options, self.data.subset_options)
+        check_choice("views_on", views_on, VIEWS_ON)
         self.grid = (image_size // patch_size, image_size // patch_size)
         try:
             self.mask_generator = mask.with_grid(self.grid) if mask is not None else None
@@ -237,37 +225,34 @@ class JEPADataModule(LightningDataModule):
         self._resume: dict | None = None
 
     # ------------------------------------------------------------------ the dataset
-    def build_spec(self) -> DatasetSpec:
-        """The spec this DataModule reads (in its ``variant``); subclasses with options adjust it here."""
-        return get_spec(self.spec_name, self.variant)
+    @property
+    def spec(self) -> DatasetSpec:
+        """The dataset's spec, as its format options shape it (STL-10's pre-training split, ...)."""
+        return self.data.spec
 
     @property
     def folder(self) -> Path:
-        return dataset_folder(self.hparams.data_dir, self.spec)
+        return self.data.folder
 
     @property
     def num_classes(self) -> int:
-        return self.spec.num_classes
+        return self.data.num_classes
 
-    def reader_options(self) -> dict[str, Any]:
-        return {}
+    @property
+    def classes(self) -> list[str] | None:
+        """Class names in label order where the dataset names them (ImageNet-100, your own folder); else None."""
+        return self.data.classes
 
-    # Reader options that select part of a split (STL-10's fold); verification reads whole splits.
-    subset_options: tuple[str, ...] = ()
+    @property
+    def val_description(self) -> str | None:
+        """How val was made, for summaries, where the dataset decides it (your own folder); else None."""
+        return self.data.val_description(self.hparams.val_fraction)
 
     def open_split(self, split: str, whole: bool = False) -> Source:
-        hp = self.hparams
-        if hp.format == "litdata":
-            from .streaming import LitDataSource, split_url
-
-            source: Source = LitDataSource(split_url(hp.input, split), storage_options=hp.storage_options,
-                                           cache_dir=hp.stream_cache_dir)
-        else:
-            options = self.reader_options()
-            if whole:
-                options = {key: value for key, value in options.items() if key not in self.subset_options}
-            source = open_split(self.spec, self.folder, split, **options)
-        if not whole:  # verification reports bad labels itself, as one of its checks
+        """One split, from the files or the LitData chunks; ``whole`` leaves out the options
+        that select part of a split (STL-10's fold) and the label check (verification's own)."""
+        source = self.stream.open_split(split) if self.stream is not None else self.data.open_split(split, whole)
+        if not whole and self.data.label_files:  # verification reports bad labels itself, as one of its checks
             # A damaged label file says so here, not as "Target 200 is out of bounds" mid-training.
             check_labels(source, self.num_classes, f"{self.spec.name} {split}",
                          f"run `{self.command('jepa-verify', 'full=true')}` to find the damaged file")
@@ -284,29 +269,26 @@ class JEPADataModule(LightningDataModule):
 
         From a console script: the user's own overrides (``cli_overrides``). From Python: the
         settings that pick the dataset's folder and sources (data_dir unless it is the
-        default, mirrors, seed, the synthetic set's size)."""
+        default, mirrors, seed, the dataset's own options such as the synthetic set's size)."""
         words = self.cli_overrides if self.cli_overrides is not None else self.setting_overrides()
         return " ".join([script, *(shlex.quote(word) for word in words), *extra])
 
     def setting_overrides(self) -> list[str]:
         """This DataModule's settings as the overrides ``command`` prints (outside the console scripts)."""
-        hp = self.hparams
-        words = [f"data={self.spec_name}"]
-        if self.variant is not None and self.variant != self.spec.options.get("default_variant"):
-            words.append(f"data.variant={self.variant}")
-        default_dir = Path(os.environ.get("JEPA_DATA_DIR") or "data").expanduser().absolute()
-        if Path(hp.data_dir).expanduser().absolute() != default_dir:
-            words.append(f"paths.data_dir={Path(hp.data_dir).expanduser().absolute()}")
-        if hp.mirrors:
-            words.append(f"data.mirrors=[{','.join(hp.mirrors)}]")
-        if hp.seed != 0:
-            words.append(f"seed={hp.seed}")
-        return words
+        return setting_overrides(self.data, self.hparams.mirrors)
 
     # -------------------------------------------------------------- prepare / verify
+    def fetch_settings(self) -> FetchSettings:
+        """The fetch arguments (``download``, ``mirrors``, ``force``, ...) as the pipeline takes them."""
+        hp = self.hparams
+        mirrors = (hp.mirrors,) if isinstance(hp.mirrors, str) else tuple(hp.mirrors)
+        return FetchSettings(download=hp.download, mirrors=mirrors, force=hp.force,
+                             keep_archives=hp.keep_archives, retries=hp.retries, timeout=hp.timeout, progress=hp.progress)
+
     def prepare_data(self) -> None:
-        """Fetch (when ``download``), extract and verify under a lock; no state assigned.
-        With ``format="litdata"`` there is nothing to fetch: the chunks are read where they are.
+        """Fetch (when ``download``), extract and verify under a lock; no state assigned
+        (``preparation.prepare``). With ``format="litdata"`` there is nothing to fetch: the
+        chunks are read where they are.
 
         A dataset whose stamp matches is used as it is, before any lock: nothing is written,
         so a verified copy on read-only storage trains. Otherwise, under the lock, staging
@@ -315,126 +297,12 @@ class JEPADataModule(LightningDataModule):
         stamp (a warning says so) and anything else raises :class:`StorageError`, one sentence
         naming the folder, what would have been written and the way out.
         """
-        if self.hparams.format == "litdata":
-            return
-        folder = self.folder
-        if not self.hparams.force and stamp_matches(folder, self.spec):
-            return
-        self.check_data_dir()
-        problem = unwritable(folder.parent) or (unwritable(folder) if folder.is_dir() else None)
-        if problem is not None:
-            self._prepare_unwritable(folder, problem)
-            return
-        try:
-            with dataset_lock(folder):
-                if not self.hparams.force and stamp_matches(folder, self.spec):
-                    return  # another process prepared it while this one waited
-                remove_stale_staging(folder)
-                # Archives the last verification hashed and that are unchanged need no second hash.
-                remembered = {} if self.hparams.force else recorded_md5(folder)
-                self._remembered_md5 = remembered  # acquire's check of hand-placed archives reuses them
-                remove_stamp(folder)
-                known_md5 = {**remembered, **self.acquire(folder)}
-                report = self.verify(known_md5=known_md5)
-                if not report.ok:
-                    raise VerificationError(report)  # no stamp: the next run checks again
-                write_stamp(folder, self.spec, report, self.tracked_files())
-        except OSError as error:
-            if not is_storage_error(error):
-                raise
-            raise storage_error(error, folder, self.pending_writes() or "the verification stamp",
-                                fix=self.way_out(folder)) from error
-
-    def check_data_dir(self) -> None:
-        """Raise :class:`StorageError` when ``data_dir`` is a file or cannot be created."""
-        data_dir = Path(self.hparams.data_dir).expanduser().absolute()
-        problem = unwritable(data_dir) if not data_dir.is_dir() else None
-        if problem is not None and "read-only" not in problem and "not writable" not in problem:
-            raise StorageError(f"data_dir {data_dir} {problem}; {DATA_DIR_HINT} a folder you can write.")
-
-    def way_out(self, folder: Path) -> str:
-        """The end of a sentence: how to get going when ``folder`` cannot be written."""
-        return (f"{DATA_DIR_HINT} a writable folder, or run `{self.command()}` once from an account "
-                f"or machine that can write in {folder}")
-
-    def _prepare_unwritable(self, folder: Path, problem: str) -> None:
-        where = folder.parent if unwritable(folder.parent) else folder
-        pending = "the files it fetches and extracts again" if self.hparams.force else self.pending_writes()
-        if pending is not None:
-            raise StorageError(f"{where} {problem}, so {pending} cannot be written there "
-                               f"(to prepare {self.spec.name}); {self.way_out(folder)}.")
-        report = self.verify()
-        if not report.ok:
-            raise VerificationError(report)
-        warnings.warn(f"{where} {problem}: {self.spec.name} at {folder} passed verification, but the stamp that "
-                      f"lets later runs skip the check cannot be written there, so it runs again each time; run "
-                      f"`{self.command()}` once where it is writable to record it.", stacklevel=3)
-
-    def pending_writes(self) -> str | None:
-        """What ``prepare_data`` would write besides the stamp, as a phrase; None when the
-        data looks complete (then only verifying and stamping are left)."""
-        folder, spec = self.folder, self.spec
-        if all((folder / rel).is_file() for rel in spec.files) and (spec.files or not spec.archives):
-            return None
-        missing = [a for a in spec.archives if not (folder / a.filename).is_file()]
-        if not spec.archives:
-            return f"the files of {spec.name}"
-        parts = [f"the download of {a.filename} ({human_bytes(a.size)})" for a in missing]
-        extracted = sum(a.extracted_size for a in spec.archives)
-        parts.append(f"the extracted files ({human_bytes(extracted)})" if extracted else "the extracted files")
-        return " and ".join(parts)
-
-    def acquire(self, folder: Path) -> dict[str, str]:
-        """Put the raw data in place; returns md5s already computed while doing so."""
-        spec, hp = self.spec, self.hparams
-        if not spec.archives:
-            return {}
-        if not spec.auto_download:
-            raise dl.DownloadError(f"{spec.title} cannot be downloaded automatically; place its files under {folder}.")
-        known: dict[str, str] = {}
-        for archive in spec.archives:
-            target = folder / archive.extract_to if archive.extract_to else None
-            path = folder / archive.filename
-            if target is not None and target.exists() and not hp.force and not path.exists():
-                continue  # extracted earlier and the archive was deleted on purpose
-            if (hp.force and hp.download) or not path.exists():
-                if not hp.download:
-                    raise dl.DownloadError(
-                        f"{path} is missing and download=False; place {archive.filename} there by hand "
-                        f"(md5 {archive.md5}) or allow downloading.")
-                needed = archive.size + archive.extracted_size
-                dl.check_free_space(folder, needed, f"download and extract {archive.filename}")
-                urls = dl.candidate_urls(archive.filename, archive.urls, hp.mirrors)
-                # force fetches again beside the archive and swaps it in only once its md5
-                # matches, so a failed re-download (no network) keeps the archive there was.
-                landing = path.with_name(f".{archive.filename}.refetch") if path.exists() else path
-                landing.unlink(missing_ok=True)
-                dl.fetch(urls, landing, md5=archive.md5, size=archive.size if archive.size_known else None,
-                         retries=hp.retries, timeout=hp.timeout, progress=hp.progress)
-                os.replace(landing, path)
-                known[archive.filename] = archive.md5
-            else:  # placed by hand (or left by an earlier run): the right file, whole, before extracting it
-                known[archive.filename] = check_placed_archive(path, archive, self.command(), hp.progress,
-                                                               getattr(self, "_remembered_md5", {}))
-            if target is not None:
-                safe_extract(path, target, progress=hp.progress)
-                if not hp.keep_archives:
-                    path.unlink()
-        return known
+        if self.stream is None:
+            prepare(self.data, self.fetch_settings(), self.command())
 
     def verify(self, full: bool = False, known_md5: dict[str, str] | None = None) -> VerifyReport:
-        """Check the dataset on disk against its spec (see ``verify.verify_dataset``)."""
-        report = verify_dataset(self.spec, self.folder, functools.partial(self.open_split, whole=True), full=full,
-                                known_md5=known_md5,
-                                md5=lambda p: dl.file_md5(p, progress=self.hparams.progress),
-                                num_classes=self.num_classes, seed=self.hparams.seed)
-        report.prepare_command = self.command()
-        return report
-
-    def tracked_files(self) -> list[str]:
-        """Files whose size and mtime the stamp records."""
-        present = [a.filename for a in self.spec.archives if (self.folder / a.filename).exists()]
-        return list(self.spec.files) + present
+        """Check the dataset on disk against its spec; writes nothing (``preparation.check``)."""
+        return check(self.data, self.command(), full=full, known_md5=known_md5)
 
     # ------------------------------------------------------------------------ setup
     def setup(self, stage: str | None = None) -> None:
@@ -448,6 +316,8 @@ class JEPADataModule(LightningDataModule):
             n_val = max(1, int(round(len(train) * hp.val_fraction)))
             val: Source = SubsetSource(train, np.sort(order[:n_val]))
             train = SubsetSource(train, np.sort(order[n_val:]))
+            if spec.eval_split == spec.pretrain_split:  # no split of its own (a folder without val/)
+                evaluation = val  # test = the carved-out val, not the whole train split
         else:
             val = evaluation
         self.datasets = {
@@ -559,35 +429,15 @@ class JEPADataModule(LightningDataModule):
         self.setup()
         return {
             "dataset": self.spec.name,
-            "folder": str(self.folder) if self.hparams.format == "files" else self.hparams.input,
+            "folder": str(self.folder) if self.stream is None else self.stream.input,
             "splits": {name: len(ds) for name, ds in self.datasets.items()},
             "classes": self.num_classes,
             "native_resolution": self.spec.resolution,
             "image_size": self.hparams.image_size,
             "patch_size": self.hparams.patch_size,
             "patch_grid": self.grid,
+            **self.data.describe(self.hparams.val_fraction),
         }
-
-
-def check_placed_archive(path: Path, archive: Any, command: str, progress: bool | None,
-                         remembered: Mapping[str, str] | None = None) -> str:
-    """Return the md5 of an archive found at ``path``, or raise naming how it differs from
-    the official file (size first: a truncated 138 GB tar is not hashed). ``remembered``:
-    md5s a stamp recorded for files that have not changed since (no second hash)."""
-    size = path.stat().st_size
-    expected = f"expected {archive.size:,} bytes with md5 {archive.md5}"
-    if size != archive.size:
-        raise dl.DownloadError(
-            f"{path} is not the official {archive.filename}: it has {size:,} bytes, {expected}; it is truncated "
-            f"or another file, so nothing was extracted: replace it with the official file, or delete it and "
-            f"run `{command}` to download it.")
-    digest = (remembered or {}).get(archive.filename) or dl.file_md5(path, progress=progress)
-    if digest != archive.md5:
-        raise dl.DownloadError(
-            f"{path} is not the official {archive.filename}: it has the expected {size:,} bytes but md5 {digest}, "
-            f"{expected}; the file is damaged or another one, so nothing was extracted: replace it with the "
-            f"official file, or delete it and run `{command}` to download it.")
-    return digest
 
 
 def _plain(value: Any) -> Any:
@@ -603,17 +453,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _check_format(format: str, input: str | None) -> None:
-    if format not in ("files", "litdata"):
-        raise ValueError(f"Unknown value '{format}' for argument format. Valid values are {{files, litdata}}.")
-    if format == "litdata" and not input:
-        raise ValueError(f"input={input!r} is invalid with format=litdata; allowed is the folder or URL "
-                         "(s3://bucket/prefix) that jepa-prepare ... format=litdata output=<where> wrote.")
-    if format == "files" and input is not None:
-        raise ValueError(f"input={input!r} is only read with format=litdata; set format=litdata "
-                         "or leave input unset to read the dataset's own files.")
-
-
 def _check_seed(seed: Any) -> None:
     # lightning-hydra-template's `seed: null` would otherwise fail much later, in a loader worker.
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
@@ -621,12 +460,11 @@ def _check_seed(seed: Any) -> None:
                          "the shuffles, the augmentations and the masks.")
 
 
-def _check_positive(name: str, value: int) -> None:
-    if not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name}={value} is invalid; allowed is a positive integer.")
 
 
 # ----------------------------------------------------------------------- datasets
+# Aliases: each fixes the dataset and declares its own arguments (with their help), handed on
+# as format options; everything else is JEPADataModule's.
 class SyntheticDataModule(JEPADataModule):
     """The embedded, offline dataset (see ``synthetic.py``), generated once per setting.
 
@@ -648,42 +486,9 @@ class SyntheticDataModule(JEPADataModule):
             *args: passed on to ``JEPADataModule``.
             **kwargs: passed on to ``JEPADataModule`` (``data_dir``, ``batch_size``, ``mask``, ...).
         """
-        self._synthetic = {"num_train": num_train, "num_test": num_test, "resolution": resolution, "num_classes": num_classes}
+        self.format_options = {"num_train": num_train, "num_test": num_test, "resolution": resolution,
+                               "num_classes": num_classes}
         super().__init__(*args, **kwargs)
-
-    def build_spec(self) -> DatasetSpec:
-        s = self._synthetic
-        for key in ("num_train", "num_test", "resolution", "num_classes"):
-            _check_positive(key, s[key])
-        return get_spec("synthetic").replace(
-            splits={"train": s["num_train"], "test": s["num_test"]}, num_classes=s["num_classes"], resolution=s["resolution"])
-
-    @property
-    def folder(self) -> Path:
-        s = self._synthetic
-        setting = f"{s['resolution']}px-{s['num_classes']}c-{s['num_train']}-{s['num_test']}-seed{self.hparams.seed}"
-        return dataset_folder(self.hparams.data_dir, self.spec) / setting
-
-    def acquire(self, folder: Path) -> dict[str, str]:
-        from .formats.synthetic import generate
-
-        if self.hparams.force or self.pending_writes() is not None:
-            generate(folder, seed=self.hparams.seed, progress=self.hparams.progress, **self._synthetic)
-        return {}
-
-    def pending_writes(self) -> str | None:
-        from .formats.synthetic import is_complete
-
-        s = self._synthetic
-        if is_complete(self.folder, num_train=s["num_train"], num_test=s["num_test"], resolution=s["resolution"]):
-            return None
-        # A truncated file is regenerated like a missing one: nothing of it is the user's.
-        return f"the generated synthetic images and labels ({s['num_train']} + {s['num_test']} images)"
-
-    def setting_overrides(self) -> list[str]:
-        defaults = {"num_train": 4096, "num_test": 1024, "resolution": 32, "num_classes": 10}
-        return super().setting_overrides() + [f"data.{key}={value}" for key, value in self._synthetic.items()
-                                              if value != defaults[key]]
 
 
 class CIFAR10DataModule(JEPADataModule):
@@ -705,17 +510,8 @@ class CIFAR100DataModule(JEPADataModule):
             *args: passed on to ``JEPADataModule``.
             **kwargs: passed on to ``JEPADataModule`` (``data_dir``, ``batch_size``, ``mask``, ...).
         """
-        if label_type not in ("fine", "coarse"):
-            raise ValueError(f"Unknown value '{label_type}' for argument label_type. Valid values are {{fine, coarse}}.")
-        self.label_type = label_type
+        self.format_options = {"label_type": label_type}
         super().__init__(*args, **kwargs)
-
-    @property
-    def num_classes(self) -> int:
-        return self.spec.options["num_classes"][self.label_type]
-
-    def reader_options(self) -> dict[str, Any]:
-        return {"label_type": self.label_type}
 
 
 class STL10DataModule(JEPADataModule):
@@ -739,24 +535,8 @@ class STL10DataModule(JEPADataModule):
             *args: passed on to ``JEPADataModule``.
             **kwargs: passed on to ``JEPADataModule`` (``data_dir``, ``batch_size``, ``mask``, ...).
         """
-        allowed = ("train", "unlabeled", "train+unlabeled")
-        if train_split not in allowed:
-            raise ValueError(f"Unknown value '{train_split}' for argument train_split. Valid values are {{{', '.join(allowed)}}}.")
-        if fold is not None and not 0 <= fold <= 9:
-            raise ValueError(f"fold={fold} is invalid; allowed is None or 0..9 (STL-10's predefined folds).")
-        if fold is not None and kwargs.get("format") == "litdata":
-            raise ValueError(f"fold={fold} is not available with format=litdata (the chunks hold whole splits); "
-                             "allowed is fold=None, or format=files.")
-        self.train_split, self.fold = train_split, fold
+        self.format_options = {"train_split": train_split, "fold": fold}
         super().__init__(*args, **kwargs)
-
-    def build_spec(self) -> DatasetSpec:
-        return get_spec(self.spec_name).replace(pretrain_split=self.train_split)
-
-    subset_options = ("fold",)
-
-    def reader_options(self) -> dict[str, Any]:
-        return {"fold": self.fold}
 
 
 class ImagenetteDataModule(JEPADataModule):
@@ -776,7 +556,7 @@ class ImagenetteDataModule(JEPADataModule):
             *args: passed on to ``JEPADataModule``.
             **kwargs: passed on to ``JEPADataModule`` (``data_dir``, ``batch_size``, ``mask``, ...).
         """
-        self.variant = str(variant)
+        self.format_options = {"variant": str(variant)}
         super().__init__(*args, **kwargs)
 
 
@@ -784,20 +564,6 @@ class TinyImageNetDataModule(JEPADataModule):
     """Tiny-ImageNet-200: 100,000 train / 10,000 val / 10,000 unlabeled test images, 64x64, 200 classes; auto-download."""
 
     spec_name = "tinyimagenet"
-
-
-IMAGENET_SOURCES = ("auto", "folders", "parquet")
-
-
-class RelabeledSubset(SubsetSource):
-    """``indices`` of another source with new ``labels`` (ImageNet-100 over the parquet shards)."""
-
-    def __init__(self, base: Source, indices: np.ndarray, labels: np.ndarray):
-        super().__init__(base, indices)
-        self.labels = np.asarray(labels, dtype=np.int64)
-
-    def name(self, index: int) -> str:
-        return self.base.name(int(self.indices[index]))
 
 
 class ImageNetDataModule(JEPADataModule):
@@ -830,130 +596,8 @@ class ImageNetDataModule(JEPADataModule):
             *args: passed on to ``JEPADataModule``.
             **kwargs: passed on to ``JEPADataModule`` (``data_dir``, ``batch_size``, ``mask``, ...).
         """
-        if source not in IMAGENET_SOURCES:
-            raise ValueError(f"Unknown value '{source}' for argument source. Valid values are {{{', '.join(IMAGENET_SOURCES)}}}.")
-        self.source = source
+        self.format_options = {**self.format_options, "source": source}  # + ImageNet-100's class_list
         super().__init__(*args, **kwargs)
-
-    def build_spec(self) -> DatasetSpec:
-        spec = get_spec(self.spec_name)
-        return parquet_spec(spec) if self._reads_parquet(dataset_folder(self.hparams.data_dir, spec)) else spec
-
-    def _reads_parquet(self, folder: Path) -> bool:
-        """``source="auto"``: the Hugging Face shards when ``data/train-*.parquet`` is there and
-        no ``train/`` folder (or the official archives) are."""
-        if self.source != "auto":
-            return self.source == "parquet"
-        from .formats.hfparquet import has_parquet
-        from .formats.imagenet import TRAIN_TAR
-
-        return has_parquet(folder) and not (folder / "train").is_dir() and not (folder / TRAIN_TAR).exists()
-
-    @property
-    def parquet(self) -> bool:
-        """True when this DataModule reads the Hugging Face parquet shards."""
-        return self.spec.reader == "hfparquet"
-
-    def open_split(self, split: str, whole: bool = False) -> Source:
-        if self.hparams.format == "files" and self.parquet:
-            from .formats.hfparquet import ParquetSource, parquet_shards
-
-            prefixes = self.spec.options["parquet"]["prefixes"]
-            if split not in prefixes:
-                raise ValueError(f"Unknown value '{split}' for argument split of {self.spec.name}. "
-                                 f"Valid values are {{{', '.join(prefixes)}}}.")
-            shards = parquet_shards(self.folder, prefixes[split])
-            if not shards:
-                raise FileNotFoundError(f"{self.folder}/data holds no {prefixes[split]}-*.parquet shards; "
-                                        "download them as `jepa-prepare data=imagenet instructions=true` shows.")
-            return ParquetSource(shards)
-        return super().open_split(split, whole)
-
-    def acquire(self, folder: Path) -> dict[str, str]:
-        from .formats.imagenet import prepare_imagenet
-
-        if self.parquet:
-            return {}  # read in place: nothing to unpack; verify() checks shards, rows and a sample
-        known: dict[str, str] = {}
-        for archive in self.spec.archives:
-            path = folder / archive.filename
-            if path.exists():
-                known[archive.filename] = check_placed_archive(path, archive, self.command(), self.hparams.progress,
-                                                               getattr(self, "_remembered_md5", {}))
-        prepare_imagenet(folder, progress=self.hparams.progress)
-        return known
-
-    def reader_options(self) -> dict[str, Any]:
-        return {"cache_key": self._listing_key}
-
-    def verify(self, full: bool = False, known_md5: dict[str, str] | None = None) -> VerifyReport:
-        if not self.parquet:
-            return super().verify(full=full, known_md5=known_md5)
-        return self._verify_parquet(full)
-
-    def _verify_parquet(self, full: bool) -> VerifyReport:
-        """Shards per split (as their names count them and as the release has them), rows per
-        split, label range, and a seeded sample of images that must decode (all with ``full``)."""
-        from .formats.hfparquet import parquet_shards, shard_problems
-
-        facts, report = self.spec.options["parquet"], VerifyReport(self.spec.name, self.folder)
-        rng = np.random.default_rng(self.hparams.seed)
-        for split, prefix in facts["prefixes"].items():
-            shards = parquet_shards(self.folder, prefix)
-            problem = shard_problems(shards, facts["shards"].get(split))
-            report.add(f"shards {prefix}", f"{facts['shards'].get(split)} files", problem or f"{len(shards)} files", problem is None)
-            if problem is not None:
-                report.blame(f"data/{prefix}-*.parquet")
-                continue
-            try:
-                source = self.open_split(split)
-            except ValueError as error:
-                report.add(f"read {split}", "readable", str(error), False)
-                continue
-            expected = self.spec.splits[split]
-            report.add(f"rows {split}", expected, len(source), len(source) == expected)
-            labels = source.labels
-            if split == "test":
-                report.add("labels test", "all -1 (unpublished)", f"{int((labels >= 0).sum())} labelled", bool((labels < 0).all()))
-            else:
-                classes = self.num_classes
-                in_range = bool(((labels >= 0) & (labels < classes)).all())
-                found = len(np.unique(labels))
-                report.add(f"classes {split}", classes, found if in_range else f"labels outside 0..{classes - 1}",
-                           in_range and found == classes)
-            count = len(source) if full else min(16, len(source))
-            picks = sorted(rng.choice(len(source), size=count, replace=False).tolist()) if len(source) else []
-            bad = [(i, why) for i in picks if (why := source.problem(i)) is not None]
-            names = ", ".join(f"{source.name(i)} ({why})" for i, why in bad[:5])
-            report.add(f"decode {split}", f"{count} of {count} decode", names or "all decode", not bad)
-        return report
-
-    def pending_writes(self) -> str | None:
-        from .formats.imagenet import detect_source
-
-        if self.parquet:
-            return None  # the shards are read where they are: nothing to unpack
-        if detect_source(self.folder) == "layout" and not any((self.folder / a.filename).exists() for a in self.spec.archives):
-            return None
-        return "the unpacked train/<wnid>/ and val/<wnid>/ class folders"
-
-    def _listing_key(self, split_dir: Path) -> str:
-        """Changes whenever a class folder gains or loses a file (its mtime changes)."""
-        entries = sorted((e.name, e.stat().st_mtime_ns) for e in os.scandir(split_dir) if e.is_dir())
-        return hashlib.sha1(repr(entries).encode()).hexdigest()
-
-    def tracked_files(self) -> list[str]:
-        if self.parquet:
-            from .formats.hfparquet import SHARD_FOLDER, parquet_shards
-
-            return [f"{SHARD_FOLDER}/{p.name}" for prefix in self.spec.options["parquet"]["prefixes"].values()
-                    for p in parquet_shards(self.folder, prefix)]
-        tracked = [a.filename for a in self.spec.archives if (self.folder / a.filename).exists()]
-        for split in self.spec.splits:
-            split_dir = self.folder / split
-            tracked.append(split)
-            tracked += sorted(f"{split}/{e.name}" for e in os.scandir(split_dir) if e.is_dir() and not e.name.startswith("."))
-        return tracked
 
 
 class ImageNet100DataModule(ImageNetDataModule):
@@ -979,71 +623,8 @@ class ImageNet100DataModule(ImageNetDataModule):
             *args: passed on to ``JEPADataModule``.
             **kwargs: passed on to ``JEPADataModule`` (``data_dir``, ``batch_size``, ``mask``, ...).
         """
-        from .formats.imagenet import load_class_list
-
-        self.classes = load_class_list(Path(class_list) if class_list else None)
+        self.format_options = {"class_list": class_list}
         super().__init__(*args, **kwargs)
-
-    def build_spec(self) -> DatasetSpec:  # the parent detects the parquet shards, not this spec
-        return get_spec(self.spec_name).replace(num_classes=len(self.classes))
-
-    @functools.cached_property
-    def parent(self) -> ImageNetDataModule:
-        hp = self.hparams
-        return ImageNetDataModule(data_dir=hp.data_dir, progress=hp.progress, download=False, force=False,
-                                  source=self.source)
-
-    def open_split(self, split: str, whole: bool = False) -> Source:
-        if self.hparams.format == "files" and self.parent.parquet:
-            return self._parquet_subset(split)
-        return super().open_split(split, whole)
-
-    def _parquet_subset(self, split: str) -> Source:
-        """The rows of the parent's parquet split whose label is one of these classes, relabelled
-        0..99 in sorted-wnid order (parquet label ids are sorted-wnid positions too)."""
-        from .formats.hfparquet import imagenet1k_wnids
-
-        if split not in self.spec.splits:
-            raise ValueError(f"Unknown value '{split}' for argument split of {self.spec.name}. "
-                             f"Valid values are {{{', '.join(self.spec.splits)}}}.")
-        position = {wnid: i for i, wnid in enumerate(imagenet1k_wnids())}
-        unknown = [w for w in self.classes if w not in position]
-        if unknown:
-            raise ValueError(f"Class {', '.join(unknown[:5])} is not one of the 1,000 ImageNet-1k classes; fix the class list.")
-        ids = np.array(sorted(position[w] for w in self.classes), dtype=np.int64)
-        base = self.parent.open_split(split)
-        keep = np.flatnonzero(np.isin(base.labels, ids))
-        return RelabeledSubset(base, keep, np.searchsorted(ids, base.labels[keep]))
-
-    def acquire(self, folder: Path) -> dict[str, str]:
-        self.parent.prepare_data()
-        folder.mkdir(parents=True, exist_ok=True)
-        return {}
-
-    def pending_writes(self) -> str | None:
-        return self.parent.pending_writes()
-
-    def reader_options(self) -> dict[str, Any]:
-        return {"root": self.parent.folder, "classes": self.classes, "cache_dir": self.folder,
-                "cache_key": self._listing_key}
-
-    def verify(self, full: bool = False, known_md5: dict[str, str] | None = None) -> VerifyReport:
-        # Counts come from the parent: whatever ImageNet-1k holds for these classes.
-        counts = {split: len(self.open_split(split)) for split in self.spec.splits}
-        report = verify_dataset(self.spec.replace(archives=()), self.folder, self.open_split, splits=counts, full=full,
-                                num_classes=self.num_classes, seed=self.hparams.seed)
-        for split, count in counts.items():
-            report.add(f"images {split}", "> 0", count, count > 0)
-        report.prepare_command = self.command()
-        return report
-
-    def tracked_files(self) -> list[str]:
-        parent = self.parent.folder
-        return [str(parent / rel) for rel in self.parent.tracked_files() if not rel.endswith(".tar") and not rel.endswith(".gz")]
-
-
-#: The share of train carved out as val when an image folder has no ``val/`` folder.
-DEFAULT_VAL_FRACTION = 0.01
 
 
 class ImageFolderDataModule(JEPADataModule):
@@ -1076,143 +657,5 @@ class ImageFolderDataModule(JEPADataModule):
             *args: passed on to ``JEPADataModule``.
             **kwargs: passed on to ``JEPADataModule`` (``data_dir``, ``batch_size``, ``mask``, ...).
         """
-        from .formats.ownfolder import LABEL_MODES
-
-        if labels not in LABEL_MODES:
-            raise ValueError(f"Unknown value '{labels}' for argument labels. Valid values are {{{', '.join(LABEL_MODES)}}}.")
-        data_dir = kwargs.get("data_dir", args[0] if args else "data")
-        self.root = Path(root if root is not None else Path(data_dir) / "imagefolder").expanduser()
-        self.labels_mode = labels
-        self.has_val_folder = (self.root / "train").is_dir() and (self.root / "val").is_dir()
-        if val_fraction is None:
-            val_fraction = 0.0 if self.has_val_folder else DEFAULT_VAL_FRACTION
-        if not self.has_val_folder and val_fraction == 0:
-            raise ValueError(f"val_fraction=0 leaves no validation images: {self.root} has no train/ + val/ folders; "
-                             "allowed is 0 < val_fraction < 1 (a seeded share of the images), or add a val/ folder.")
+        self.format_options = {"root": root, "labels": labels}
         super().__init__(*args, val_fraction=val_fraction, **kwargs)
-        self.hparams.root, self.hparams.labels = str(self.root), labels
-
-    def build_spec(self) -> DatasetSpec:
-        # Without a val/ folder the only split is train; setup carves val (and test) out of it.
-        return get_spec(self.spec_name).replace(eval_split="val" if self.has_val_folder else "train")
-
-    @property
-    def folder(self) -> Path:
-        from .formats.ownfolder import state_folder
-
-        return state_folder(self.root)
-
-    @property
-    def split_dirs(self) -> dict[str, Path]:
-        train = self.root / "train"
-        if not train.is_dir():
-            return {"train": self.root}
-        return {"train": train, "val": self.root / "val"} if self.has_val_folder else {"train": train}
-
-    @functools.cached_property
-    def classes(self) -> list[str]:
-        """Class names in label order (empty when unlabeled), from the training split."""
-        return self._listing("train")[2]
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    def _listing(self, split: str) -> tuple[Path, list[str], list[str], np.ndarray]:
-        """``(split folder, paths, classes, labels)`` of one split, through the index cache."""
-        from .formats.ownfolder import folder_labels, list_images, listing_key
-
-        dirs = self.split_dirs
-        if split not in dirs:
-            raise ValueError(f"Unknown value '{split}' for argument split of imagefolder. Valid values are {{{', '.join(dirs)}}}.")
-        top = dirs[split]
-        if not top.is_dir():
-            raise FileNotFoundError(f"Image folder {top} does not exist; point data.root at the folder that holds your images.")
-        paths = list_images(top, cache=self.folder / f".index-{split}.npz", cache_key=listing_key(top))
-        if not paths:
-            raise FileNotFoundError(f"{top} holds no images (looked for .jpg .jpeg .png .webp .bmp files, "
-                                    "hidden ones excluded); point data.root at the folder that holds your images.")
-        train_classes = None if split == "train" else self.classes
-        mode = self.labels_mode if split == "train" else ("folders" if train_classes else "none")
-        labels, classes = folder_labels(paths, mode, top, train_classes, nested=top != self.root)
-        return top, paths, classes, labels
-
-    def open_split(self, split: str, whole: bool = False) -> Source:
-        if self.hparams.format != "files":
-            return super().open_split(split, whole)
-        from .formats.ownfolder import OwnFolderSource
-
-        top, paths, _, labels = self._listing(split)
-        return OwnFolderSource(top, paths, labels)
-
-    #: Files per split that ``prepare_data`` decodes (a seeded sample); ``verify`` alone reads every file.
-    PREPARE_SAMPLE = 64
-
-    def prepare_data(self) -> None:
-        if self.hparams.format == "files" and not self.root.is_dir():
-            raise FileNotFoundError(f"Image folder {self.root} does not exist; point data.root at the folder that "
-                                    "holds your images (nothing is downloaded for data=imagefolder).")
-        # A large folder is not read whole before every first training run: the files not
-        # sampled are checked as they are loaded (and skipped if damaged); jepa-verify lists them all.
-        self._verify_sample = self.PREPARE_SAMPLE
-        try:
-            super().prepare_data()
-        finally:
-            self._verify_sample = None
-
-    def acquire(self, folder: Path) -> dict[str, str]:
-        folder.mkdir(parents=True, exist_ok=True)  # the index cache and the stamp; the images stay as they are
-        return {}
-
-    def verify(self, full: bool = False, known_md5: dict[str, str] | None = None) -> VerifyReport:
-        """Images and classes per split, and every file checked: undecodable ones are listed
-        (they are skipped in training). ``full`` also decodes every JPEG completely. Inside
-        ``prepare_data`` only a seeded sample of ``PREPARE_SAMPLE`` files per split is checked."""
-        report = VerifyReport(self.spec.name, self.folder)
-        sample = getattr(self, "_verify_sample", None)
-        for split in self.split_dirs:
-            try:
-                source = self.open_split(split)
-            except (FileNotFoundError, ValueError) as error:
-                report.add(f"read {split}", "readable", str(error), False)
-                continue
-            report.add(f"images {split}", "> 0", len(source), len(source) > 0)
-            report.add(f"labels {split}", self.labels_mode, f"{len(self.classes)} class folders" if self.classes else "none (-1)", True)
-            picks = range(len(source))
-            if sample is not None and sample < len(source):
-                picks = sorted(np.random.default_rng(self.hparams.seed).choice(len(source), sample, replace=False).tolist())
-            bad = [(i, why) for i in picks if (why := source.problem(i, full=full)) is not None]
-            report.add(f"decodable {split}", f"{len(picks)} of {len(picks)} checked",
-                       f"{len(picks) - len(bad)} ({len(bad)} skipped)", len(bad) < len(picks))
-            # Each undecodable file by name: training skips it (the next image of its class
-            # stands in), so these rows do not fail the verification.
-            for i, why in bad:
-                report.add(f"skipped {split}/{source.paths[i]}", "decodes", why, True)
-        return report
-
-    def tracked_files(self) -> list[str]:
-        """The split folders and their sub-folders two levels down (absolute paths): what ``listing_key`` watches."""
-        tracked = []
-        for top in self.split_dirs.values():
-            tracked.append(str(top))
-            for first in sorted(p for p in top.iterdir() if p.is_dir() and not p.name.startswith(".")):
-                tracked.append(str(first))
-                tracked += sorted(str(p) for p in first.iterdir() if p.is_dir() and not p.name.startswith("."))
-        return tracked
-
-    def setup(self, stage: str | None = None) -> None:
-        super().setup(stage)
-        if not self.has_val_folder:  # test = the carved-out val, not the whole train split
-            self.datasets["test"] = self.datasets["val"]
-
-    @property
-    def val_description(self) -> str:
-        """How val was made, for summaries."""
-        if self.has_val_folder and not self.hparams.val_fraction:
-            return f"the val/ folder of {self.root}"
-        where = "the val/ folder is the test split" if self.has_val_folder else "no val/ folder used"
-        return f"{self.hparams.val_fraction:.0%} of train, seeded (seed {self.hparams.seed}), {where}"
-
-    def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "root": str(self.root), "labels": "folders" if self.classes else "none",
-                "val": self.val_description}

@@ -24,6 +24,8 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
+from .choices import choice_message
+
 __all__ = ["LINE_EVERY_FRACTION", "LINE_EVERY_SECONDS", "LINE_MIN_SECONDS", "LineWatcher", "PlainProgress", "mode",
            "progress_bar", "stderr_is_terminal", "track"]
 
@@ -51,8 +53,8 @@ def mode(progress: bool | str | None) -> str:
     """
     if isinstance(progress, str):
         if progress not in _MODES:
-            raise ValueError(f"Unknown value {progress!r} for argument progress. Valid values are "
-                             "{None, True, False} (or one of 'bar', 'lines', 'off').")
+            raise ValueError(choice_message(progress, ("None", "True", "False"), "argument progress",
+                                            note=" (or one of 'bar', 'lines', 'off')"))
         return progress
     if progress is None:
         return "bar" if stderr_is_terminal() else "lines"

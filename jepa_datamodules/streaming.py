@@ -54,6 +54,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
+from .choices import check_choice
 from .progress import LineWatcher
 from .progress import mode as progress_mode
 from .formats.base import Source, load_encoded
@@ -386,3 +387,44 @@ def _decode(image: Any) -> np.ndarray | Image.Image:
         # reduced size before decoding (see transforms.py).
         return Image.open(io.BytesIO(bytes(image)))
     return np.asarray(image)
+
+
+# ------------------------------------------------------------- the DataModule's input
+#: The DataModule's ``format`` argument: its own files, or LitData chunks.
+FORMATS = ("files", "litdata")
+
+
+class LitDataInput:
+    """``format="litdata"``: a DataModule's splits read from the chunks that
+    ``jepa-prepare data=<name> format=litdata output=<input>`` wrote. There is nothing to
+    prepare (the chunks are read where they are) and no option that selects part of a split
+    (the chunks hold whole splits)."""
+
+    def __init__(self, input: str, storage_options: dict | None = None, cache_dir: str | None = None):
+        self.input = input
+        self.storage_options = storage_options
+        self.cache_dir = cache_dir
+
+    def refuse_subsets(self, options: dict[str, Any], names: Sequence[str]) -> None:
+        """Raise for a set option among ``names`` (STL-10's ``fold``): the chunks hold whole splits."""
+        for name in names:
+            if options.get(name) is not None:
+                raise ValueError(f"{name}={options[name]} is not available with format=litdata (the chunks hold whole "
+                                 f"splits); allowed is {name}=None, or format=files.")
+
+    def open_split(self, split: str) -> LitDataSource:
+        return LitDataSource(split_url(self.input, split), storage_options=self.storage_options, cache_dir=self.cache_dir)
+
+
+def open_input(format: str, input: str | None, storage_options: dict | None = None,
+               cache_dir: str | None = None) -> LitDataInput | None:
+    """The DataModule's LitData input for ``format="litdata"``; None for its own files. The four
+    arguments are checked here, each bad combination refused with one sentence."""
+    check_choice("format", format, FORMATS)
+    if format == "litdata" and not input:
+        raise ValueError(f"input={input!r} is invalid with format=litdata; allowed is the folder or URL "
+                         "(s3://bucket/prefix) that jepa-prepare ... format=litdata output=<where> wrote.")
+    if format == "files" and input is not None:
+        raise ValueError(f"input={input!r} is only read with format=litdata; set format=litdata "
+                         "or leave input unset to read the dataset's own files.")
+    return LitDataInput(input, storage_options, cache_dir) if format == "litdata" else None

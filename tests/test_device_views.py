@@ -234,6 +234,6 @@ def test_device_views_of_the_parquet_release_equal_the_workers_views(tmp_path, m
     monkeypatch.setenv("JEPA_CATALOG", str(catalog))
     workers = _own_data("workers", data_dir=tmp_path / "data")
     device = _own_data("device", data_dir=tmp_path / "data")
-    assert device.parquet and "encoded" in next(iter(device.train_dataloader()))
+    assert device.spec.reader == "hfparquet" and "encoded" in next(iter(device.train_dataloader()))
     assert _compare_loaders(workers, device, "train") >= 2
     assert _compare_loaders(workers, device, "val") >= 2

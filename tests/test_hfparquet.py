@@ -41,7 +41,7 @@ def release(tmp_path, monkeypatch):
 def test_labels_and_pixels_equal_what_was_written(release):
     data_dir, written = release
     dm = ImageNetDataModule(data_dir=data_dir, **SMALL)
-    assert dm.parquet and dm.spec.splits == ROWS
+    assert dm.spec.reader == "hfparquet" and dm.spec.splits == ROWS
     dm.prepare_data()
     for split in ROWS:
         source = dm.open_split(split)

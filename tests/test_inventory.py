@@ -147,7 +147,7 @@ def test_all_auto_builds_each_dataset_from_its_own_config(data_dir):
     bundle = AllAutoDownload(data_dir=data_dir, mirrors=["http://mirror.invalid"], download=False)
     stl10 = bundle.build("stl10")
     assert type(stl10).__name__ == "STL10DataModule"
-    assert stl10.hparams.image_size == 96 and stl10.train_split == "train+unlabeled"  # from conf/data/stl10.yaml
+    assert stl10.hparams.image_size == 96 and stl10.hparams.train_split == "train+unlabeled"  # from conf/data/stl10.yaml
     assert stl10.folder == data_dir / "stl10"
     assert list(stl10.hparams.mirrors) == ["http://mirror.invalid"] and stl10.hparams.download is False
 

@@ -14,6 +14,7 @@ import pytest
 from fake_ownimages import make_labelled_folder, make_unlabeled_folder
 from jepa_datamodules import ImageFolderDataModule
 from jepa_datamodules.pipeline.masks import MultiBlockMaskGenerator
+from jepa_datamodules.formats import ownfolder
 from jepa_datamodules.formats.ownfolder import STATE_NAME
 from jepa_datamodules.pipeline.transforms import decode_pixels
 
@@ -207,7 +208,7 @@ def test_prepare_data_checks_a_sample_and_jepa_verify_every_file(tmp_path, monke
     original = type(dm.open_split("train")).problem
     monkeypatch.setattr(type(dm.open_split("train")), "problem",
                         lambda self, i, full=False: read.append(i) or original(self, i, full))
-    monkeypatch.setattr(ImageFolderDataModule, "PREPARE_SAMPLE", 4)
+    monkeypatch.setattr(ownfolder, "PREPARE_SAMPLE", 4)
     dm.prepare_data()
     assert len(read) == 4 + 2  # 4 of 11 train files, both val files
     read.clear()

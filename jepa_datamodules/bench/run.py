@@ -60,6 +60,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ..catalog import DatasetSpec
+from ..choices import choice_message
 from ..progress import progress_bar
 from ..formats.base import Source
 from ..storage.files import staging_folder
@@ -176,8 +177,8 @@ def _check_settings(bench: DictConfig) -> dict[str, Any]:
 
     kind = bench.get("synthetic_like")
     if kind is not None and kind not in STANDIN_KINDS:
-        raise ValueError(f"Unknown value '{kind}' for bench.synthetic_like. Valid values are "
-                         f"{{{', '.join(STANDIN_KINDS)}}} (or null: the real data when prepared, else a stand-in).")
+        raise ValueError(choice_message(kind, STANDIN_KINDS, "bench.synthetic_like",
+                                        note=" (or null: the real data when prepared, else a stand-in)"))
     standin_images = bench.get("standin_images")
     if standin_images is not None:
         standin_images = count("standin_images", 1)
@@ -231,7 +232,7 @@ def build_bench_datamodule(cfg: DictConfig, settings: dict[str, Any]):
     """
     import hydra
 
-    from ..storage.verify import stamp_matches
+    from ..preparation import is_prepared
 
     dm = hydra.utils.instantiate(cfg.data)
     name = dm.spec.name
@@ -239,7 +240,7 @@ def build_bench_datamodule(cfg: DictConfig, settings: dict[str, Any]):
     if kind is not None and kind != name:
         raise ValueError(f"bench.synthetic_like={kind} does not match data={name}; a stand-in imitates the dataset "
                          f"being benchmarked, so use data={kind} bench.synthetic_like={kind}.")
-    if kind is None and (name == "synthetic" or stamp_matches(dm.folder, dm.spec)):
+    if kind is None and (name == "synthetic" or is_prepared(dm.data)):
         return dm, {"kind": "real", "folder": str(dm.folder)}
     if name not in STANDIN_KINDS:
         raise ValueError(f"{name} is not prepared at {dm.folder} and has no stand-in (stand-ins exist for "
@@ -257,10 +258,10 @@ def build_bench_datamodule(cfg: DictConfig, settings: dict[str, Any]):
     splits = {split: counts[split] for split in standin.spec.splits}
     num_classes = counts.get("num_classes", standin.spec.num_classes)
     # The catalog override: the stand-in's own counts; checksums, files, decoding checks unchanged.
-    standin.spec = standin.spec.replace(splits=splits, num_classes=num_classes)
+    standin.data.spec = standin.spec.replace(splits=splits, num_classes=num_classes)
     if standin.spec.reader == "hfparquet":  # the shard counts the verification expects are the stand-in's too
         facts = {**standin.spec.options["parquet"], "splits": splits, "shards": counts["shards"]}
-        standin.spec = standin.spec.replace(options={**standin.spec.options, "parquet": facts})
+        standin.data.spec = standin.spec.replace(options={**standin.spec.options, "parquet": facts})
     print(f"note: stand-in {name} at {standin.folder}: catalog override splits={splits}, classes={num_classes}.")
     return standin, {"kind": "stand-in", "folder": str(standin.folder), "catalog_override":
                      {"splits": splits, "num_classes": num_classes}}

@@ -26,6 +26,8 @@ import hydra
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 
+from ..choices import choice_message
+
 from .console import (
     NO_RUN_FOLDER_COMMANDS,
     RunFolder,
@@ -169,32 +171,22 @@ def prepare_task(cfg: DictConfig) -> None:
 
         convert_to_litdata(dm, cfg.output, resize=cfg.get("resize"), quality=cfg.get("quality"))
     elif cfg.format is not None:
-        raise ValueError(f"Unknown value '{cfg.format}' for format. Valid values are {{litdata}} (or leave it unset).")
+        raise ValueError(choice_message(cfg.format, ["litdata"], "format", note=" (or leave it unset)"))
 
 
 @user_facing
 def verify_task(cfg: DictConfig) -> None:
+    from ..preparation import verify
+
     dm = build_datamodule(cfg)
-    report = dm.verify(full=cfg.full)
+    report, unrecorded = verify(dm.data, dm.command(), full=cfg.full)
     print(f"{dm.spec.name} at {dm.folder}")
     print(report.table())
-    if not report.ok:
-        from ..storage.verify import remove_stamp
-
-        try:
-            remove_stamp(dm.folder)  # the next prepare_data checks again instead of trusting an old stamp
-        except OSError:
-            pass  # read-only: nothing can trust-and-write there anyway; a stale stamp no longer matches
+    if not report.ok:  # its stamp is gone: the next prepare_data checks again instead of trusting it
         bad = ", ".join(c.name for c in report.failures)
         _fail(f"{dm.spec.name} failed {len(report.failures)} check(s) ({bad}); {report.fix()}.", 1)
-    from ..storage.files import unwritable
-    from ..storage.verify import write_stamp
-
-    problem = unwritable(dm.folder)
-    if problem is None:
-        write_stamp(dm.folder, dm.spec, report, dm.tracked_files())
-    else:
-        print(f"warning: {dm.folder} {problem}: the stamp that lets later runs skip this check was not written.",
+    if unrecorded is not None:
+        print(f"warning: {dm.folder} {unrecorded}: the stamp that lets later runs skip this check was not written.",
               file=sys.stderr)
     print(f"ok: {dm.spec.name} is complete and intact")
 

@@ -56,8 +56,7 @@ def source_label(spec: DatasetSpec) -> str:
         return "generated"
     if spec.auto_download:
         return "yes"
-    parent = spec.options.get("parent")
-    return f"from {parent}" if parent else "manual"
+    return f"from {spec.parent}" if spec.parent else "manual"
 
 
 def images_label(spec: DatasetSpec) -> str:

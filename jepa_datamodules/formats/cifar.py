@@ -21,7 +21,9 @@ from typing import Any
 import numpy as np
 
 from ..catalog import DatasetSpec
+from ..choices import check_choice
 from .base import ArraySource, FormatError
+from .dataset import Dataset
 
 # The CIFAR "python version" batches are pickles of a dict holding a uint8 array, lists
 # of ints and byte strings. Unpickling can run arbitrary code, so only the globals that
@@ -59,6 +61,25 @@ def load_cifar_pickle(path: Path) -> dict[str, Any]:
     if not isinstance(content, dict):
         raise FormatError(f"{path} holds a {type(content).__name__}, not the dict a CIFAR batch is.")
     return {(k.decode("latin1") if isinstance(k, bytes) else k): v for k, v in content.items()}
+
+
+class CifarDataset(Dataset):
+    """CIFAR-10/100 on disk; option ``label_type`` (CIFAR-100: ``"fine"`` or ``"coarse"``, as the
+    spec's ``label_keys`` name them). The spec stays the one of the files, so a copy verified
+    with fine labels is trusted with coarse ones too."""
+
+    def __init__(self, spec: DatasetSpec, data_dir: Any, *, label_type: str = "fine", **rest: Any):
+        check_choice("label_type", label_type, spec.options["label_keys"])
+        super().__init__(spec, data_dir, **rest)
+        self.options = {"label_type": label_type}
+
+    @property
+    def num_classes(self) -> int:
+        return self.spec.options.get("num_classes", {}).get(self.options["label_type"], self.spec.num_classes)
+
+
+def dataset_type(spec: DatasetSpec) -> type[Dataset]:
+    return CifarDataset
 
 
 def open_split(spec: DatasetSpec, folder: Path, split: str, label_type: str = "fine") -> ArraySource:

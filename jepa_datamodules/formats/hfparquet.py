@@ -29,10 +29,14 @@ import importlib.resources
 import re
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..catalog import DatasetSpec
+from ..choices import check_choice
+from ..storage.verify import VerifyReport
+from .base import SubsetSource
 from .ownfolder import EncodedImageSource
 
 __all__ = ["REPO", "IMAGENET1K_WNIDS_SHA256", "imagenet1k_wnids", "parquet_shards", "has_parquet",
@@ -114,6 +118,84 @@ def parquet_instructions(root: Path) -> str:
         f"     and test-*-of-00028.parquet, then run `jepa-prepare data=imagenet`: it verifies the shard counts,\n"
         f"     the rows per split and that a sample decodes."
     )
+
+
+# ------------------------------------------------------------------ reading and checking
+def open_split(spec: DatasetSpec, folder: Path, split: str) -> "ParquetSource":
+    """One split of the release under ``folder`` (``spec.options["parquet"]["prefixes"]`` names its shards)."""
+    prefixes = spec.options["parquet"]["prefixes"]
+    check_choice(f"split of {spec.name}", split, prefixes)
+    shards = parquet_shards(folder, prefixes[split])
+    if not shards:
+        raise FileNotFoundError(f"{folder}/data holds no {prefixes[split]}-*.parquet shards; "
+                                "download them as `jepa-prepare data=imagenet instructions=true` shows.")
+    return ParquetSource(shards)
+
+
+def shard_files(spec: DatasetSpec, folder: Path) -> list[str]:
+    """Every shard of every split, relative to ``folder`` (what a stamp tracks)."""
+    return [f"{SHARD_FOLDER}/{p.name}" for prefix in spec.options["parquet"]["prefixes"].values()
+            for p in parquet_shards(folder, prefix)]
+
+
+def verify_shards(spec: DatasetSpec, folder: Path, open_split: Callable[[str], Any], *, full: bool = False,
+                  seed: int = 0) -> VerifyReport:
+    """Shards per split (as their names count them and as the release has them), rows per
+    split, label range, and a seeded sample of images that must decode (all with ``full``)."""
+    facts, report = spec.options["parquet"], VerifyReport(spec.name, folder)
+    rng = np.random.default_rng(seed)
+    for split, prefix in facts["prefixes"].items():
+        shards = parquet_shards(folder, prefix)
+        problem = shard_problems(shards, facts["shards"].get(split))
+        report.add(f"shards {prefix}", f"{facts['shards'].get(split)} files", problem or f"{len(shards)} files", problem is None)
+        if problem is not None:
+            report.blame(f"data/{prefix}-*.parquet")
+            continue
+        try:
+            source = open_split(split)
+        except ValueError as error:
+            report.add(f"read {split}", "readable", str(error), False)
+            continue
+        expected = spec.splits[split]
+        report.add(f"rows {split}", expected, len(source), len(source) == expected)
+        labels = source.labels
+        if split == "test":
+            report.add("labels test", "all -1 (unpublished)", f"{int((labels >= 0).sum())} labelled", bool((labels < 0).all()))
+        else:
+            classes = spec.num_classes
+            in_range = bool(((labels >= 0) & (labels < classes)).all())
+            found = len(np.unique(labels))
+            report.add(f"classes {split}", classes, found if in_range else f"labels outside 0..{classes - 1}",
+                       in_range and found == classes)
+        count = len(source) if full else min(16, len(source))
+        picks = sorted(rng.choice(len(source), size=count, replace=False).tolist()) if len(source) else []
+        bad = [(i, why) for i in picks if (why := source.problem(i)) is not None]
+        names = ", ".join(f"{source.name(i)} ({why})" for i, why in bad[:5])
+        report.add(f"decode {split}", f"{count} of {count} decode", names or "all decode", not bad)
+    return report
+
+
+class RelabeledSubset(SubsetSource):
+    """``indices`` of another source with new ``labels`` (a class subset of the shards)."""
+
+    def __init__(self, base: Any, indices: np.ndarray, labels: np.ndarray):
+        super().__init__(base, indices)
+        self.labels = np.asarray(labels, dtype=np.int64)
+
+    def name(self, index: int) -> str:
+        return self.base.name(int(self.indices[index]))
+
+
+def class_subset(base: "ParquetSource", wnids: Sequence[str]) -> RelabeledSubset:
+    """The rows of ``base`` whose label is one of ``wnids``' ids, relabelled 0..C-1 in sorted-wnid
+    order (the release's label ids are sorted-wnid positions too, see the module docstring)."""
+    position = {wnid: i for i, wnid in enumerate(imagenet1k_wnids())}
+    unknown = [w for w in wnids if w not in position]
+    if unknown:
+        raise ValueError(f"Class {', '.join(unknown[:5])} is not one of the 1,000 ImageNet-1k classes; fix the class list.")
+    ids = np.array(sorted(position[w] for w in wnids), dtype=np.int64)
+    keep = np.flatnonzero(np.isin(base.labels, ids))
+    return RelabeledSubset(base, keep, np.searchsorted(ids, base.labels[keep]))
 
 
 # ---------------------------------------------------------------------------- the source

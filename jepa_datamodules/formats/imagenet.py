@@ -34,6 +34,12 @@ from typing import Any, BinaryIO, NamedTuple
 import numpy as np
 from filelock import FileLock
 
+from ..catalog import SPECS, DatasetSpec, parquet_spec
+from ..choices import check_choice
+from ..storage.verify import VerifyReport
+from . import hfparquet
+from .base import Source
+from .dataset import Dataset, open_dataset, verify_dataset
 from .hfparquet import parquet_instructions
 from .imagefolder import IMG_EXTENSIONS
 from ..progress import mode as progress_mode
@@ -55,10 +61,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# File names and sizes as listed on image-net.org's ILSVRC2012 download page.
-TRAIN_TAR = "ILSVRC2012_img_train.tar"
-VAL_TAR = "ILSVRC2012_img_val.tar"
-DEVKIT = "ILSVRC2012_devkit_t12.tar.gz"
+# The three official files are the catalog's ImageNet archives (train, val, devkit, in that
+# order); sizes as image-net.org's ILSVRC2012 download page words them.
+TRAIN_TAR, VAL_TAR, DEVKIT = (archive.filename for archive in SPECS["imagenet"].archives)
 _SIZES = {TRAIN_TAR: "138 GB", VAL_TAR: "6.3 GB", DEVKIT: "2.5 MB"}
 _DESCRIPTIONS = {TRAIN_TAR: "training images", VAL_TAR: "validation images", DEVKIT: "development kit, Task 1 & 2"}
 
@@ -647,6 +652,119 @@ def prepare_imagenet(root: Path, *, workers: int | None = None, progress: bool |
             _prepare_val(root, progress)
     finally:
         lock.release()
+
+
+# --------------------------------------------------------------------------- the datasets
+#: Where ``ImageNetDataModule(source=...)`` reads the images from.
+IMAGENET_SOURCES = ("auto", "folders", "parquet")
+
+
+def class_folder_key(split_dir: Path) -> str:
+    """Changes whenever a class folder gains or loses a file (its mtime changes): the index's cache key."""
+    entries = sorted((e.name, e.stat().st_mtime_ns) for e in os.scandir(split_dir) if e.is_dir())
+    return hashlib.sha1(repr(entries).encode()).hexdigest()
+
+
+class ImageNetDataset(Dataset):
+    """ImageNet-1k on disk, from the official files (unpacked by :func:`prepare_imagenet`) or
+    the Hugging Face parquet shards read in place (option ``source``, one of :data:`IMAGENET_SOURCES`:
+    ``"auto"`` takes the shards when they are there and neither ``train/`` nor the train archive is)."""
+
+    def __init__(self, spec: DatasetSpec, data_dir: Any, *, source: str = "auto", **rest: Any):
+        check_choice("source", source, IMAGENET_SOURCES)
+        super().__init__(spec, data_dir, **rest)
+        folder = self.folder
+        if source == "parquet" or (source == "auto" and hfparquet.has_parquet(folder) and not (folder / "train").is_dir()
+                                   and not (folder / TRAIN_TAR).exists()):
+            self.spec = parquet_spec(spec)
+            self.label_files = False  # the label column; verify() checks it per split (test: all -1)
+        else:
+            self.options = {"cache_key": class_folder_key}
+
+    @property
+    def parquet(self) -> bool:
+        """True when the Hugging Face parquet shards are read."""
+        return self.spec.reader == "hfparquet"
+
+    def pending_writes(self) -> str | None:
+        if self.parquet:
+            return None  # the shards are read where they are: nothing to unpack
+        if detect_source(self.folder) == "layout" and not any((self.folder / a.filename).exists() for a in self.spec.archives):
+            return None
+        return "the unpacked train/<wnid>/ and val/<wnid>/ class folders"
+
+    def build(self, force: bool = False) -> dict[str, str]:
+        if not self.parquet:  # the shards need no unpacking; verify() checks shards, rows and a sample
+            prepare_imagenet(self.folder, progress=self.progress)
+        return {}
+
+    def verify(self, full: bool = False, known_md5: dict[str, str] | None = None,
+               md5: Callable[[Path], str] | None = None, quick: bool = False) -> VerifyReport:
+        if self.parquet:
+            return hfparquet.verify_shards(self.spec, self.folder, self.open_split, full=full, seed=self.seed)
+        return super().verify(full=full, known_md5=known_md5, md5=md5, quick=quick)
+
+    def tracked_files(self) -> list[str]:
+        if self.parquet:
+            return hfparquet.shard_files(self.spec, self.folder)
+        tracked = [a.filename for a in self.spec.archives if (self.folder / a.filename).exists()]
+        for split in self.spec.splits:
+            tracked.append(split)
+            tracked += sorted(f"{split}/{e.name}" for e in os.scandir(self.folder / split)
+                              if e.is_dir() and not e.name.startswith("."))
+        return tracked
+
+
+class ImageNetSubset(Dataset):
+    """A class subset of a prepared ImageNet-1k (``spec.parent``), e.g. ImageNet-100: an index
+    (file list + labels 0..C-1 in sorted-wnid order) over the parent's files, kept in this
+    dataset's folder; no image is copied or linked. Options: ``class_list`` (a file of wnids;
+    None = the packaged CMC list) and the parent's ``source``."""
+
+    def __init__(self, spec: DatasetSpec, data_dir: Any, *, class_list: str | Path | None = None,
+                 source: str = "auto", **rest: Any):
+        self.wnids = load_class_list(Path(class_list) if class_list else None)
+        super().__init__(spec.replace(num_classes=len(self.wnids)), data_dir, **rest)
+        self.parent = open_dataset(spec.parent, data_dir, progress=self.progress, source=source)
+        self.label_files = self.parent.label_files
+        self.options = {"root": self.parent.folder, "classes": self.wnids, "cache_dir": self.folder,
+                        "cache_key": class_folder_key}
+
+    @property
+    def classes(self) -> list[str]:
+        return self.wnids
+
+    def open_split(self, split: str, whole: bool = False) -> Source:
+        if self.parent.spec.reader != "hfparquet":
+            return super().open_split(split, whole)
+        check_choice(f"split of {self.spec.name}", split, self.spec.splits)
+        return hfparquet.class_subset(self.parent.open_split(split), self.wnids)
+
+    def pending_writes(self) -> str | None:
+        return self.parent.pending_writes()
+
+    def build(self, force: bool = False) -> dict[str, str]:
+        self.folder.mkdir(parents=True, exist_ok=True)  # the parent was prepared first (preparation.py)
+        return {}
+
+    def verify(self, full: bool = False, known_md5: dict[str, str] | None = None,
+               md5: Callable[[Path], str] | None = None, quick: bool = False) -> VerifyReport:
+        # Counts come from the parent: whatever ImageNet-1k holds for these classes.
+        counts = {split: len(self.open_split(split)) for split in self.spec.splits}
+        report = verify_dataset(self.spec.replace(archives=()), self.folder, self.open_split, splits=counts, full=full,
+                                num_classes=self.num_classes, seed=self.seed)
+        for split, count in counts.items():
+            report.add(f"images {split}", "> 0", count, count > 0)
+        return report
+
+    def tracked_files(self) -> list[str]:
+        parent = self.parent.folder
+        return [str(parent / rel) for rel in self.parent.tracked_files()
+                if rel not in {a.filename for a in self.parent.spec.archives}]
+
+
+def dataset_type(spec: DatasetSpec) -> type[Dataset]:
+    return ImageNetSubset if spec.parent else ImageNetDataset
 
 
 # --------------------------------------------------------------------------- class lists

@@ -36,11 +36,16 @@ import io
 import os
 import warnings
 from pathlib import Path
-from typing import Sequence
+import functools
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
+from ..catalog import DatasetSpec
+from ..choices import check_choice
+from ..storage.verify import VerifyReport
+from .dataset import Dataset
 from .imagefolder import _load_cache, _save_cache
 
 __all__ = ["IMAGE_SUFFIXES", "LABEL_MODES", "UndecodableImage", "decode_image", "EncodedImageSource",
@@ -269,8 +274,7 @@ def folder_labels(paths: Sequence[str], mode: str, where: Path, classes: Sequenc
     split (its images must be in one of them); default None = this split's own.
     Returns ``(labels, classes)``; ``classes`` is empty and every label -1 when unlabeled.
     """
-    if mode not in LABEL_MODES:
-        raise ValueError(f"Unknown value '{mode}' for argument labels. Valid values are {{{', '.join(LABEL_MODES)}}}.")
+    check_choice("labels", mode, LABEL_MODES)
     if mode == "auto":
         in_class = (lambda p: "/" in p) if nested else (lambda p: p.count("/") == 1)
         mode = "folders" if paths and all(in_class(p) for p in paths) else "none"
@@ -289,6 +293,154 @@ def folder_labels(paths: Sequence[str], mode: str, where: Path, classes: Sequenc
         raise ValueError(f"{where} has class folder(s) {', '.join(unknown[:5])} that the training split does not have; "
                          f"allowed are the training classes ({len(names)}).")
     return np.array([position[t] for t in tops], dtype=np.int64), names
+
+
+# ------------------------------------------------------------------ the dataset
+#: The share of train carved out as val when a folder has no ``val/`` folder.
+DEFAULT_VAL_FRACTION = 0.01
+#: Files per split that ``prepare_data`` decodes (a seeded sample); ``jepa-verify`` reads every file.
+PREPARE_SAMPLE = 64
+
+
+def split_folders(root: Path) -> dict[str, Path]:
+    """``{split: folder}``: ``root/train`` (+ ``root/val`` when both exist), or ``root`` itself."""
+    train = Path(root) / "train"
+    if not train.is_dir():
+        return {"train": Path(root)}
+    return {"train": train, "val": Path(root) / "val"} if (Path(root) / "val").is_dir() else {"train": train}
+
+
+def read_split(root: Path, state: Path, split: str, labels: str = "auto",
+               classes: Sequence[str] | None = None) -> tuple[Path, list[str], list[str], np.ndarray]:
+    """``(split folder, paths, class names, labels)`` of one split of ``root``, the listing kept
+    in ``state/.index-<split>.npz``; ``classes``: the training split's (for val)."""
+    dirs = split_folders(root)
+    check_choice("split of imagefolder", split, dirs)
+    top = dirs[split]
+    if not top.is_dir():
+        raise FileNotFoundError(f"Image folder {top} does not exist; point data.root at the folder that holds your images.")
+    paths = list_images(top, cache=Path(state) / f".index-{split}.npz", cache_key=listing_key(top))
+    if not paths:
+        raise FileNotFoundError(f"{top} holds no images (looked for .jpg .jpeg .png .webp .bmp files, "
+                                "hidden ones excluded); point data.root at the folder that holds your images.")
+    mode = labels if split == "train" else ("folders" if classes else "none")
+    found, names = folder_labels(paths, mode, top, classes if split != "train" else None, nested=top != Path(root))
+    return top, paths, names, found
+
+
+def open_split(spec: DatasetSpec, folder: Path, split: str, *, root: Path, labels: str = "auto",
+               classes: Sequence[str] | None = None) -> OwnFolderSource:
+    """One split of the image folder ``root`` (``folder``: where its index is kept)."""
+    top, paths, _, found = read_split(root, folder, split, labels, classes)
+    return OwnFolderSource(top, paths, found)
+
+
+class OwnFolderDataset(Dataset):
+    """Your own folder of images (options ``root`` [None = ``<data_dir>/imagefolder``] and
+    ``labels``, one of :data:`LABEL_MODES`). Nothing is fetched: preparing lists and checks
+    the files; the index and stamp go to :func:`state_folder`."""
+
+    label_files = False  # labels come from folder names (or are all -1)
+
+    def __init__(self, spec: DatasetSpec, data_dir: Any, *, root: str | Path | None = None, labels: str = "auto",
+                 **rest: Any):
+        check_choice("labels", labels, LABEL_MODES)
+        self.root = Path(root if root is not None else Path(data_dir) / "imagefolder").expanduser()
+        self.has_val_folder = "val" in split_folders(self.root)
+        # Without a val/ folder the only split is train; val (and test) are carved out of it.
+        super().__init__(spec.replace(eval_split="val" if self.has_val_folder else "train"), data_dir, **rest)
+        self.labels_mode = labels
+
+    @property
+    def folder(self) -> Path:
+        return state_folder(self.root)
+
+    @functools.cached_property
+    def classes(self) -> list[str]:
+        """Class names in label order (empty when unlabeled), from the training split."""
+        return read_split(self.root, self.folder, "train", self.labels_mode)[2]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def open_split(self, split: str, whole: bool = False) -> OwnFolderSource:
+        classes = self.classes if split != "train" else None
+        return open_split(self.spec, self.folder, split, root=self.root, labels=self.labels_mode, classes=classes)
+
+    def resolve_val_fraction(self, val_fraction: float | None) -> float:
+        if val_fraction is None:
+            return 0.0 if self.has_val_folder else DEFAULT_VAL_FRACTION
+        if not self.has_val_folder and val_fraction == 0:
+            raise ValueError(f"val_fraction=0 leaves no validation images: {self.root} has no train/ + val/ folders; "
+                             "allowed is 0 < val_fraction < 1 (a seeded share of the images), or add a val/ folder.")
+        return val_fraction
+
+    def check_present(self) -> None:
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"Image folder {self.root} does not exist; point data.root at the folder that "
+                                    "holds your images (nothing is downloaded for data=imagefolder).")
+
+    def build(self, force: bool = False) -> dict[str, str]:
+        self.folder.mkdir(parents=True, exist_ok=True)  # the index cache and the stamp; the images stay as they are
+        return {}
+
+    def verify(self, full: bool = False, known_md5: dict[str, str] | None = None,
+               md5: Callable[[Path], str] | None = None, quick: bool = False) -> VerifyReport:
+        """Images and classes per split, and every file checked: undecodable ones are listed
+        (they are skipped in training). ``full`` also decodes every JPEG completely; ``quick``
+        (inside ``prepare_data``) checks a seeded sample of :data:`PREPARE_SAMPLE` files per split."""
+        report = VerifyReport(self.spec.name, self.folder)
+        for split in split_folders(self.root):
+            try:
+                source = self.open_split(split)
+            except (FileNotFoundError, ValueError) as error:
+                report.add(f"read {split}", "readable", str(error), False)
+                continue
+            report.add(f"images {split}", "> 0", len(source), len(source) > 0)
+            report.add(f"labels {split}", self.labels_mode, f"{len(self.classes)} class folders" if self.classes else "none (-1)", True)
+            picks: Sequence[int] = range(len(source))
+            if quick and PREPARE_SAMPLE < len(source):
+                picks = sorted(np.random.default_rng(self.seed).choice(len(source), PREPARE_SAMPLE, replace=False).tolist())
+            bad = [(i, why) for i in picks if (why := source.problem(i, full=full)) is not None]
+            report.add(f"decodable {split}", f"{len(picks)} of {len(picks)} checked",
+                       f"{len(picks) - len(bad)} ({len(bad)} skipped)", len(bad) < len(picks))
+            # Each undecodable file by name: training skips it (the next image of its class
+            # stands in), so these rows do not fail the verification.
+            for i, why in bad:
+                report.add(f"skipped {split}/{source.paths[i]}", "decodes", why, True)
+        return report
+
+    def tracked_files(self) -> list[str]:
+        """The split folders and their sub-folders two levels down (absolute paths): what ``listing_key`` watches."""
+        tracked = []
+        for top in split_folders(self.root).values():
+            tracked.append(str(top))
+            for first in sorted(p for p in top.iterdir() if p.is_dir() and not p.name.startswith(".")):
+                tracked.append(str(first))
+                tracked += sorted(str(p) for p in first.iterdir() if p.is_dir() and not p.name.startswith("."))
+        return tracked
+
+    def resolved_options(self) -> dict[str, Any]:
+        return {"root": str(self.root)}
+
+    def setting_overrides(self) -> list[str]:
+        labels = [f"data.labels={self.labels_mode}"] if self.labels_mode != "auto" else []
+        return [f"data.root={self.root}", *labels]
+
+    def val_description(self, val_fraction: float) -> str:
+        if self.has_val_folder and not val_fraction:
+            return f"the val/ folder of {self.root}"
+        where = "the val/ folder is the test split" if self.has_val_folder else "no val/ folder used"
+        return f"{val_fraction:.0%} of train, seeded (seed {self.seed}), {where}"
+
+    def describe(self, val_fraction: float) -> dict[str, Any]:
+        return {"root": str(self.root), "labels": "folders" if self.classes else "none",
+                "val": self.val_description(val_fraction)}
+
+
+def dataset_type(spec: DatasetSpec) -> type[Dataset]:
+    return OwnFolderDataset
 
 
 #: The hidden folder inside ``root`` that holds the index cache and the verification stamp.

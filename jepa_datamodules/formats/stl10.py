@@ -19,9 +19,13 @@ from typing import Any
 import numpy as np
 
 from ..catalog import DatasetSpec
+from ..choices import check_choice
 from .base import ConcatSource, FormatError, Source, SubsetSource
+from .dataset import Dataset
 
 STL10_SIDE = 96
+#: What pre-training may read (unlabeled items carry label -1).
+PRETRAIN_SPLITS = ("train", "unlabeled", "train+unlabeled")
 _STL10_IMAGE_BYTES = 3 * STL10_SIDE * STL10_SIDE
 
 
@@ -76,6 +80,7 @@ class STL10Source:
 def open_split(spec: DatasetSpec, folder: Path, split: str, fold: int | None = None) -> Source:
     """STL-10 ``train`` (optionally one of the 10 predefined folds), ``test``,
     ``unlabeled`` or ``train+unlabeled`` (labeled first, unlabeled with label -1)."""
+    check_choice("split", split, ("train", "test", "unlabeled", "train+unlabeled"))
     root = folder / spec.data_root
 
     def labeled(name: str) -> STL10Source:
@@ -94,9 +99,28 @@ def open_split(spec: DatasetSpec, folder: Path, split: str, fold: int | None = N
         return labeled("test")
     if split == "unlabeled":
         return STL10Source(root / "unlabeled_X.bin", None)
-    if split == "train+unlabeled":
-        return ConcatSource([open_split(spec, folder, "train", fold), STL10Source(root / "unlabeled_X.bin", None)])
-    raise ValueError(f"Unknown value '{split}' for argument split. Valid values are {{train, test, unlabeled, train+unlabeled}}.")
+    return ConcatSource([open_split(spec, folder, "train", fold), STL10Source(root / "unlabeled_X.bin", None)])
+
+
+class STL10Dataset(Dataset):
+    """STL-10 on disk; options ``train_split`` (what pre-training reads, one of
+    :data:`PRETRAIN_SPLITS`) and ``fold`` (one of the spec's ``options["folds"]`` predefined
+    folds of ``train``; None = all of it)."""
+
+    subset_options = ("fold",)
+
+    def __init__(self, spec: DatasetSpec, data_dir: Any, *, train_split: str = "train+unlabeled",
+                 fold: int | None = None, **rest: Any):
+        check_choice("train_split", train_split, PRETRAIN_SPLITS)
+        folds = spec.options["folds"]
+        if fold is not None and not 0 <= fold < folds:
+            raise ValueError(f"fold={fold} is invalid; allowed is None or 0..{folds - 1} (STL-10's predefined folds).")
+        super().__init__(spec.replace(pretrain_split=train_split), data_dir, **rest)
+        self.options = {"fold": fold}
+
+
+def dataset_type(spec: DatasetSpec) -> type[Dataset]:
+    return STL10Dataset
 
 
 def stl10_fold_indices(root: Path, fold: int) -> np.ndarray:

@@ -16,13 +16,16 @@ import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from ..catalog import DatasetSpec
+from ..catalog import DatasetSpec, dataset_folder
+from ..choices import check_positive
 from ..progress import progress_bar
 from ..storage.files import remove_path, staging_folder
 from .base import ArraySource
+from .dataset import Dataset
 
 CLASS_NAMES = (
     "disk", "square", "ring", "cross", "horizontal-stripes",
@@ -151,6 +154,47 @@ def is_complete(folder: Path, *, num_train: int, num_test: int, resolution: int)
     return True
 
 
+class SyntheticDataset(Dataset):
+    """The generated dataset in one setting (options ``num_train`` [4096], ``num_test`` [1024],
+    ``resolution`` [32] pixels, ``num_classes`` [10]), under ``<data_dir>/synthetic/<setting>``;
+    preparing it generates it."""
+
+    DEFAULTS = {"num_train": 4096, "num_test": 1024, "resolution": 32, "num_classes": 10}
+
+    def __init__(self, spec: DatasetSpec, data_dir: Any, *, num_train: int = 4096, num_test: int = 1024,
+                 resolution: int = 32, num_classes: int = 10, **rest: Any):
+        self.setting = {"num_train": num_train, "num_test": num_test, "resolution": resolution, "num_classes": num_classes}
+        for key, value in self.setting.items():
+            check_positive(key, value)
+        super().__init__(spec.replace(splits={"train": num_train, "test": num_test}, num_classes=num_classes,
+                                      resolution=resolution), data_dir, **rest)
+
+    @property
+    def folder(self) -> Path:
+        s = self.setting
+        name = f"{s['resolution']}px-{s['num_classes']}c-{s['num_train']}-{s['num_test']}-seed{self.seed}"
+        return dataset_folder(self.data_dir, self.spec) / name
+
+    def pending_writes(self) -> str | None:
+        s = self.setting
+        if is_complete(self.folder, num_train=s["num_train"], num_test=s["num_test"], resolution=s["resolution"]):
+            return None
+        # A truncated file is regenerated like a missing one: nothing of it is the user's.
+        return f"the generated synthetic images and labels ({s['num_train']} + {s['num_test']} images)"
+
+    def build(self, force: bool = False) -> dict[str, str]:
+        if force or self.pending_writes() is not None:
+            generate(self.folder, seed=self.seed, progress=self.progress, **self.setting)
+        return {}
+
+    def setting_overrides(self) -> list[str]:
+        return [f"data.{key}={value}" for key, value in self.setting.items() if value != self.DEFAULTS[key]]
+
+
+def dataset_type(spec: DatasetSpec) -> type[Dataset]:
+    return SyntheticDataset
+
+
 def open_split(spec: DatasetSpec, folder: Path, split: str) -> ArraySource:
     """One generated split: the images memory-mapped, the labels in memory."""
     images = np.load(folder / f"{split}_images.npy", mmap_mode="r")
@@ -158,3 +202,4 @@ def open_split(spec: DatasetSpec, folder: Path, split: str) -> ArraySource:
     source = ArraySource(images, labels)
     source.label_files = [folder / f"{split}_labels.npy"]
     return source
+

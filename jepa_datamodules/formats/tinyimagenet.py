@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..catalog import DatasetSpec
+from ..choices import check_choice
 from .base import FileSource, FormatError
 
 SPLITS = ("train", "val", "unlabeled")
@@ -42,8 +43,7 @@ def read_classes(root: Path) -> list[str]:
 def open_split(spec: DatasetSpec, folder: Path, split: str) -> FileSource:
     """One split of Tiny-ImageNet-200 under ``folder`` (``spec.data_root`` holds ``wnids.txt``)."""
     root = Path(folder) / spec.data_root
-    if split not in SPLITS:
-        raise ValueError(f"Unknown value '{split}' for argument split. Valid values are {{{', '.join(SPLITS)}}}.")
+    check_choice("split", split, SPLITS)
     if split == "unlabeled":
         names = _images(root / "test" / "images")
         return FileSource(root, [f"test/images/{n}" for n in names], np.full(len(names), -1, dtype=np.int64))

@@ -1,8 +1,8 @@
-"""What "this dataset is complete and intact" means, the report, and the stamp.
+"""The verification report and the stamp that records a verified copy.
 
-A full verification checks, from the dataset's spec: archive checksums (when the archives
-are kept), that every expected file is there, per-split image counts, the number of
-classes, and that a seeded sample of items decodes. When all pass, a stamp file records
+The checks themselves open the dataset's splits, so they live with the formats
+(``formats/dataset.py``: archive checksums, expected files, per-split counts, classes, a
+seeded sample that must decode). When all pass, a stamp file records
 the size and mtime of every file it relied on plus the checksums it checked; a later
 ``prepare_data`` that finds a matching stamp only ``stat``s files (no hashing, no reading).
 
@@ -16,15 +16,10 @@ notice (a truncated memory-mapped binary, say).
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
-
-import numpy as np
 
 from ..catalog import DatasetSpec
-from ..formats.base import Source, label_problem
 from .files import atomic_write_text
 
 STAMP_NAME = ".jepa-verified.json"
@@ -194,111 +189,3 @@ def write_stamp(folder: Path, spec: DatasetSpec, report: VerifyReport, tracked: 
 
 def remove_stamp(folder: Path) -> None:
     (folder / STAMP_NAME).unlink(missing_ok=True)
-
-
-# ----------------------------------------------------------------------- the checks
-def _decodes(item: object) -> str | None:
-    """None when ``item`` is a usable RGB image, else why not."""
-    try:
-        if isinstance(item, np.ndarray):
-            if item.dtype != np.uint8 or item.ndim != 3 or item.shape[2] != 3:
-                return f"array of {item.dtype} {item.shape}"
-            np.asarray(item).sum()  # touches the bytes (memmaps fail here when truncated)
-            return None
-        item.load()  # PIL: decodes fully, raises on truncated data
-        return None
-    except Exception as error:  # noqa: BLE001 - any failure to decode is the finding
-        return f"{type(error).__name__}: {error}"
-
-
-def verify_dataset(spec: DatasetSpec, folder: Path, open_split: Callable[[str], Source], *,
-                   splits: dict[str, int] | None = None, full: bool = False, sample: int = 16,
-                   md5: Callable[[Path], str] | None = None, known_md5: dict[str, str] | None = None,
-                   num_classes: int | None = None, seed: int = 0) -> VerifyReport:
-    """Run every check of ``spec`` against ``folder`` and return the report (nothing is raised).
-
-    Args:
-        spec: the dataset's spec; its archives, files, splits and class count are checked.
-        folder: the dataset folder.
-        open_split: opens one split of the data in ``folder``.
-        splits: expected image count per split; default None = the spec's (derived datasets).
-        full: hash every archive present even when its md5 is known (``known_md5`` or a stamp
-            whose recorded size and mtime still match), and decode every item of file-based
-            splits instead of a sample; default False.
-        sample: items decoded per split when not ``full``; default 16.
-        md5: hashes one file; default None = archives are not checked.
-        known_md5: ``{archive file name: md5}`` computed this run (while downloading); default none.
-        num_classes: expected class count; default None = the spec's.
-        seed: picks the decoded sample; default 0.
-    """
-    report = VerifyReport(spec.name, folder)
-    from_this_run = dict(known_md5 or {})
-    from_stamp = {} if full else recorded_md5(folder)
-    for archive in spec.archives:
-        path = folder / archive.filename
-        if not path.exists() or md5 is None:
-            continue
-        if not full and archive.filename in from_this_run:
-            digest = found = from_this_run[archive.filename]
-        elif archive.filename in from_stamp:
-            digest = from_stamp[archive.filename]
-            found = f"{digest} (stamp)"
-        else:
-            digest = found = md5(path)
-        report.hashed[archive.filename] = digest
-        if not report.add(f"md5 {archive.filename}", archive.md5, found, digest == archive.md5):
-            report.blame(archive.filename)
-    sizes = recorded_sizes(folder, spec)
-    present, files_ok = 0, True
-    for rel in spec.files:
-        path = folder / rel
-        size = path.stat().st_size if path.exists() else None
-        verified_size = sizes.get(rel)
-        if size is None:
-            ok, expected, found = False, "present", "missing"
-        elif verified_size is not None:
-            # A verified copy had exactly this many bytes: catches truncation by name.
-            ok, expected, found = size == verified_size, f"{verified_size} bytes", f"{size} bytes"
-        else:
-            ok, expected, found = size > 0, "present", f"{size} bytes"
-        present += size is not None
-        if not report.add(f"file {rel}", expected, found, ok):
-            report.blame(rel)
-            files_ok = False
-    if spec.files and not present and not any((folder / a.filename).exists() for a in spec.archives):
-        report.nothing_on_disk = True
-    if not files_ok:
-        return report  # reading half a dataset would only repeat the same finding less clearly
-    rng = np.random.default_rng(seed)
-    for split, expected in (splits or spec.splits).items():
-        try:
-            source = open_split(split)
-        except Exception as error:  # noqa: BLE001 - unreadable split is a finding
-            text = f"{type(error).__name__}: {error}".replace(f"{folder}{os.sep}", "")
-            report.add(f"read {split}", "readable", text, False)
-            for rel in spec.files:
-                if rel in text:
-                    report.blame(rel)
-            continue
-        report.add(f"count {split}", expected, len(source), len(source) == expected)
-        classes = num_classes or spec.num_classes
-        out_of_range = label_problem(source.labels, classes, unlabeled_ok="unlabeled" in split)
-        allowed = f"all in 0..{classes - 1}" + (" or -1" if "unlabeled" in split else "")
-        if not report.add(f"labels {split}", allowed, out_of_range or "all in range", out_of_range is None):
-            for path in getattr(source, "label_files", []):
-                report.blame(os.path.relpath(path, folder))
-        labeled = source.labels[source.labels >= 0]
-        if len(labeled):
-            found = len(np.unique(labeled))
-            report.add(f"classes {split}", num_classes or spec.num_classes, found,
-                       found == (num_classes or spec.num_classes) and labeled.max() < found)
-        file_based = hasattr(source, "paths")
-        count = len(source) if (full and file_based) else min(sample, len(source))
-        picks = rng.choice(len(source), size=count, replace=False) if len(source) else []
-        bad = [(int(i), why) for i in picks if (why := _decodes(source.load(int(i)))) is not None]
-        if bad and file_based:
-            names = ", ".join(f"{source.paths[i]} ({why})" for i, why in bad[:5])
-        else:
-            names = ", ".join(f"item {i} ({why})" for i, why in bad[:5])
-        report.add(f"decode {split}", f"{count} of {count} decode", "all decode" if not bad else f"{len(bad)} fail: {names}", not bad)
-    return report
