@@ -20,6 +20,7 @@ killed. Everything in this package that writes into a data folder goes through t
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import re
 import secrets
@@ -136,6 +137,17 @@ def unwritable(folder: Path) -> str | None:
     if _read_only(probe):
         return f"{where}is on a read-only file system"
     return f"{where}is not writable by you"
+
+
+def user_cache_path(kind: str, data: Path, name: str = "{digest}") -> Path:
+    """Where state about the read-only folder ``data`` goes (its file index, an own folder's
+    stamp): ``$XDG_CACHE_HOME/jepa_datamodules/<kind>/<name>`` (``~/.cache`` when unset), with
+    ``{digest}`` in ``name`` replaced by 16 hex digits of ``data``'s real path, so two folders
+    never share an entry and ``data`` itself is never written. The one answer to "the data
+    folder is read-only: where does our bookkeeping go?"; nothing is created here."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    digest = hashlib.sha1(str(Path(data).expanduser().resolve()).encode()).hexdigest()[:16]
+    return base / "jepa_datamodules" / kind / name.format(digest=digest)
 
 
 def storage_error(exc: OSError, folder: Path, what: str, needed: int | None = None, fix: str = "") -> StorageError:
