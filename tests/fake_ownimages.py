@@ -4,8 +4,8 @@
   formats (JPEG with upper- and lower-case suffixes, PNG, WebP, BMP), a CMYK JPEG,
   grayscale, palette and RGBA PNGs, one truncated JPEG, hidden files and a non-image.
 * :func:`make_unlabeled_folder`: images at several depths, no class structure.
-* :func:`write_hf_parquet`: ``data/{train,validation,test}-NNNNN-of-MMMMM.parquet`` written
-  with pyarrow in the release's schema (``image``: struct<bytes: binary, path: string>,
+* :func:`write_hf_parquet`: ``data/{train,validation,test}-NNNNN-of-MMMMM.parquet``, written
+  by ``formats.hfparquet.write_hf_parquet`` in the release's schema (``image``: struct<bytes: binary, path: string>,
   ``label``: int64, -1 in test), several row groups per shard, labels shuffled across shards.
 
 Every builder returns what a loader must give back: per relative path (or per split, in
@@ -20,12 +20,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-
-def _pattern(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
-    """Smooth random RGB pixels (compress like a photo) of ``size`` = (width, height)."""
-    width, height = size
-    coarse = rng.integers(0, 256, size=(max(2, height // 8), max(2, width // 8), 3), dtype=np.uint8)
-    return np.asarray(Image.fromarray(coarse, "RGB").resize((width, height), Image.BILINEAR))
+from jepa_datamodules.catalog import get_spec
+from jepa_datamodules.formats.hfparquet import write_hf_parquet as write_hf_parquet_shards
+from jepa_datamodules.formats.writing import smooth_pixels, write_file
 
 
 def encode(pixels: np.ndarray, fmt: str, mode: str = "RGB") -> tuple[bytes, np.ndarray]:
@@ -49,11 +46,6 @@ def encode(pixels: np.ndarray, fmt: str, mode: str = "RGB") -> tuple[bytes, np.n
     return data, expected
 
 
-def _write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-
-
 def make_labelled_folder(root: Path, seed: int = 0, val: bool = True) -> dict:
     """Two classes (``cat``, ``dog``) under ``root/train`` (and one image each under ``root/val``).
 
@@ -68,19 +60,19 @@ def make_labelled_folder(root: Path, seed: int = 0, val: bool = True) -> dict:
     }
     out: dict = {"train": {}, "val": {}, "corrupt": ["dog/truncated.jpg"], "cmyk": "dog/g_cmyk.jpg"}
     for rel, (fmt, mode) in plan.items():
-        data, expected = encode(_pattern(rng, (48, 40)), fmt, mode)
-        _write(root / "train" / rel, data)
+        data, expected = encode(smooth_pixels(rng, (48, 40)), fmt, mode)
+        write_file(root / "train" / rel, data)
         out["train"][rel] = (0 if rel.startswith("cat/") else 1, expected)
-    whole, _ = encode(_pattern(rng, (48, 40)), "JPEG")
-    _write(root / "train" / "dog" / "truncated.jpg", whole[: len(whole) * 4 // 5])  # a cut-off download
-    _write(root / "train" / "dog" / ".hidden.jpg", whole)  # hidden: ignored
-    _write(root / "train" / ".thumbnails" / "x.jpg", whole)  # hidden folder: ignored
-    _write(root / "train" / "cat" / "notes.txt", b"not an image")
-    _write(root / "train" / "cat" / ".DS_Store", b"\0\0\0\1Bud1")
+    whole, _ = encode(smooth_pixels(rng, (48, 40)), "JPEG")
+    write_file(root / "train" / "dog" / "truncated.jpg", whole[: len(whole) * 4 // 5])  # a cut-off download
+    write_file(root / "train" / "dog" / ".hidden.jpg", whole)  # hidden: ignored
+    write_file(root / "train" / ".thumbnails" / "x.jpg", whole)  # hidden folder: ignored
+    write_file(root / "train" / "cat" / "notes.txt", b"not an image")
+    write_file(root / "train" / "cat" / ".DS_Store", b"\0\0\0\1Bud1")
     if val:
         for rel, label in (("cat/v1.jpg", 0), ("dog/v2.png", 1)):
-            data, expected = encode(_pattern(rng, (40, 48)), "JPEG" if rel.endswith("jpg") else "PNG")
-            _write(root / "val" / rel, data)
+            data, expected = encode(smooth_pixels(rng, (40, 48)), "JPEG" if rel.endswith("jpg") else "PNG")
+            write_file(root / "val" / rel, data)
             out["val"][rel] = (label, expected)
     return out
 
@@ -94,44 +86,32 @@ def make_unlabeled_folder(root: Path, count: int = 12, seed: int = 1) -> dict[st
     for i in range(count):
         suffix, fmt = formats[i % len(formats)]
         rel = f"{folders[i % len(folders)]}img_{i:03d}.{suffix}"
-        data, expected = encode(_pattern(rng, (36 + i, 30)), fmt)
-        _write(root / rel, data)
+        data, expected = encode(smooth_pixels(rng, (36 + i, 30)), fmt)
+        write_file(root / rel, data)
         out[rel] = expected
     (root / "README.md").write_text("my photos")
     return out
 
 
 # --------------------------------------------------------------------- Hugging Face ImageNet
-HF_PREFIXES = {"train": "train", "val": "validation", "test": "test"}
-
-
 def write_hf_parquet(folder: Path, rows: dict[str, int], shards: dict[str, int], labels: dict[str, np.ndarray],
                      row_group_size: int = 4, seed: int = 0) -> dict[str, list[tuple[int, bytes, np.ndarray]]]:
-    """Write the release's shards under ``folder/data``; returns per split, in row order,
-    ``(label, jpeg bytes, pixels)``. ``labels[split]`` are the rows' labels (test: ignored, -1),
-    given in any order: they are shuffled before being cut into shards."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
+    """Write the release's shards under ``folder/data`` (formats/hfparquet.py's writer, small
+    row groups so that shards hold several); returns per split, in row order, ``(label, jpeg
+    bytes, pixels)``. ``labels[split]`` are the rows' labels (test: ignored, -1), given in any
+    order: they are shuffled before being cut into shards."""
     rng = np.random.default_rng(seed)
-    schema = pa.schema([("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])), ("label", pa.int64())])
-    written: dict[str, list] = {}
-    (folder / "data").mkdir(parents=True, exist_ok=True)
-    for split, count in rows.items():
-        split_labels = np.full(count, -1, dtype=np.int64) if split == "test" else rng.permutation(labels[split])
-        items = []
-        for i in range(count):
-            data, expected = encode(_pattern(rng, (40 + i % 7, 32)), "JPEG")
-            items.append((int(split_labels[i]), data, expected))
-        written[split] = items
-        bounds = np.linspace(0, count, shards[split] + 1).astype(int)
-        for shard in range(shards[split]):
-            part = items[bounds[shard]:bounds[shard + 1]]
-            table = pa.table({
-                "image": [{"bytes": data, "path": f"{HF_PREFIXES[split]}_{bounds[shard] + k:08d}.JPEG"}
-                          for k, (_, data, _) in enumerate(part)],
-                "label": [label for label, _, _ in part],
-            }, schema=schema)
-            name = f"{HF_PREFIXES[split]}-{shard:05d}-of-{shards[split]:05d}.parquet"
-            pq.write_table(table, folder / "data" / name, row_group_size=row_group_size)
+    row_labels = {split: np.full(count, -1, dtype=np.int64) if split == "test" else rng.permutation(labels[split])
+                  for split, count in rows.items()}
+    images: list[tuple[bytes, np.ndarray]] = []
+
+    def jpeg() -> bytes:
+        images.append(encode(smooth_pixels(rng, (40 + len(images) % 7, 32)), "JPEG"))
+        return images[-1][0]
+
+    write_hf_parquet_shards(get_spec("imagenet"), folder, row_labels, shards, jpeg, row_group_size=row_group_size)
+    written, start = {}, 0
+    for split, values in row_labels.items():
+        written[split] = [(int(label), *image) for label, image in zip(values, images[start:start + len(values)])]
+        start += len(values)
     return written

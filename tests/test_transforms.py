@@ -17,7 +17,7 @@ from scipy import stats
 
 from jepa_datamodules import SyntheticDataModule
 from jepa_datamodules.pipeline import transforms as tf
-from jepa_datamodules.bench.run import _photo_like, _texture_bank
+from jepa_datamodules.formats.writing import photo_like, texture_bank
 from jepa_datamodules.pipeline.transforms import EvalView, TrainView, decode_pixels, normalize, sample_crop
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -29,12 +29,12 @@ def photo_jpeg(tmp_path_factory):
     """Write photo-like JPEGs (1/f texture: the hard case for resampling) of a given size."""
     folder = tmp_path_factory.mktemp("jpegs")
     rng = np.random.default_rng(0)
-    bank = _texture_bank(rng, count=2, side=1300)
+    bank = texture_bank(rng, count=2, side=1300)
 
     def write(width: int, height: int, name: str = "photo") -> str:
         path = folder / f"{name}-{width}x{height}.jpg"
         if not path.exists():
-            _photo_like(rng, bank, width, height).save(path, quality=90)
+            photo_like(rng, bank, width, height).save(path, quality=90)
         return str(path)
 
     return write
