@@ -4,10 +4,6 @@ own prepare/verify path."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,51 +14,12 @@ from jepa_datamodules import CIFAR10DataModule
 from jepa_datamodules.bench import run as bench
 from jepa_datamodules.bench.run import STANDIN_KINDS, build_bench_datamodule, run_bench, write_standin
 from jepa_datamodules.formats.imagenet import detect_source
-
-TINY = ["data.batch_size=8", "data.num_workers=1", "bench.batches=2", "bench.warmup=1", "bench.mask_repeats=2",
-        "bench.isolated_samples=2", "bench.standin_images=50"]
-
-
-def _bench_cli(tmp_path: Path, *overrides: str) -> tuple[subprocess.CompletedProcess, dict]:
-    script = Path(sys.executable).parent / "jepa-bench"
-    result = subprocess.run([str(script), *overrides, f"paths.data_dir={tmp_path / 'data'}",
-                             f"paths.log_dir={tmp_path / 'runs'}", *TINY],
-                            capture_output=True, text=True, cwd=tmp_path, timeout=600,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert result.returncode == 0, result.stderr[-3000:]
-    json_line = next(line for line in result.stdout.splitlines() if line.startswith("json:"))
-    path = Path(json_line.split(":", 1)[1].strip())
-    assert path.parent.parent == tmp_path / "runs" / "jepa-bench"  # Hydra's run directory
-    return result, json.loads(path.read_text())
-
-
-def _check_common(stdout: str, report: dict, workers: int = 1) -> None:
-    for field in ("images/s", "CPU ms/image", "first batch", "peak PSS", "baseline", "ours, workers", "ours, device",
-                  "ratio:", "ratio, device:", "device stage:", "mask collator:", "prepare_data:"):
-        assert field in stdout, f"{field!r} missing from the printed report"
-    assert report["settings"]["batch_size"] == 8 and report["settings"]["num_workers"] == workers
-    for pipeline in ("ours", "ours_device", "baseline"):
-        run = report[pipeline]
-        assert run["images"] == 2 * 8 and run["images_per_s"] > 0 and run["first_batch_s"] > 0
-        assert run["peak_pss"]["total_mb"] > 0 and run["peak_pss"]["processes"] == 1 + workers
-    for pipeline, ratio in (("ours", "ratio"), ("ours_device", "ratio_device")):
-        assert report[ratio] == pytest.approx(report[pipeline]["images_per_s"] / report["baseline"]["images_per_s"])
-        assert f"{report[ratio]:.1f}x" in stdout
-    stage = report["device_stage_ms_per_batch"]
-    assert stage["ms"] > 0 and stage["batch_size"] == 8 and stage["device"] == ("cpu" if not torch.cuda.is_available()
-                                                                                 else torch.cuda.get_device_name(0))
-    assert report["isolated_cpu_ms_per_image"]["ours_device"] > 0
-    masks = report["masks_ms_per_batch"]
-    assert masks["ours"] > 0 and masks["per_sample_baseline"] > 0
-    assert 0 <= report["prepare_data_s"]["again"]
-    assert report["settings"]["loader"]["persistent_workers"] is True
-    assert report["settings"]["loader"]["pin_memory"] is torch.cuda.is_available()
-
+from tests.helpers.bench import bench_cli, check_report
 
 def test_cifar10_bench_runs_offline_on_a_stand_in(tmp_path):
     # No data and no network: plain data=cifar10 falls back to a generated CIFAR-format stand-in.
-    result, report = _bench_cli(tmp_path, "data=cifar10")
-    _check_common(result.stdout, report)
+    result, report = bench_cli(tmp_path, "data=cifar10")
+    check_report(result.stdout, report)
     assert "not prepared" in result.stdout and "generated stand-in" in result.stdout
     assert report["dataset"] == "cifar10" and report["data"]["kind"] == "stand-in"
     assert report["data"]["catalog_override"]["splits"]["train"] == 50
@@ -70,8 +27,8 @@ def test_cifar10_bench_runs_offline_on_a_stand_in(tmp_path):
 
 
 def test_imagenet_bench_on_a_jpeg_stand_in_reports_decoders(tmp_path):
-    result, report = _bench_cli(tmp_path, "data=imagenet", "bench.synthetic_like=imagenet")
-    _check_common(result.stdout, report)
+    result, report = bench_cli(tmp_path, "data=imagenet", "bench.synthetic_like=imagenet")
+    check_report(result.stdout, report)
     assert report["data"]["kind"] == "stand-in" and report["data"]["catalog_override"]["num_classes"] == 10
     decode = report["isolated_cpu_ms_per_image"]["decode"]
     assert {"pillow", "torchvision"} <= set(decode) and all(ms > 0 for ms in decode.values())

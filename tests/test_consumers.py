@@ -10,7 +10,6 @@ repeats each consecutive chunk of ``B`` rows ``repeat`` times in place.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 import torch
@@ -18,8 +17,9 @@ import torch.nn.functional as F
 
 from jepa_datamodules import HierarchicalMaskGenerator, MultiBlockMaskGenerator, SyntheticDataModule, TinyJEPA
 from jepa_datamodules.adapters import boolean_masks, ijepa_batch, indices_to_boolean, to_device
+from tests.helpers import REPO
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = REPO / "README.md"
 
 
 def ijepa_apply_masks(x: torch.Tensor, masks: list[torch.Tensor]) -> torch.Tensor:

@@ -13,7 +13,8 @@ import pytest
 from hydra import compose, initialize_config_module
 from hydra.utils import get_class, instantiate
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO
+
 CONF_DATA = REPO / "conf" / "data"
 README = REPO / "README.md"
 DATASETS = sorted(p.stem for p in CONF_DATA.glob("*.yaml") if not p.stem.startswith("_"))

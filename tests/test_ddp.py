@@ -25,10 +25,10 @@ from jepa_datamodules.pipeline.masks import MultiBlockMaskGenerator
 from jepa_datamodules.formats.base import ArraySource
 from jepa_datamodules.pipeline.sampling import BatchKey, EpochBatchSampler
 from jepa_datamodules.pipeline.transforms import TrainView
+from tests.helpers.fakes import archive_override, catalog_override, make_cifar
+from tests.helpers.loopback import LoopbackServer
+from tests.helpers.recorder import Recorder
 
-from fakes import archive_override, catalog_override, make_cifar
-from loopback import LoopbackServer
-from test_resume import Recorder  # tests/ is on sys.path via conftest
 
 
 class RankRecorder(Recorder):

@@ -14,13 +14,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from fake_imagenet import make_imagenet_layout
-from fake_ownimages import make_labelled_folder, write_hf_parquet
-from fakes import catalog_override
 from jepa_datamodules import ImageFolderDataModule, ImageNetDataModule, MultiBlockMaskGenerator, SyntheticDataModule
 from jepa_datamodules.pipeline.device_views import EncodedImages, axis_weights, decode_batch
 from jepa_datamodules.formats.base import FormatError
 from jepa_datamodules.pipeline.sampling import seeded_generator
+from tests.helpers.fake_imagenet import make_imagenet_layout
+from tests.helpers.fake_ownimages import make_labelled_folder, write_hf_parquet
+from tests.helpers.fakes import catalog_override
 
 # Mean absolute difference allowed between the two paths' views, in 0..255 pixel units.
 TOLERANCE = 2.0

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import filelock
 import pytest
-from loopback import LoopbackServer
 
 import jepa_datamodules.storage.download as dl
 from jepa_datamodules.storage import files as storage
@@ -37,6 +36,7 @@ from jepa_datamodules.storage.download import (
     file_md5,
     safe_extract,
 )
+from tests.helpers.loopback import LoopbackServer
 
 BIG = 3 * 1024 * 1024  # "a file of a few MB"
 SMALL = 200_000

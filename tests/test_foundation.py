@@ -23,8 +23,9 @@ from jepa_datamodules.catalog import get_spec
 from jepa_datamodules.pipeline.masks import MultiBlockMaskGenerator
 from jepa_datamodules.formats.base import FormatError
 from jepa_datamodules.formats.cifar import load_cifar_pickle
+from tests.helpers import REPO
 
-CONF_DATA = Path(__file__).resolve().parents[1] / "conf" / "data"
+CONF_DATA = REPO / "conf" / "data"
 SMALL = dict(image_size=32, patch_size=4, batch_size=8, num_workers=0)
 
 

@@ -11,31 +11,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fake_ownimages import write_hf_parquet
-from fakes import catalog_override
 from jepa_datamodules import ImageNet100DataModule, ImageNetDataModule
 from jepa_datamodules.catalog import get_spec
 from jepa_datamodules.formats.hfparquet import imagenet1k_wnids
 from jepa_datamodules.cli.inventory import disk_state
 from jepa_datamodules.pipeline.transforms import decode_pixels
+from tests.helpers.bench import bench_cli, check_report
+from tests.helpers.fake_ownimages import HF_CLASSES, HF_ROWS, HF_SHARDS
 
 SMALL = dict(image_size=32, patch_size=4, batch_size=4, num_workers=0, progress=False)
-CLASSES = 6
-ROWS = {"train": 30, "val": 12, "test": 6}
-SHARDS = {"train": 3, "val": 2, "test": 1}
+CLASSES, ROWS, SHARDS = HF_CLASSES, HF_ROWS, HF_SHARDS  # the release of the `release` fixture (conftest.py)
 BIN = Path(sys.executable).parent
-
-
-@pytest.fixture
-def release(tmp_path, monkeypatch):
-    """``<data>/imagenet/data/*.parquet`` and the catalog override for its counts; yields (data_dir, rows written)."""
-    labels = {split: np.arange(ROWS[split]) % CLASSES for split in ("train", "val")}
-    written = write_hf_parquet(tmp_path / "data" / "imagenet", ROWS, SHARDS, labels)
-    catalog = catalog_override(tmp_path / "catalog.yaml", {"imagenet": {"num_classes": CLASSES, "options": {"parquet": {
-        "repo": "ILSVRC/imagenet-1k", "prefixes": {"train": "train", "val": "validation", "test": "test"},
-        "shards": SHARDS, "splits": ROWS}}}})
-    monkeypatch.setenv("JEPA_CATALOG", str(catalog))
-    return tmp_path / "data", written
 
 
 def test_labels_and_pixels_equal_what_was_written(release):
@@ -135,10 +121,8 @@ def test_jepa_fit_reads_the_parquet_release_from_the_command_line(release, tmp_p
 
 @pytest.mark.slow
 def test_jepa_bench_measures_the_parquet_release_on_a_stand_in(tmp_path):
-    from test_bench import _bench_cli, _check_common
-
-    result, report = _bench_cli(tmp_path, "data=imagenet", "data.source=parquet", "bench.synthetic_like=imagenet")
-    _check_common(result.stdout, report)
+    result, report = bench_cli(tmp_path, "data=imagenet", "data.source=parquet", "bench.synthetic_like=imagenet")
+    check_report(result.stdout, report)
     shards = sorted(p.name for p in (Path(report["data"]["folder"]) / "data").iterdir())
     assert shards == ["test-00000-of-00001.parquet", "train-00000-of-00001.parquet", "validation-00000-of-00001.parquet"]
     assert report["data"]["catalog_override"]["splits"] == {"train": 50, "val": 10, "test": 10}

@@ -12,15 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fake_imagenet import (
-    DEVKIT,
-    TRAIN_TAR,
-    VAL_TAR,
-    make_imagenet_archives,
-    make_imagenet_layout,
-    tar_bytes,
-    write_jpeg,
-)
 
 from jepa_datamodules.formats import imagefolder
 from jepa_datamodules.formats import imagenet
@@ -32,6 +23,15 @@ from jepa_datamodules.formats.imagenet import (
     load_class_list,
     parse_devkit,
     prepare_imagenet,
+)
+from tests.helpers.fake_imagenet import (
+    DEVKIT,
+    TRAIN_TAR,
+    VAL_TAR,
+    make_imagenet_archives,
+    make_imagenet_layout,
+    tar_bytes,
+    write_jpeg,
 )
 
 WNIDS = ["n01440764", "n01443537", "n01484850", "n02102040", "n03000134"]

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fake_imagenet import make_imagenet_archives, make_imagenet_layout
-from fakes import catalog_override, md5_of
 from jepa_datamodules import ImageNet100DataModule, ImageNetDataModule
 from jepa_datamodules.formats.imagenet import ImageNetSetupError
+from tests.helpers.fake_imagenet import make_imagenet_archives, make_imagenet_layout
+from tests.helpers.fakes import catalog_override, md5_of
 
 WNIDS = ["n01440764", "n01443537", "n01484850", "n01491361", "n01494475", "n01496331"]
 SMALL = dict(image_size=32, patch_size=4, batch_size=4, num_workers=0, progress=False)

@@ -16,12 +16,12 @@ import pytest
 import torch
 from PIL import Image
 
-from fake_imagenet import make_imagenet_layout
-from fakes import catalog_override
 from jepa_datamodules import ImageNetDataModule, SyntheticDataModule, TinyJEPA
 from jepa_datamodules.pipeline.masks import MultiBlockMaskGenerator
 from jepa_datamodules.streaming import LitDataSource, convert_to_litdata, resized_storage_report, split_url
-from test_resume import BATCHES_PER_EPOCH, fit, interrupted_and_resumed
+from tests.helpers.fake_imagenet import make_imagenet_layout
+from tests.helpers.fakes import catalog_override
+from tests.helpers.recorder import fit, interrupted_and_resumed
 
 SYNTHETIC = dict(num_train=96, num_test=16, image_size=32, patch_size=4, batch_size=8, progress=False)
 
@@ -162,7 +162,7 @@ def test_resuming_mid_epoch_on_litdata_gives_the_uninterrupted_batches(converted
     reference = fit(synthetic(data_dir), 20, tmp_path / "reference").seen
     resumed = interrupted_and_resumed(lambda: synthetic(data_dir, 2, format="litdata", input=str(chunks)),
                                       tmp_path, 20, checkpoint_at=5, stop_at=8)
-    assert len(reference) == 20 > BATCHES_PER_EPOCH
+    assert len(reference) == 20 > SYNTHETIC["num_train"] // SYNTHETIC["batch_size"]
     assert resumed == reference
 
 

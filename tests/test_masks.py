@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 import pickle
 import random
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,8 +26,9 @@ from PIL import Image
 from jepa_datamodules.bench.masks import mask_coverage, per_sample_multiblock_baseline, time_mask_generators
 from jepa_datamodules.cli.mask_viz import CONTEXT_COLOUR, TARGET_COLOURS, draw_mask_grid, tile_upscale
 from jepa_datamodules.pipeline.masks import HierarchicalMaskGenerator, MultiBlockMaskGenerator, NoMaskGenerator
+from tests.helpers import REPO
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "mask"
+CONF = REPO / "conf" / "mask"
 
 
 def gen(seed: int) -> torch.Generator:

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from fakes import IMAGENETTE_WNIDS, TINY_WNIDS
 from jepa_datamodules import ImagenetteDataModule, TinyImageNetDataModule
 from jepa_datamodules.storage import download as dl
 from jepa_datamodules.catalog import get_spec
 from jepa_datamodules.storage.verify import STAMP_NAME
-from loopback import LoopbackServer
+from tests.helpers.fakes import IMAGENETTE_WNIDS, TINY_WNIDS
+from tests.helpers.loopback import LoopbackServer
 
 BIN = Path(sys.executable).parent
 SMALL = dict(batch_size=4, num_workers=0, progress=False)

@@ -9,7 +9,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO
+
 NOTEBOOK = REPO / "notebooks" / "smoke_test.ipynb"
 
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fake_ownimages import make_labelled_folder, make_unlabeled_folder
 from jepa_datamodules import ImageFolderDataModule
 from jepa_datamodules.pipeline.masks import MultiBlockMaskGenerator
 from jepa_datamodules.formats.ownfolder import STATE_NAME
 from jepa_datamodules.pipeline.transforms import decode_pixels
+from tests.helpers.fake_ownimages import make_labelled_folder, make_unlabeled_folder
 
 SMALL = dict(image_size=32, patch_size=4, batch_size=4, num_workers=0, progress=False)
 BIN = Path(sys.executable).parent
@@ -184,7 +184,7 @@ def test_jepa_fit_and_verify_on_your_own_folder_from_the_command_line(tmp_path):
 
 @pytest.mark.slow
 def test_resuming_mid_epoch_on_your_own_folder_gives_the_uninterrupted_batches(tmp_path):
-    from test_resume import fit, interrupted_and_resumed
+    from tests.helpers.recorder import fit, interrupted_and_resumed
 
     make_labelled_folder(tmp_path / "mine")  # 11 training images, one of them undecodable
 

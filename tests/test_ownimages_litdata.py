@@ -16,11 +16,10 @@ import pytest
 import torch
 from PIL import Image
 
-from fake_ownimages import make_labelled_folder
 from jepa_datamodules import ImageFolderDataModule, ImageNetDataModule
 from jepa_datamodules.pipeline.masks import MultiBlockMaskGenerator
 from jepa_datamodules.streaming import LitDataSource, convert_to_litdata, split_url
-from test_hfparquet import release  # noqa: F401 - the parquet fixture
+from tests.helpers.fake_ownimages import make_labelled_folder
 
 SMALL = dict(image_size=32, patch_size=4, batch_size=3, num_workers=0, progress=False)
 
@@ -66,7 +65,7 @@ def test_own_folder_converts_to_its_files_bytes_and_trains_the_same(tmp_path):
                                                      input=str(tmp_path / "chunks"), **SMALL))
 
 
-def test_parquet_imagenet_converts_to_its_jpeg_bytes_and_trains_the_same(release, tmp_path):  # noqa: F811
+def test_parquet_imagenet_converts_to_its_jpeg_bytes_and_trains_the_same(release, tmp_path):
     data_dir, written = release
     mask = MultiBlockMaskGenerator(min_keep=4)
     files = ImageNetDataModule(data_dir=data_dir, mask=mask, **SMALL)
@@ -94,7 +93,7 @@ def test_jepa_prepare_converts_your_own_folder_from_the_command_line(tmp_path):
     assert len(LitDataSource(split_url(tmp_path / "chunks", "val"))) == 2
 
 
-def test_parquet_imagenet_converts_pre_resized(release, tmp_path):  # noqa: F811
+def test_parquet_imagenet_converts_pre_resized(release, tmp_path):
     data_dir, written = release
     files = ImageNetDataModule(data_dir=data_dir, **SMALL)
     files.prepare_data()

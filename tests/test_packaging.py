@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 import jepa_datamodules
+from tests.helpers import REPO
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 
 
 @pytest.fixture(scope="module")

@@ -36,7 +36,7 @@ import yaml
 from jepa_datamodules import CIFAR10DataModule
 from jepa_datamodules.storage import download as dl
 from jepa_datamodules.storage.verify import STAMP_NAME
-from loopback import LoopbackServer
+from tests.helpers.loopback import LoopbackServer
 
 ARCHIVE = "cifar-10-python.tar.gz"
 EXTRACTED = "cifar-10-python"  # the archive's extract_to folder

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-TESTS = Path(__file__).resolve().parent
+from tests.helpers import REPO
+
+README = REPO / "README.md"
 
 # Commands run by another test (or by CI itself), with the test that does it.
 ELSEWHERE = {
@@ -71,7 +72,7 @@ def test_every_command_is_run_here_or_named_elsewhere():
     for command in readme_commands():
         if command in ELSEWHERE:
             target = ELSEWHERE[command].split("::")[0].split()[0]
-            assert (TESTS.parent / target).exists(), f"{command!r} is said to be covered by {target}, which is missing"
+            assert (REPO / target).exists(), f"{command!r} is said to be covered by {target}, which is missing"
         else:
             assert command.split()[0].startswith("jepa-"), f"README command {command!r} is not exercised by any test"
 
@@ -113,7 +114,7 @@ def test_demo_summary_fields():
     """The summary the README shows is the one jepa-fit prints (field names and order)."""
     shown = re.search(r"== jepa-fit summary ==\n(.*?)```", README.read_text(), flags=re.S).group(1)
     fields = [line.split(":", 1)[0] for line in shown.splitlines() if ":" in line]
-    source = (TESTS.parent / "jepa_datamodules" / "cli" / "fitting.py").read_text()
+    source = (REPO / "jepa_datamodules" / "cli" / "fitting.py").read_text()
     printed = re.findall(r'f"(\w[\w /]*?):\s', source)
     assert fields[:8] == printed[:8] == ["dataset", "steps", "wall time", "images/s", "loss", "probe accuracy",
                                          "checkpoint", "run directory"]

@@ -24,14 +24,14 @@ import numpy as np
 import pytest
 import yaml
 
-from fake_imagenet import make_imagenet_layout
-from fakes import catalog_override
 from jepa_datamodules import CIFAR10DataModule, ImageNetDataModule, SyntheticDataModule
 from jepa_datamodules.storage import download as dl
 from jepa_datamodules.formats.base import FormatError
 from jepa_datamodules import StorageError
 from jepa_datamodules.storage.verify import STAMP_NAME, VerificationError
-from loopback import LoopbackServer
+from tests.helpers.fake_imagenet import make_imagenet_layout
+from tests.helpers.fakes import catalog_override
+from tests.helpers.loopback import LoopbackServer
 
 ARCHIVE = "cifar-10-python.tar.gz"
 EXTRACTED = "cifar-10-python"

@@ -115,3 +115,20 @@ def write_hf_parquet(folder: Path, rows: dict[str, int], shards: dict[str, int],
         written[split] = [(int(label), *image) for label, image in zip(values, images[start:start + len(values)])]
         start += len(values)
     return written
+
+
+#: The small release the parquet tests share: 6 classes, rows and shards per split.
+HF_CLASSES = 6
+HF_ROWS = {"train": 30, "val": 12, "test": 6}
+HF_SHARDS = {"train": 3, "val": 2, "test": 1}
+
+
+def make_hf_release(root: Path) -> tuple[Path, dict[str, list[tuple[int, bytes, np.ndarray]]], dict]:
+    """The release of :data:`HF_ROWS` rows under ``root/data/imagenet``; returns (data_dir, what
+    :func:`write_hf_parquet` wrote, the ``$JEPA_CATALOG`` entries for its counts)."""
+    labels = {split: np.arange(HF_ROWS[split]) % HF_CLASSES for split in ("train", "val")}
+    written = write_hf_parquet(root / "data" / "imagenet", HF_ROWS, HF_SHARDS, labels)
+    entries = {"imagenet": {"num_classes": HF_CLASSES, "options": {"parquet": {
+        "repo": "ILSVRC/imagenet-1k", "prefixes": {"train": "train", "val": "validation", "test": "test"},
+        "shards": HF_SHARDS, "splits": HF_ROWS}}}}
+    return root / "data", written, entries
