@@ -19,33 +19,33 @@ README = REPO / "README.md"
 
 # Commands run by another test (or by CI itself), with the test that does it.
 ELSEWHERE = {
-    "make demo": ".ci/run does not call it; tests/test_foundation.py::test_jepa_fit_cifar10_from_the_command_line "
-                 "and the demo's own summary format are checked in tests/test_readme.py::test_demo_summary_fields",
+    "make demo": ".ci/run does not call it; tests/datamodule/test_foundation.py::test_jepa_fit_cifar10_from_the_command_line "
+                 "and the demo's own summary format are checked in tests/docs/test_readme.py::test_demo_summary_fields",
     "make test": ".ci/run",
-    "jepa-fit data=cifar10 trainer=ddp": "tests/test_ddp.py",
-    "jepa-bench data=cifar10": "tests/test_bench.py",
+    "jepa-fit data=cifar10 trainer=ddp": "tests/datamodule/test_ddp.py",
+    "jepa-bench data=cifar10": "tests/bench/test_bench.py",
     "python train.py fit --data jepa_datamodules.CIFAR10DataModule --data.mask jepa_datamodules.MultiBlockMaskGenerator "
-    "--data.mask.num_targets 2": "tests/test_user_apps.py::test_lightning_cli_fits_with_the_default_mask_and_a_mask_given_by_class_path",
-    "jepa-fit trainer.max_steps=100": "tests/test_resume.py::test_readme_resume_recipe_through_jepa_fit",
-    "jepa-fit trainer.max_steps=200 ckpt_path=<path>": "tests/test_resume.py::test_readme_resume_recipe_through_jepa_fit",
-    # The performance table's commands take minutes each: tests/test_bench.py runs
+    "--data.mask.num_targets 2": "tests/cli/test_user_apps.py::test_lightning_cli_fits_with_the_default_mask_and_a_mask_given_by_class_path",
+    "jepa-fit trainer.max_steps=100": "tests/datamodule/test_resume.py::test_readme_resume_recipe_through_jepa_fit",
+    "jepa-fit trainer.max_steps=200 ckpt_path=<path>": "tests/datamodule/test_resume.py::test_readme_resume_recipe_through_jepa_fit",
+    # The performance table's commands take minutes each: tests/bench/test_bench.py runs
     # jepa-bench on the cifar10 and imagenet stand-ins with tiny batch counts and checks what
     # it prints, and checks that every stand-in kind (stl10 included) prepares and loads.
-    "jepa-bench data=cifar10 data.num_workers=2 data.batch_size=128 bench.batches=40": "tests/test_bench.py",
-    "jepa-bench data=imagenet bench.synthetic_like=imagenet data.num_workers=2 data.batch_size=64": "tests/test_bench.py",
-    "jepa-bench data=stl10 data.num_workers=2 bench.standin_images=105000 bench.batches=200": "tests/test_bench.py",
+    "jepa-bench data=cifar10 data.num_workers=2 data.batch_size=128 bench.batches=40": "tests/bench/test_bench.py",
+    "jepa-bench data=imagenet bench.synthetic_like=imagenet data.num_workers=2 data.batch_size=64": "tests/bench/test_bench.py",
+    "jepa-bench data=stl10 data.num_workers=2 bench.standin_images=105000 bench.batches=200": "tests/bench/test_bench.py",
     "jepa-bench data=imagenet data.source=parquet bench.synthetic_like=imagenet bench.standin_images=5000 "
     "data.num_workers=2 data.batch_size=64":
-        "tests/test_hfparquet.py::test_jepa_bench_measures_the_parquet_release_on_a_stand_in",
+        "tests/formats/test_hfparquet.py::test_jepa_bench_measures_the_parquet_release_on_a_stand_in",
     "jepa-bench data=imagenet data.source=folders bench.synthetic_like=imagenet bench.standin_images=5000 "
-    "data.num_workers=2 data.batch_size=64": "tests/test_bench.py",
+    "data.num_workers=2 data.batch_size=64": "tests/bench/test_bench.py",
     # Your own data: the commands need a folder of images; these tests build one in the exact layouts.
     "jepa-fit data=imagefolder data.root=/path/to/images":
-        "tests/test_ownfolder.py::test_jepa_fit_and_verify_on_your_own_folder_from_the_command_line",
+        "tests/formats/test_ownfolder.py::test_jepa_fit_and_verify_on_your_own_folder_from_the_command_line",
     "jepa-verify data=imagefolder data.root=/path/to/images":
-        "tests/test_ownfolder.py::test_jepa_fit_and_verify_on_your_own_folder_from_the_command_line",
+        "tests/formats/test_ownfolder.py::test_jepa_fit_and_verify_on_your_own_folder_from_the_command_line",
     "jepa-fit data=imagefolder data.root=/path/to/photos data.labels=none":
-        "tests/test_ownfolder.py::test_labels_argument_says_what_it_means",
+        "tests/formats/test_ownfolder.py::test_labels_argument_says_what_it_means",
 }
 
 TINY_FIT = {"trainer.max_steps": "2", "data.image_size": "32", "data.patch_size": "4", "data.batch_size": "8",
@@ -71,8 +71,13 @@ def test_readme_starts_with_the_two_commands():
 def test_every_command_is_run_here_or_named_elsewhere():
     for command in readme_commands():
         if command in ELSEWHERE:
-            target = ELSEWHERE[command].split("::")[0].split()[0]
-            assert (REPO / target).exists(), f"{command!r} is said to be covered by {target}, which is missing"
+            # Every test file (and test function, where one is named) that the entry names must exist.
+            named = re.findall(r"(tests/[\w/]+\.py)(?:::(\w+))?", ELSEWHERE[command]) or [(".ci/run", "")]
+            for path, function in named:
+                assert (REPO / path).exists(), f"{command!r} is said to be covered by {path}, which is missing"
+                if function:
+                    assert re.search(rf"^def {function}\(", (REPO / path).read_text(), flags=re.M), \
+                        f"{command!r} is said to be covered by {path}::{function}, which is not defined there"
         else:
             assert command.split()[0].startswith("jepa-"), f"README command {command!r} is not exercised by any test"
 
