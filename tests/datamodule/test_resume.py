@@ -116,8 +116,10 @@ def test_extending_a_run_stopped_by_max_steps_continues_its_stream(data_dir, tmp
 
 
 RECORDER_CALLBACK = '''
+import hashlib
 import json
 
+import lightning
 
 
 class BatchRecorder(lightning.Callback):
