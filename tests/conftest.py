@@ -5,17 +5,14 @@ operator would use), and Hydra configs composed once."""
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from fakes import (  # noqa: E402
+from tests.helpers.fake_ownimages import make_hf_release
+from tests.helpers.fakes import (
     TINY_WNIDS, archive_override, catalog_override, make_cifar, make_imagenette, make_stl10, make_tinyimagenet,
 )
-from loopback import LoopbackServer  # noqa: E402
+from tests.helpers.loopback import LoopbackServer
 
 # Keep test runs quiet and CPU-friendly on a 2-core machine.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -66,3 +63,12 @@ def data_dir(tmp_path):
     path = tmp_path / "data"
     path.mkdir()
     return path
+
+
+@pytest.fixture
+def release(tmp_path, monkeypatch):
+    """The Hugging Face ImageNet release in miniature, ``<data>/imagenet/data/*.parquet``, with
+    the catalog pointed at its counts; yields (data_dir, rows written per split)."""
+    data_dir, written, entries = make_hf_release(tmp_path)
+    monkeypatch.setenv("JEPA_CATALOG", str(catalog_override(tmp_path / "catalog.yaml", entries)))
+    return data_dir, written

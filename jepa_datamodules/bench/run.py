@@ -44,7 +44,6 @@ import itertools
 import json
 import math
 import os
-import pickle
 import platform
 import shutil
 import threading
@@ -69,7 +68,7 @@ from .masks import median_ms
 # Which stand-ins exist: the dataset name -> the writer of its on-disk format.
 STANDIN_KINDS = ("cifar10", "cifar100", "stl10", "imagenet")
 # Bumped whenever a writer's output changes, so an old cached stand-in is not reused.
-_STANDIN_VERSION = 1
+_STANDIN_VERSION = 2
 # A stand-in holds enough training images that one epoch covers the first batch, the
 # warm-up and the timed batches (no epoch boundary, hence no pipeline drain, inside the
 # timed window), and at least these (a few seconds of writing at most).
@@ -79,10 +78,8 @@ _STANDIN_MIN_TRAIN = {"cifar10": 5000, "cifar100": 5000, "stl10": 2000, "imagene
 _IMAGENET_SIZES = ((500, 375), (375, 500), (500, 333), (333, 500), (500, 500))
 _IMAGENET_SIZE_WEIGHTS = (0.5, 0.15, 0.15, 0.1, 0.1)
 _IMAGENET_STANDIN_CLASSES = 10
-# The parquet stand-in: rows per row group as the Hugging Face `datasets` library writes image
-# datasets (its PARQUET_ROW_GROUP_SIZE_FOR_IMAGE_DATASETS = 100), and at most this many rows per
-# shard (the release's train shards hold ~4,360: 1,281,167 rows in 294 shards).
-_PARQUET_GROUP_ROWS = 100
+# The parquet stand-in: at most this many rows per shard (the release's train shards hold
+# ~4,360: 1,281,167 rows in 294 shards); row groups of 100 rows, as the release's writer.
 _PARQUET_SHARD_ROWS = 1000
 # Quality 90 with 4:2:0 chroma subsampling (Pillow's default) gives ~105 KB for a 500x375
 # stand-in image; ImageNet-1k's train JPEGs average ~110 KB (138 GB / 1.28 M files).
@@ -327,149 +324,66 @@ def _balanced_labels(count: int, classes: int, rng: np.random.Generator) -> np.n
 
 
 def _write_cifar(spec: DatasetSpec, folder: Path, counts: dict[str, int], rng: np.random.Generator) -> None:
-    """The CIFAR "python version": pickled dicts with an (N, 3072) uint8 ``data`` array
-    (red plane, green, blue; each 32x32 row-major) and label lists (the reader's format)."""
-    options = spec.options
-    root = folder / spec.data_root
-    root.mkdir(parents=True)
-    label_keys = options["label_keys"]
-    fine_classes = options.get("num_classes", {}).get("fine", spec.num_classes)
+    """CIFAR's pickled batches (formats/cifar.py's writer), images of shapes."""
+    from ..formats.cifar import write_cifar
 
-    def write(name: str, count: int) -> None:
-        labels = _balanced_labels(count, fine_classes, rng)
-        images = _shapes(labels, 32, rng)
-        content: dict[str, Any] = {"batch_label": f"jepa-bench stand-in {name}",
-                                   "data": images.transpose(0, 3, 1, 2).reshape(count, 3072)}
-        for granularity, key in label_keys.items():
-            # CIFAR-100's coarse label is one of 20 superclasses; 5 fine classes each.
-            content[key] = [int(v) for v in (labels if granularity == "fine" else labels // 5)]
-        (root / name).write_bytes(pickle.dumps(content, protocol=2))
-
-    files = options["train_files"]
-    for name in files:
-        write(name, counts["train"] // len(files))
-    for name in options["test_files"]:
-        write(name, counts["test"])
-    meta = {}
-    for granularity, key in options["class_names_key"].items():
-        total = fine_classes if granularity == "fine" else fine_classes // 5
-        meta[key] = [f"{granularity}-class-{i}" for i in range(total)]
-    (root / options["meta_file"]).write_bytes(pickle.dumps(meta, protocol=2))
+    fine_classes = spec.options.get("num_classes", {}).get("fine", spec.num_classes)
+    labels = {split: _balanced_labels(counts[split], fine_classes, rng) for split in ("train", "test")}
+    write_cifar(spec, folder, {split: _shapes(values, 32, rng) for split, values in labels.items()}, labels)
 
 
 def _write_stl10(spec: DatasetSpec, folder: Path, counts: dict[str, int], rng: np.random.Generator) -> None:
-    """STL-10 binaries: per image three 96x96 planes stored column by column, 1-based uint8 labels."""
-    root = folder / spec.data_root
-    root.mkdir(parents=True)
-    side = 96
-    chunk = 2000  # images per write, so a full-size unlabeled split never sits in memory
-    for split in ("train", "test", "unlabeled"):
-        count = counts[split]
-        labels = _balanced_labels(count, spec.num_classes, rng)
-        with open(root / f"{split}_X.bin", "wb") as handle:
-            for start in range(0, count, chunk):
-                pixels = _shapes(labels[start:start + chunk], side, rng)
-                handle.write(np.ascontiguousarray(pixels.transpose(0, 3, 2, 1)).tobytes())
-        if split != "unlabeled":
-            (labels + 1).astype(np.uint8).tofile(root / f"{split}_y.bin")
+    """STL-10's binaries (formats/stl10.py's writer), images of shapes written in chunks of
+    2,000, so a full-size unlabeled split never sits in memory."""
+    from ..formats.stl10 import write_stl10
+
+    labels = {split: _balanced_labels(counts[split], spec.num_classes, rng) for split in ("train", "test", "unlabeled")}
+    def chunks(values: np.ndarray) -> Iterator[np.ndarray]:
+        for start in range(0, len(values), 2000):
+            yield _shapes(values[start:start + 2000], 96, rng)
+
     train = counts["train"]
     folds = [np.sort(rng.choice(train, size=max(1, train // 5), replace=False)) for _ in range(10)]
-    (root / "fold_indices.txt").write_text("".join(" ".join(map(str, f)) + " \n" for f in folds))
-    (root / "class_names.txt").write_text("".join(f"class-{i}\n" for i in range(spec.num_classes)))
+    write_stl10(spec, folder, {split: chunks(values) for split, values in labels.items()}, {"train": labels["train"], "test": labels["test"]}, folds)
 
 
-def _texture_bank(rng: np.random.Generator, count: int = 4, side: int = 640) -> list[np.ndarray]:
-    """Fields with a 1/f amplitude spectrum (that of natural images), unit variance.
+def _photo_jpeg(rng: np.random.Generator, bank: list[np.ndarray], bar: Any) -> bytes:
+    """A photo-like JPEG of an ImageNet-like size, counted on ``bar``."""
+    from ..formats.writing import photo_like
 
-    Crops of these give the stand-in JPEGs photo-like detail at every scale, and with it
-    file sizes and decode times close to ImageNet's (flat colours would decode far faster).
-    """
-    fy = np.fft.fftfreq(side)[:, None]
-    fx = np.fft.rfftfreq(side)[None, :]
-    radius = np.hypot(fy, fx)
-    radius[0, 0] = 1.0
-    bank = []
-    for _ in range(count):
-        spectrum = (rng.normal(size=radius.shape) + 1j * rng.normal(size=radius.shape)) / radius
-        spectrum[0, 0] = 0.0
-        field = np.fft.irfft2(spectrum, s=(side, side))
-        bank.append((field / field.std()).astype(np.float32))
-    return bank
-
-
-def _photo_like(rng: np.random.Generator, bank: list[np.ndarray], width: int, height: int) -> Image.Image:
-    """A smooth colour field, a few flat shapes, then 1/f texture (amplitude 45 of 255)."""
-    from PIL import ImageDraw
-
-    corners = rng.integers(0, 256, (3, 4, 3), dtype=np.uint8)
-    canvas = Image.fromarray(corners).resize((width, height), Image.BICUBIC)
-    draw = ImageDraw.Draw(canvas)
-    for _ in range(int(rng.integers(3, 8))):
-        x0, y0 = rng.uniform(-50, width), rng.uniform(-50, height)
-        box = (x0, y0, x0 + rng.uniform(width / 15, width / 1.5), y0 + rng.uniform(height / 15, height / 1.5))
-        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
-        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=colour)
-    texture = bank[int(rng.integers(len(bank)))]
-    if texture.shape[0] < height or texture.shape[1] < width:
-        raise ValueError(f"a {width}x{height} stand-in image needs a texture bank of at least that side.")
-    top = int(rng.integers(0, texture.shape[0] - height + 1))
-    left = int(rng.integers(0, texture.shape[1] - width + 1))
-    pixels = np.asarray(canvas, dtype=np.float32) + 45.0 * texture[top:top + height, left:left + width, None]
-    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+    width, height = _IMAGENET_SIZES[rng.choice(len(_IMAGENET_SIZES), p=_IMAGENET_SIZE_WEIGHTS)]
+    buffer = io.BytesIO()
+    photo_like(rng, bank, width, height).save(buffer, format="JPEG", quality=_JPEG_QUALITY)
+    bar.update()
+    return buffer.getvalue()
 
 
 def _write_imagenet(spec: DatasetSpec, folder: Path, counts: dict[str, int], rng: np.random.Generator) -> None:
-    """``train/<wnid>/<wnid>_<n>.JPEG`` and ``val/<wnid>/ILSVRC2012_val_<n>.JPEG`` with
-    ImageNet-like sizes, using the first classes of the packaged ImageNet-100 list."""
-    from ..formats.imagenet import load_class_list
+    """The prepared ``train/<wnid>/`` + ``val/<wnid>/`` layout (formats/imagenet.py's writer) of
+    photo-like JPEGs with ImageNet-like sizes, in the first classes of the packaged ImageNet-100 list."""
+    from ..formats.imagenet import load_class_list, write_imagenet_layout
+    from ..formats.writing import texture_bank
 
     wnids = load_class_list()[:counts["num_classes"]]
-    bank = _texture_bank(rng)
-    total = counts["train"] + counts["val"]
-    with progress_bar(total, "writing ImageNet stand-in", unit="images") as bar:
-        number = 0
-        for split in ("train", "val"):
-            labels = np.sort(_balanced_labels(counts[split], len(wnids), rng))
-            for label in labels:
-                wnid = wnids[label]
-                (folder / split / wnid).mkdir(parents=True, exist_ok=True)
-                number += 1
-                name = f"{wnid}_{number}.JPEG" if split == "train" else f"ILSVRC2012_val_{number:08d}.JPEG"
-                width, height = _IMAGENET_SIZES[rng.choice(len(_IMAGENET_SIZES), p=_IMAGENET_SIZE_WEIGHTS)]
-                _photo_like(rng, bank, width, height).save(folder / split / wnid / name, quality=_JPEG_QUALITY)
-                bar.update()
+    labels = {split: [wnids[i] for i in np.sort(_balanced_labels(counts[split], len(wnids), rng))] for split in ("train", "val")}
+    bank = texture_bank(rng)
+    with progress_bar(counts["train"] + counts["val"], "writing ImageNet stand-in", unit="images") as bar:
+        write_imagenet_layout(folder, labels, lambda: _photo_jpeg(rng, bank, bar))
 
 
 def _write_imagenet_parquet(spec: DatasetSpec, folder: Path, counts: dict[str, int], rng: np.random.Generator) -> None:
-    """The Hugging Face release's layout (see ``hfparquet.py``): ``data/<prefix>-NNNNN-of-MMMMM.parquet``,
-    rows ``{image: {bytes, path}, label}`` in row groups of 100 rows, labels shuffled across shards."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    """The Hugging Face release's shards (formats/hfparquet.py's writer) of photo-like JPEGs,
+    at most 1,000 rows a shard, labels shuffled across shards."""
+    from ..formats.hfparquet import write_hf_parquet
+    from ..formats.writing import texture_bank
 
-    schema = pa.schema([("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])), ("label", pa.int64())])
-    bank = _texture_bank(rng)
-    (folder / "data").mkdir(parents=True)
-    with tqdm(total=counts["train"] + counts["val"] + counts["test"], desc="writing ImageNet parquet stand-in",
-              unit="img", disable=None) as bar:
-        for split, prefix in spec.options["parquet"]["prefixes"].items():
-            labels = (np.full(counts[split], -1) if split == "test"
-                      else _balanced_labels(counts[split], counts["num_classes"], rng))
-            shards = counts["shards"][split]
-            bounds = np.linspace(0, counts[split], shards + 1).astype(int)
-            for shard in range(shards):
-                rows = []
-                for number in range(bounds[shard], bounds[shard + 1]):
-                    width, height = _IMAGENET_SIZES[rng.choice(len(_IMAGENET_SIZES), p=_IMAGENET_SIZE_WEIGHTS)]
-                    buffer = io.BytesIO()
-                    _photo_like(rng, bank, width, height).save(buffer, format="JPEG", quality=_JPEG_QUALITY)
-                    rows.append({"bytes": buffer.getvalue(), "path": f"{prefix}_{number:08d}.JPEG"})
-                    bar.update()
-                table = pa.table({"image": rows, "label": labels[bounds[shard]:bounds[shard + 1]]}, schema=schema)
-                name = f"{prefix}-{shard:05d}-of-{shards:05d}.parquet"
-                pq.write_table(table, folder / "data" / name, row_group_size=_PARQUET_GROUP_ROWS)
+    labels = {split: (np.full(counts[split], -1) if split == "test" else _balanced_labels(counts[split], counts["num_classes"], rng))
+              for split in ("train", "val", "test")}
+    bank = texture_bank(rng)
+    with progress_bar(sum(map(len, labels.values())), "writing ImageNet parquet stand-in", unit="images") as bar:
+        write_hf_parquet(spec, folder, labels, counts["shards"], lambda: _photo_jpeg(rng, bank, bar))
 
 
-# ============================================================== the baseline
 class PlainPILDataset(Dataset):
     """The baseline's dataset: one RGB PIL image per item from ``source``, then ``transform``.
 

@@ -96,3 +96,44 @@ def open_split(spec: DatasetSpec, folder: Path, split: str, label_type: str = "f
     source = ArraySource(np.ascontiguousarray(np.concatenate(images)), np.concatenate(labels))
     source.label_files = [folder / spec.data_root / name for name in files]
     return source
+
+
+# ================================================== writing a small copy (test fakes, bench stand-ins)
+def write_cifar(spec: DatasetSpec, folder: Path, images: dict[str, np.ndarray], labels: dict[str, np.ndarray]) -> Path:
+    """Write ``spec``'s batches under ``folder / spec.data_root`` as upstream ships them.
+
+    Args:
+        spec: CIFAR-10 or CIFAR-100's spec (its file names and label keys).
+        folder: the dataset folder (created if needed).
+        images: ``train`` and ``test``: ``(N, 32, 32, 3)`` uint8; the train split is cut into
+            the spec's train files in order, in equal parts (CIFAR-10: five batches).
+        labels: ``train`` and ``test``: the fine labels, ``(N,)``. CIFAR-100's coarse label of
+            fine label ``f`` is ``f // 5`` (20 superclasses of 5 classes).
+
+    Each file is a protocol-2 pickle (what Python 2's cPickle wrote upstream) of a dict with
+    ``batch_label``, ``data`` ((N, 3072) uint8: red plane, green, blue), the label lists and
+    ``filenames``; the meta file holds placeholder class names. Returns the root written.
+    """
+    options = spec.options
+    root = Path(folder) / spec.data_root
+    root.mkdir(parents=True, exist_ok=True)
+
+    def relabel(fine: np.ndarray, granularity: str) -> list[int]:
+        return [int(v) for v in (fine if granularity == "fine" else np.asarray(fine) // 5)]
+
+    for split in ("train", "test"):
+        files = options[f"{split}_files"]
+        parts = zip(np.array_split(images[split], len(files)), np.array_split(labels[split], len(files)))
+        for number, (name, (pixels, fine)) in enumerate(zip(files, parts), 1):
+            content: dict[str, Any] = {
+                "batch_label": f"{split}ing batch {number} of {len(files)}",
+                "data": np.ascontiguousarray(pixels.transpose(0, 3, 1, 2)).reshape(len(pixels), 3072),
+                "filenames": [f"{split}_{number}_{i}.png" for i in range(len(pixels))],
+            }
+            content.update({key: relabel(fine, granularity) for granularity, key in options["label_keys"].items()})
+            (root / name).write_bytes(pickle.dumps(content, protocol=2))
+    fine_classes = options.get("num_classes", {}).get("fine", spec.num_classes)
+    meta = {key: [f"{granularity}-class-{i}" for i in range(fine_classes if granularity == "fine" else fine_classes // 5)]
+            for granularity, key in options["class_names_key"].items()}
+    (root / options["meta_file"]).write_bytes(pickle.dumps(meta, protocol=2))
+    return root

@@ -265,3 +265,54 @@ def index_cache(cache_dir: Path, split_dir: Path, split: str) -> Path:
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     digest = hashlib.sha1(str(Path(split_dir).resolve()).encode()).hexdigest()[:16]
     return base / "jepa_datamodules" / "index" / f"{digest}-{split}.npz"
+
+
+# ================================================== writing a small copy (test fakes, bench stand-ins)
+import re  # noqa: E402  (the writers' own imports, kept with them)
+from collections.abc import Callable, Mapping  # noqa: E402
+
+_WNID = re.compile(r"n\d{8}")
+
+
+def ilsvrc_names(labels: Mapping[str, Sequence[str]]) -> dict[str, list[tuple[str, str]]]:
+    """ILSVRC2012's file names (ImageNet's, and Imagenette's, which reuses them) for images
+    labelled ``labels`` = {split: wnid of each image}.
+
+    Train: ``<wnid>_<k>.JPEG`` (k counting from 1 within each class); any other split:
+    ``ILSVRC2012_val_<n:08d>.JPEG`` with n the image's 1-based position in ``labels[split]``
+    (shuffle that list first: upstream numbers are not grouped by class). Returns
+    {split: [(wnid, file name)]} in the order given.
+    """
+    names: dict[str, list[tuple[str, str]]] = {}
+    for split, wnids in labels.items():
+        bad = [w for w in wnids if not _WNID.fullmatch(w)]
+        if bad:
+            raise ValueError(f"Unknown value '{bad[0]}' in labels[{split!r}]. Valid values are wnids like n01440764.")
+        seen: Counter[str] = Counter()
+        names[split] = []
+        for number, wnid in enumerate(wnids, 1):
+            seen[wnid] += 1
+            names[split].append((wnid, f"{wnid}_{seen[wnid]}.JPEG" if split == "train" else f"ILSVRC2012_val_{number:08d}.JPEG"))
+    return names
+
+
+def write_class_folders(root: Path, names: Mapping[str, Sequence[tuple[str, str]]], image: Callable[[], bytes]) -> None:
+    """Write ``root/<split>/<class>/<file>`` for each (class, file) of ``names[split]``, in order;
+    ``image()`` gives the next file's bytes. Existing files are overwritten."""
+    for split, items in names.items():
+        for label, name in items:
+            path = Path(root) / split / label / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(image())
+
+
+def write_imagenette(spec: DatasetSpec, folder: Path, labels: Mapping[str, Sequence[str]],
+                     jpeg: Callable[[], bytes]) -> dict[str, list[tuple[str, str]]]:
+    """Write Imagenette as its ``.tgz`` unpacks, under ``folder / spec.data_root``:
+    ``{train,val}/<wnid>/`` with ILSVRC2012 file names (see :func:`ilsvrc_names`) and the
+    ``noisy_imagenette.csv`` beside them (header only). Returns the names written."""
+    root = Path(folder) / spec.data_root
+    names = ilsvrc_names(labels)
+    write_class_folders(root, names, jpeg)
+    (root / "noisy_imagenette.csv").write_text("path,noisy_labels_0,is_valid\n")
+    return names

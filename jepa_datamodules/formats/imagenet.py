@@ -813,3 +813,88 @@ def load_class_list(path: Path | None = None) -> list[str]:
         return _parse_class_list(data.decode("ascii"), "packaged imagenet100.txt")
     path = Path(path)
     return _parse_class_list(path.read_text(encoding="utf-8"), str(path))
+
+
+# ================================================== writing a small copy (test fakes, bench stand-ins)
+from collections.abc import Mapping, Sequence  # noqa: E402  (the writers' own imports, kept with them)
+
+from .imagefolder import ilsvrc_names, write_class_folders  # noqa: E402
+from .writing import gzip_bytes, tar_bytes  # noqa: E402
+
+#: Real inner WordNet nodes of ILSVRC2012's meta.mat ("entity", "physical entity"); the writer
+#: adds them as non-leaf synsets, which a correct devkit parser must ignore.
+NON_LEAF_WNIDS = ("n00001740", "n00001930")
+DEVKIT_META = "ILSVRC2012_devkit_t12/data/meta.mat"
+DEVKIT_TRUTH = "ILSVRC2012_devkit_t12/data/ILSVRC2012_validation_ground_truth.txt"
+
+
+def write_imagenet_layout(folder: Path, labels: Mapping[str, Sequence[str]],
+                          jpeg: Callable[[], bytes]) -> dict[str, list[tuple[str, str]]]:
+    """Write the prepared layout ``folder/<split>/<wnid>/<file>`` (what :func:`prepare_imagenet` builds).
+
+    ``labels``: {split: wnid of each image} (see :func:`~.imagefolder.ilsvrc_names`); ``jpeg()``
+    gives the next image's bytes. Existing files are overwritten. Returns the names written.
+    """
+    names = ilsvrc_names(labels)
+    write_class_folders(folder, names, jpeg)
+    return names
+
+
+def _meta_mat(leaf_ids: Mapping[str, int]) -> bytes:
+    """meta.mat bytes in the devkit's structure: leaves by ILSVRC2012_ID, then two inner nodes."""
+    import scipy.io
+
+    fields = ["ILSVRC2012_ID", "WNID", "words", "gloss", "num_children", "children", "wordnet_height", "num_train_images"]
+    rows: list[tuple[Any, ...]] = []
+    for wnid, ilsvrc_id in sorted(leaf_ids.items(), key=lambda item: item[1]):
+        # MATLAB stores numbers as double; a leaf's children is an empty 1x0 matrix.
+        rows.append((float(ilsvrc_id), wnid, f"words of {wnid}", f"gloss of {wnid}", 0.0, np.zeros((1, 0)), 0.0, 1300.0))
+    # Inner nodes: the first is the root (children = the second node), the second parents all leaves.
+    root_id, parent_id = len(leaf_ids) + 1, len(leaf_ids) + 2
+    rows.append((float(root_id), NON_LEAF_WNIDS[0], "entity", "root", 1.0, np.array([[float(parent_id)]]), 2.0, 0.0))
+    leaves = np.array([sorted(leaf_ids.values())], dtype=float)
+    rows.append((float(parent_id), NON_LEAF_WNIDS[1], "physical entity", "inner", float(len(leaf_ids)), leaves, 1.0, 0.0))
+    synsets = np.empty((len(rows), 1), dtype=[(f, object) for f in fields])
+    for i, row in enumerate(rows):
+        for field, value in zip(fields, row):
+            synsets[i, 0][field] = value
+    buffer = io.BytesIO()
+    scipy.io.savemat(buffer, {"synsets": synsets})
+    return buffer.getvalue()
+
+
+def write_imagenet_archives(folder: Path, labels: Mapping[str, Sequence[str]], jpeg: Callable[[], bytes],
+                            rng: np.random.Generator) -> dict[str, Any]:
+    """Write the three official downloads, in miniature, into ``folder``.
+
+    * ``ILSVRC2012_img_train.tar``: one uncompressed ``<wnid>.tar`` per class (sorted), each
+      holding ``<wnid>_<k>.JPEG`` at its top level;
+    * ``ILSVRC2012_img_val.tar``: ``ILSVRC2012_val_<n:08d>.JPEG`` at its top level;
+    * ``ILSVRC2012_devkit_t12.tar.gz``: ``data/meta.mat`` (a struct array ``synsets``: the
+      leaves with ILSVRC2012_IDs 1..K drawn in a shuffled order by ``rng``, as in the real
+      devkit id order is not wnid order, then :data:`NON_LEAF_WNIDS`) and
+      ``data/ILSVRC2012_validation_ground_truth.txt`` (line i: the id of val image i).
+
+    ``labels``: {``train``, ``val``: wnid of each image} (see :func:`~.imagefolder.ilsvrc_names`).
+    Returns {"names": ilsvrc_names(labels), "bytes": {split: [JPEG bytes]} in the same
+    order, "ilsvrc_ids": {wnid: ILSVRC2012_ID}}.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    classes = sorted(set(labels["train"]) | set(labels["val"]))
+    if set(classes) & set(NON_LEAF_WNIDS):
+        raise ValueError(f"{', '.join(NON_LEAF_WNIDS)} are the devkit's non-leaf synsets; they cannot label images.")
+    ilsvrc_ids = {wnid: int(i) + 1 for wnid, i in zip(classes, rng.permutation(len(classes)))}
+    names = ilsvrc_names(labels)
+    data = {split: [jpeg() for _ in items] for split, items in names.items()}
+    per_class: dict[str, list[tuple[str, bytes]]] = {wnid: [] for wnid in classes}
+    for (wnid, name), payload in zip(names["train"], data["train"]):
+        per_class[wnid].append((name, payload))
+    (folder / TRAIN_TAR).write_bytes(tar_bytes([(f"{wnid}.tar", tar_bytes(per_class[wnid])) for wnid in classes]))
+    (folder / VAL_TAR).write_bytes(tar_bytes([(name, payload) for (_, name), payload in zip(names["val"], data["val"])]))
+    truth = "".join(f"{ilsvrc_ids[wnid]}\n" for wnid, _ in names["val"]).encode("ascii")
+    devkit = [("ILSVRC2012_devkit_t12/", b""), ("ILSVRC2012_devkit_t12/data/", b""),
+              ("ILSVRC2012_devkit_t12/COPYING", b"A small copy of the devkit's layout.\n"),
+              (DEVKIT_META, _meta_mat(ilsvrc_ids)), (DEVKIT_TRUTH, truth)]
+    (folder / DEVKIT).write_bytes(gzip_bytes(tar_bytes(devkit)))
+    return {"names": names, "bytes": data, "ilsvrc_ids": ilsvrc_ids}

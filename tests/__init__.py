@@ -1,0 +1,1 @@
+"""The test suite, grouped by the package layer each test exercises (see tests/helpers for the fakes)."""

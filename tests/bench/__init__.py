@@ -1,0 +1,1 @@
+"""Tests of bench/: jepa-bench on generated stand-ins and the mask benchmark's helpers."""

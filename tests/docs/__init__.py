@@ -1,0 +1,1 @@
+"""The README's commands and the smoke-test notebook, run as documented."""

@@ -1,0 +1,1 @@
+"""The wheel, and the rules the test suite itself keeps."""

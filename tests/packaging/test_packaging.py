@@ -1,0 +1,47 @@
+"""The wheel a user installs: licence, type marker, shipped data and configs, and a clean build."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import jepa_datamodules
+from tests.helpers import REPO
+
+ROOT = REPO
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    out = tmp_path_factory.mktemp("wheel")
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(out), str(ROOT)],
+        capture_output=True, text=True, check=True)
+    (path,) = out.glob("jepa_datamodules-*.whl")
+    return path, build.stdout + build.stderr
+
+
+def test_wheel_builds_without_setuptools_warnings(wheel: tuple[Path, str]) -> None:
+    _, log = wheel
+    assert "would be ignored" not in log and "Warning" not in log, log
+
+
+def test_wheel_ships_license_type_marker_resources_and_configs(wheel: tuple[Path, str]) -> None:
+    path, _ = wheel
+    names = zipfile.ZipFile(path).namelist()
+    assert any(name.endswith(".dist-info/licenses/LICENSE") for name in names)
+    assert "jepa_datamodules/py.typed" in names
+    assert "jepa_datamodules/resources/imagenet100.txt" in names
+    shipped = {name.rsplit("/", 1)[-1] for name in names if name.startswith("jepa_datamodules/conf/data/")}
+    in_repo = {p.name for p in (ROOT / "conf" / "data").glob("*.yaml")}
+    assert in_repo <= shipped
+
+
+def test_version_comes_from_the_installed_metadata() -> None:
+    from importlib.metadata import version
+
+    assert jepa_datamodules.__version__ == version("jepa-datamodules")

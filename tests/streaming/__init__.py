@@ -1,0 +1,1 @@
+"""Tests of streaming.py: LitData conversion and reading, of every dataset kind."""
