@@ -117,100 +117,49 @@ def _register(spec: DatasetSpec) -> DatasetSpec:
 
 _register(
     DatasetSpec(
-        name="synthetic",
-        title="Synthetic shapes (generated offline)",
-        reader="synthetic",
-        auto_download=False,
+        name="synthetic", title="Synthetic shapes (generated offline)", reader="synthetic", auto_download=False,
         # The DataModule derives the real sizes from its arguments; these are the defaults.
-        splits={"train": 4096, "test": 1024},
-        num_classes=10,
-        resolution=32,
-        mean=(0.5, 0.5, 0.5),
-        std=(0.25, 0.25, 0.25),
-        image_size=32,
-        patch_size=4,
+        splits={"train": 4096, "test": 1024}, num_classes=10, resolution=32,
+        mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), image_size=32, patch_size=4,
         files=("train_images.npy", "train_labels.npy", "test_images.npy", "test_labels.npy"),
     )
 )
 
 # CIFAR: https://www.cs.toronto.edu/~kriz/cifar.html; archive and batch md5s are the
 # ones torchvision's CIFAR10/CIFAR100 classes check.
-_register(
-    DatasetSpec(
-        name="cifar10",
-        title="CIFAR-10",
-        reader="cifar",
-        auto_download=True,
-        splits={"train": 50000, "test": 10000},
-        num_classes=10,
-        resolution=32,
-        mean=CIFAR10_MEAN,
-        std=CIFAR10_STD,
-        image_size=224,
-        patch_size=16,
-        archives=(
-            ArchiveSpec(
-                filename="cifar-10-python.tar.gz",
-                md5="c58f30108f718f92721af3b95e74349a",
-                size=170_498_071,
-                urls=("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",),
-                extracted_size=186_214_200,
-                extract_to="cifar-10-python",
-            ),
-        ),
-        data_root=_CIFAR10_DIR,
-        files=tuple(
-            f"{_CIFAR10_DIR}/{name}"
-            for name in ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch", "batches.meta")
-        ),
-        options={
-            "train_files": ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5"],
-            "test_files": ["test_batch"],
-            "meta_file": "batches.meta",
-            "label_keys": {"fine": "labels"},
-            "class_names_key": {"fine": "label_names"},
-        },
-        homepage="https://www.cs.toronto.edu/~kriz/cifar.html",
+def _cifar(name: str, title: str, archive: str, md5: str, size: int, extracted: int, data_root: str,
+           options: dict[str, Any], **spec: Any) -> DatasetSpec:
+    """A CIFAR spec: what CIFAR-10 and CIFAR-100 share (the reader, 32 px, the split sizes, the
+    archive's URL folder) around what differs (archive, batch files in ``options``, labels,
+    statistics)."""
+    batches = [*options["train_files"], *options["test_files"], options["meta_file"]]
+    return DatasetSpec(
+        name=name, title=title, reader="cifar", auto_download=True,
+        splits={"train": 50000, "test": 10000}, resolution=32, image_size=224, patch_size=16,
+        archives=(ArchiveSpec(filename=archive, md5=md5, size=size, extracted_size=extracted,
+                              extract_to=archive.removesuffix(".tar.gz"),
+                              urls=(f"https://www.cs.toronto.edu/~kriz/{archive}",)),),
+        data_root=data_root, files=tuple(f"{data_root}/{batch}" for batch in batches), options=options,
+        homepage="https://www.cs.toronto.edu/~kriz/cifar.html", **spec,
     )
-)
 
-_register(
-    DatasetSpec(
-        name="cifar100",
-        title="CIFAR-100",
-        reader="cifar",
-        auto_download=True,
-        splits={"train": 50000, "test": 10000},
-        num_classes=100,
-        resolution=32,
-        mean=CIFAR100_MEAN,
-        std=CIFAR100_STD,
-        image_size=224,
-        patch_size=16,
-        archives=(
-            ArchiveSpec(
-                filename="cifar-100-python.tar.gz",
-                md5="eb9058c3a382ffc7106e4002c42a8d85",
-                size=169_001_437,
-                urls=("https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",),
-                extracted_size=186_301_151,
-                extract_to="cifar-100-python",
-            ),
-        ),
-        data_root=_CIFAR100_DIR,
-        files=tuple(f"{_CIFAR100_DIR}/{name}" for name in ("train", "test", "meta")),
-        options={
-            "train_files": ["train"],
-            "test_files": ["test"],
-            "meta_file": "meta",
-            # 100 fine classes by default; 20 coarse superclasses on request.
-            "label_keys": {"fine": "fine_labels", "coarse": "coarse_labels"},
-            "class_names_key": {"fine": "fine_label_names", "coarse": "coarse_label_names"},
-            "num_classes": {"fine": 100, "coarse": 20},
-        },
-        homepage="https://www.cs.toronto.edu/~kriz/cifar.html",
-    )
-)
+
+_register(_cifar(
+    "cifar10", "CIFAR-10", "cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a", 170_498_071, 186_214_200,
+    _CIFAR10_DIR, num_classes=10, mean=CIFAR10_MEAN, std=CIFAR10_STD,
+    options={"train_files": [f"data_batch_{i}" for i in range(1, 6)], "test_files": ["test_batch"],
+             "meta_file": "batches.meta", "label_keys": {"fine": "labels"}, "class_names_key": {"fine": "label_names"}},
+))
+
+_register(_cifar(
+    "cifar100", "CIFAR-100", "cifar-100-python.tar.gz", "eb9058c3a382ffc7106e4002c42a8d85", 169_001_437, 186_301_151,
+    _CIFAR100_DIR, num_classes=100, mean=CIFAR100_MEAN, std=CIFAR100_STD,
+    options={"train_files": ["train"], "test_files": ["test"], "meta_file": "meta",
+             # 100 fine classes by default; 20 coarse superclasses on request.
+             "label_keys": {"fine": "fine_labels", "coarse": "coarse_labels"},
+             "class_names_key": {"fine": "fine_label_names", "coarse": "coarse_label_names"},
+             "num_classes": {"fine": 100, "coarse": 20}},
+))
 
 # STL-10: https://cs.stanford.edu/~acoates/stl10/ (archive md5 as checked by torchvision).
 _register(
@@ -228,16 +177,9 @@ _register(
         patch_size=8,
         pretrain_split="train+unlabeled",
         eval_split="test",
-        archives=(
-            ArchiveSpec(
-                filename="stl10_binary.tar.gz",
-                md5="91f7769df0f17e558f3565bffb0c7dfb",
-                size=2_640_397_119,
-                urls=("http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz",),
-                extracted_size=3_124_288_000,
-                extract_to="stl10_binary",
-            ),
-        ),
+        archives=(ArchiveSpec(filename="stl10_binary.tar.gz", md5="91f7769df0f17e558f3565bffb0c7dfb",
+                              size=2_640_397_119, extracted_size=3_124_288_000, extract_to="stl10_binary",
+                              urls=("http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz",)),),
         data_root=_STL10_DIR,
         files=tuple(
             f"{_STL10_DIR}/{name}"
@@ -277,19 +219,19 @@ _IMAGENET_PARQUET = {
 # What an ImageNet-like folder of photos of varying size shares (defaults: 224 px, 16 px patches).
 _IMAGENET_LIKE: dict[str, Any] = dict(resolution=None, mean=IMAGENET_MEAN, std=IMAGENET_STD, image_size=224,
                                       patch_size=16, eval_split="val")
+# ImageNet-1k and its subsets: placed by hand, read as class folders (or parquet shards), with
+# the devkit and val sorting of formats/imagenet.py.
+_IMAGENET_FAMILY: dict[str, Any] = dict(**_IMAGENET_LIKE, reader="imagefolder", auto_download=False, handler="imagenet")
 
 _register(
     DatasetSpec(
         name="imagenet",
         title="ImageNet-1k (ILSVRC2012)",
-        reader="imagefolder",
-        auto_download=False,
         splits={"train": 1_281_167, "val": 50_000},
         num_classes=1000,
-        **_IMAGENET_LIKE,
+        **_IMAGENET_FAMILY,
         archives=_IMAGENET_ARCHIVES,
         options={"parquet": _IMAGENET_PARQUET},
-        handler="imagenet",
         homepage="https://image-net.org/challenges/LSVRC/2012/",
     )
 )
@@ -298,14 +240,8 @@ _register(
 # ImageNet-1k folder. Counts are computed from the parent at verification time.
 _register(
     DatasetSpec(
-        name="imagenet100",
-        title="ImageNet-100 (CMC subset)",
-        reader="imagefolder",
-        auto_download=False,
-        splits={"train": 126_689, "val": 5_000},
-        num_classes=100,
-        **_IMAGENET_LIKE,
-        handler="imagenet",
+        name="imagenet100", title="ImageNet-100 (CMC subset)",
+        splits={"train": 126_689, "val": 5_000}, num_classes=100, **_IMAGENET_FAMILY,
         parent="imagenet",
         homepage="https://github.com/HobbitLong/CMC",
     )
@@ -363,16 +299,10 @@ _register(
         splits={"train": 100_000, "val": 10_000, "unlabeled": 10_000},
         num_classes=200,
         **{**_IMAGENET_LIKE, "resolution": 64, "image_size": 64, "patch_size": 8},
-        archives=(
-            ArchiveSpec(
-                filename="tiny-imagenet-200.zip",
-                md5="90528d7ca1a48142e341f4ef8d21d0de",
-                size=248_100_043,
-                urls=("http://cs231n.stanford.edu/tiny-imagenet-200.zip",),
-                extracted_size=260_000_000,  # estimate: 120,000 small JPEGs plus the annotations
-                extract_to="tiny-imagenet-200",
-            ),
-        ),
+        # extracted_size is an estimate: 120,000 small JPEGs plus the annotations.
+        archives=(ArchiveSpec(filename="tiny-imagenet-200.zip", md5="90528d7ca1a48142e341f4ef8d21d0de",
+                              size=248_100_043, extracted_size=260_000_000, extract_to="tiny-imagenet-200",
+                              urls=("http://cs231n.stanford.edu/tiny-imagenet-200.zip",)),),
         data_root=_TINY_ROOT,
         files=(f"{_TINY_ROOT}/wnids.txt", f"{_TINY_ROOT}/val/val_annotations.txt"),
         homepage="http://cs231n.stanford.edu/",

@@ -67,7 +67,7 @@ class JEPADataModule(LightningDataModule):
 
     Distributed training: each rank reads a disjoint shard of a per-epoch permutation,
     every rank gets the same number of batches, and masks and augmentations are seeded
-    per rank (see ``sampling.py``). ``prepare_data`` runs once per node under a file lock.
+    per rank (see ``pipeline/sampling.py``). ``prepare_data`` runs once per node under a file lock.
 
     Resuming: ``state_dict()`` (saved in every Lightning checkpoint) holds the epoch and
     the next batch of the training stream, recorded when a batch reaches the model (loader
@@ -149,7 +149,7 @@ class JEPADataModule(LightningDataModule):
                 send native-resolution uint8 pixels (array datasets) or the encoded files (file
                 datasets) plus each sample's view parameters, and ``on_after_batch_transfer``
                 decodes (nvJPEG on a GPU) and builds the views of the whole batch on the
-                training device (see ``device_views.py``); same crops, same batch format.
+                training device (see ``pipeline/device_views.py``); same crops, same batch format.
                 ``"auto"`` (default): ``"device"`` when the Trainer's device is CUDA, else
                 ``"workers"`` (no Trainer: ``"workers"``); on a CPU Trainer it also normalizes
                 in the workers, where it costs the main process nothing.
@@ -466,7 +466,7 @@ def _check_seed(seed: Any) -> None:
 # Aliases: each fixes the dataset and declares its own arguments (with their help), handed on
 # as format options; everything else is JEPADataModule's.
 class SyntheticDataModule(JEPADataModule):
-    """The embedded, offline dataset (see ``synthetic.py``), generated once per setting.
+    """The embedded, offline dataset (see ``formats/synthetic.py``), generated once per setting.
 
     Extra args: ``num_train`` [4096], ``num_test`` [1024], ``resolution`` (native side,
     pixels) [32], ``num_classes`` [10]. Lives in ``<data_dir>/synthetic/<setting>``.
@@ -589,7 +589,7 @@ class ImageNetDataModule(JEPADataModule):
         Args:
             source: ``"parquet"`` reads the Hugging Face release
                 (``<data_dir>/imagenet/data/{train,validation,test}-*.parquet``, see
-                ``hfparquet.py``) in place, with the same label ids (sorted-wnid order) and a
+                ``formats/hfparquet.py``) in place, with the same label ids (sorted-wnid order) and a
                 ``test`` split of 100,000 unlabelled rows; ``"folders"`` the layout above;
                 ``"auto"`` the shards when they are there and neither a ``train/`` folder nor
                 the official train archive is ["auto"].
@@ -632,7 +632,7 @@ class ImageFolderDataModule(JEPADataModule):
 
     Images: .jpg .jpeg .png .webp .bmp in any case; hidden files and folders and other
     files are ignored; every image is converted to RGB; undecodable files are skipped
-    (see ``ownfolder.py``) and listed by ``jepa-verify data=imagefolder``. Nothing is
+    (see ``formats/ownfolder.py``) and listed by ``jepa-verify data=imagefolder``. Nothing is
     downloaded; ``prepare_data`` writes only the file index (``.index-<split>.npz``) and
     the verification stamp, into ``root``, or into a user cache folder when ``root`` is
     read-only (``ownfolder.state_folder``).

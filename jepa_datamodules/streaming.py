@@ -384,7 +384,7 @@ class LitDataSource:
 def _decode(image: Any) -> np.ndarray | Image.Image:
     if isinstance(image, (bytes, bytearray, memoryview)):
         # Unopened pixels, as from a file: the train view can ask the JPEG decoder for a
-        # reduced size before decoding (see transforms.py).
+        # reduced size before decoding (see pipeline/transforms.py).
         return Image.open(io.BytesIO(bytes(image)))
     return np.asarray(image)
 

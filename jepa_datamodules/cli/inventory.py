@@ -12,7 +12,7 @@ resolution, default image / patch size) and its state under the data directory:
 
 Below it, totals for the usual plans (minimal, all auto-download, everything) against the
 free space of the data directory's filesystem. Sizes are decimal (1 GB = 10**9 bytes), as
-``download.py``'s messages and disk tools print them.
+``storage/download.py``'s messages and disk tools print them.
 
 ``data=all-auto`` (``conf/data/all-auto.yaml``) makes ``jepa-prepare`` prepare every
 auto-download dataset in turn through :class:`AllAutoDownload`; one failure does not stop
@@ -116,7 +116,7 @@ class DiskState:
 def disk_state(spec: DatasetSpec, data_dir: str | Path) -> DiskState:
     """Where ``spec``'s dataset stands under ``data_dir``; reads stamps and ``stat``s files, hashes nothing.
 
-    Staging that killed runs left (``.partial-*`` folders and the like, see ``storage.py``) is
+    Staging that killed runs left (``.partial-*`` folders and the like, see ``storage/files.py``) is
     listed in ``leftovers`` and counted in ``reclaimable_bytes``, not in ``used_bytes``."""
     folder = dataset_folder(data_dir, spec)
     found = leftovers(spec, folder)

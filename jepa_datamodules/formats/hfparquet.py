@@ -28,8 +28,9 @@ import hashlib
 import importlib.resources
 import re
 from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -277,9 +278,7 @@ class ParquetSource(EncodedImageSource):
 
 
 # ================================================== writing a small copy (test fakes, bench stand-ins)
-from collections.abc import Callable, Mapping  # noqa: E402  (the writer's own imports, kept with it)
 
-from ..catalog import DatasetSpec  # noqa: E402
 
 #: Rows per row group as the Hugging Face ``datasets`` library writes image datasets
 #: (its PARQUET_ROW_GROUP_SIZE_FOR_IMAGE_DATASETS = 100).

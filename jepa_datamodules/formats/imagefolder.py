@@ -11,17 +11,17 @@ import hashlib
 import logging
 import os
 import random
+import re
 import warnings
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from ..catalog import DatasetSpec
-from ..storage.files import atomic_write, unwritable
+from ..storage.files import atomic_write, unwritable, user_cache_path
 from .base import FileSource
 
 __all__ = ["IMG_EXTENSIONS", "index_image_folder", "check_images", "open_split", "index_cache"]
@@ -233,21 +233,27 @@ def _decode_problem(path: Path) -> str | None:
 
 
 def open_split(spec: DatasetSpec, folder: Path, split: str, *, root: Path | None = None,
-               classes: Sequence[str] | None = None, cache_dir: Path | None = None, cache_key: Any = "") -> FileSource:
+               classes: Sequence[str] | None = None, cache_dir: Path | None = None) -> FileSource:
     """``<root>/<split>/<class>/<image>`` (root: ``folder / spec.data_root``) as a file source.
 
     Format options: ``root`` (another dataset's folder: ImageNet-100 reads ImageNet's),
-    ``classes`` (only these class folders, labelled in this order), ``cache_dir`` (where the
-    index goes; default ``folder``) and ``cache_key`` (a string, or a callable of the split
-    folder, that changes whenever the listing may have).
+    ``classes`` (only these class folders, labelled in this order) and ``cache_dir`` (where the
+    index goes; default ``folder``). The index is listed again whenever a class folder gained
+    or lost a file since it was written (:func:`class_folder_key`).
     """
     split_dir = Path(root if root is not None else folder / spec.data_root) / split
     if not split_dir.is_dir():
         raise FileNotFoundError(f"{split_dir} does not exist; {spec.name} expects <wnid>/ class folders there.")
-    key = cache_key(split_dir) if callable(cache_key) else cache_key
     cache = index_cache(Path(cache_dir if cache_dir is not None else folder), split_dir, split)
-    paths, labels, _ = index_image_folder(split_dir, classes=classes, cache=cache, cache_key=key)
+    paths, labels, _ = index_image_folder(split_dir, classes=classes, cache=cache, cache_key=class_folder_key(split_dir))
     return FileSource(split_dir, paths, labels)
+
+
+def class_folder_key(split_dir: Path) -> str:
+    """Changes whenever a class folder of ``split_dir`` gains or loses a file (its mtime
+    changes): the index's cache key. One stat per class folder, no listing of their files."""
+    entries = sorted((e.name, e.stat().st_mtime_ns) for e in os.scandir(split_dir) if e.is_dir())
+    return hashlib.sha1(repr(entries).encode()).hexdigest()
 
 
 def index_cache(cache_dir: Path, split_dir: Path, split: str) -> Path:
@@ -262,14 +268,10 @@ def index_cache(cache_dir: Path, split_dir: Path, split: str) -> Path:
     beside = Path(cache_dir) / f".index-{split}.npz"
     if beside.is_file() or unwritable(Path(cache_dir)) is None:
         return beside
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    digest = hashlib.sha1(str(Path(split_dir).resolve()).encode()).hexdigest()[:16]
-    return base / "jepa_datamodules" / "index" / f"{digest}-{split}.npz"
+    return user_cache_path("index", split_dir, f"{{digest}}-{split}.npz")
 
 
 # ================================================== writing a small copy (test fakes, bench stand-ins)
-import re  # noqa: E402  (the writers' own imports, kept with them)
-from collections.abc import Callable, Mapping  # noqa: E402
 
 _WNID = re.compile(r"n\d{8}")
 

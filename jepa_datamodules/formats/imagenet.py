@@ -27,7 +27,7 @@ import re
 import shutil
 import tarfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, NamedTuple
 
@@ -36,15 +36,16 @@ from filelock import FileLock
 
 from ..catalog import SPECS, DatasetSpec, parquet_spec
 from ..choices import check_choice
+from ..progress import mode as progress_mode
+from ..progress import progress_bar
+from ..storage.extract import tar_member_problem
 from ..storage.verify import VerifyReport
 from . import hfparquet
 from .base import Source
 from .dataset import Dataset, open_dataset, verify_dataset
 from .hfparquet import parquet_instructions
-from .imagefolder import IMG_EXTENSIONS
-from ..progress import mode as progress_mode
-from ..progress import progress_bar
-from ..storage.extract import tar_member_problem
+from .imagefolder import IMG_EXTENSIONS, ilsvrc_names, write_class_folders
+from .writing import gzip_bytes, tar_bytes
 
 __all__ = [
     "TRAIN_TAR",
@@ -659,12 +660,6 @@ def prepare_imagenet(root: Path, *, workers: int | None = None, progress: bool |
 IMAGENET_SOURCES = ("auto", "folders", "parquet")
 
 
-def class_folder_key(split_dir: Path) -> str:
-    """Changes whenever a class folder gains or loses a file (its mtime changes): the index's cache key."""
-    entries = sorted((e.name, e.stat().st_mtime_ns) for e in os.scandir(split_dir) if e.is_dir())
-    return hashlib.sha1(repr(entries).encode()).hexdigest()
-
-
 class ImageNetDataset(Dataset):
     """ImageNet-1k on disk, from the official files (unpacked by :func:`prepare_imagenet`) or
     the Hugging Face parquet shards read in place (option ``source``, one of :data:`IMAGENET_SOURCES`:
@@ -678,8 +673,6 @@ class ImageNetDataset(Dataset):
                                    and not (folder / TRAIN_TAR).exists()):
             self.spec = parquet_spec(spec)
             self.label_files = False  # the label column; verify() checks it per split (test: all -1)
-        else:
-            self.options = {"cache_key": class_folder_key}
 
     @property
     def parquet(self) -> bool:
@@ -727,8 +720,7 @@ class ImageNetSubset(Dataset):
         super().__init__(spec.replace(num_classes=len(self.wnids)), data_dir, **rest)
         self.parent = open_dataset(spec.parent, data_dir, progress=self.progress, source=source)
         self.label_files = self.parent.label_files
-        self.options = {"root": self.parent.folder, "classes": self.wnids, "cache_dir": self.folder,
-                        "cache_key": class_folder_key}
+        self.options = {"root": self.parent.folder, "classes": self.wnids, "cache_dir": self.folder}
 
     @property
     def classes(self) -> list[str]:
@@ -816,10 +808,7 @@ def load_class_list(path: Path | None = None) -> list[str]:
 
 
 # ================================================== writing a small copy (test fakes, bench stand-ins)
-from collections.abc import Mapping, Sequence  # noqa: E402  (the writers' own imports, kept with them)
 
-from .imagefolder import ilsvrc_names, write_class_folders  # noqa: E402
-from .writing import gzip_bytes, tar_bytes  # noqa: E402
 
 #: Real inner WordNet nodes of ILSVRC2012's meta.mat ("entity", "physical entity"); the writer
 #: adds them as non-leaf synsets, which a correct devkit parser must ignore.

@@ -44,6 +44,7 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 
 from ..catalog import DatasetSpec
 from ..choices import check_choice
+from ..storage.files import user_cache_path
 from ..storage.verify import VerifyReport
 from .dataset import Dataset
 from .imagefolder import _load_cache, _save_cache
@@ -455,6 +456,4 @@ def state_folder(root: Path) -> Path:
     root = Path(root).expanduser()
     if not root.exists() or os.access(root, os.W_OK):
         return root / STATE_NAME
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    digest = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:16]
-    return base / "jepa_datamodules" / "imagefolder" / f"{root.name}-{digest}"
+    return user_cache_path("imagefolder", root, f"{root.name}-{{digest}}")

@@ -13,6 +13,7 @@ Format option: ``fold`` (one of the predefined folds of ``train``; None = all of
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -131,7 +132,6 @@ def stl10_fold_indices(root: Path, fold: int) -> np.ndarray:
 
 
 # ================================================== writing a small copy (test fakes, bench stand-ins)
-from collections.abc import Iterable, Sequence  # noqa: E402  (the writer's own imports, kept with it)
 
 
 def write_stl10(spec: DatasetSpec, folder: Path, images: dict[str, Iterable[np.ndarray]],

@@ -15,6 +15,7 @@ means the same image on every machine.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -78,7 +79,6 @@ def open_split(spec: DatasetSpec, folder: Path, split: str) -> FileSource:
 
 
 # ================================================== writing a small copy (test fakes, bench stand-ins)
-from collections.abc import Callable, Sequence  # noqa: E402  (the writer's own imports, kept with it)
 
 
 def write_tinyimagenet(spec: DatasetSpec, folder: Path, wnids: Sequence[str], train_per_class: int,
