@@ -62,7 +62,7 @@ from ..catalog import DatasetSpec
 from ..choices import choice_message
 from ..progress import progress_bar
 from ..formats.base import Source
-from ..storage.files import staging_folder
+from ..storage.files import atomic_write_text, staging_folder
 from .masks import median_ms
 
 # Which stand-ins exist: the dataset name -> the writer of its on-disk format.
@@ -157,9 +157,7 @@ def run_bench(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str
     report["machine"]["load_average"] = {"before": list(load_before), "after": list(os.getloadavg())}
 
     path = _output_dir(output_dir) / "bench.json"
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(report, indent=1))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(report, indent=1))
     report["json"] = str(path)
     print(format_report(report))
     return report

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from lightning import Callback, LightningModule, Trainer
 from omegaconf import DictConfig, OmegaConf
 
 from ..progress import PlainProgress
+from ..storage.files import atomic_write, atomic_write_text
 from .tinyjepa import TinyJEPA
 
 # "above chance" needs a one-sided binomial test at this level: an accuracy this far above
@@ -202,12 +202,10 @@ class FitSummary(Callback):
             axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         right.legend(loc="upper left", fontsize="small")
         figure.tight_layout()
-        path = self.run_dir / "training.png"
-        tmp = self.run_dir / ".training.png.tmp"
-        figure.savefig(tmp, dpi=110, format="png")
-        plt.close(figure)
-        os.replace(tmp, path)
-        return path
+        try:
+            return atomic_write(self.run_dir / "training.png", lambda handle: figure.savefig(handle, dpi=110, format="png"))
+        finally:
+            plt.close(figure)
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         self.images += len(batch["labels"])
@@ -241,9 +239,7 @@ class FitSummary(Callback):
             self.notes.append("no training.png: the curves need matplotlib (pip install 'jepa-datamodules[pictures]')")
         summary["wall_time_s"] = time.perf_counter() - self.command_started
         summary["pictures"] = {name: str(path) for name, path in self.pictures.items()}
-        tmp = self.run_dir / ".summary.json.tmp"
-        tmp.write_text(json.dumps(summary, indent=1))
-        os.replace(tmp, self.run_dir / "summary.json")
+        atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=1))
         loss = (f"{summary['first_loss']:.4f} -> {summary['last_loss']:.4f}" if model.losses else "n/a")
         probe = f"{accuracy:.3f}: {verdict['text']}" if chance is not None else verdict["text"]
         val = getattr(dm, "val_description", None)  # how val was made, where a dataset chooses (imagefolder)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
+
+from ..storage.files import atomic_write
 
 __all__ = ["CONTEXT_COLOUR", "HIDDEN_COLOUR", "TARGET_COLOURS", "describe_recipe", "draw_mask_grid", "tile_upscale"]
 
@@ -332,13 +333,4 @@ def draw_mask_grid(images: torch.Tensor, context_masks: Sequence[torch.Tensor] |
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # A unique name opened with "xb" (not mkstemp, whose 0600 mode would stick to the PNG).
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "xb") as handle:
-            picture.save(handle, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda handle: picture.save(handle, format="PNG"))
