@@ -289,7 +289,7 @@ def ilsvrc_names(labels: Mapping[str, Sequence[str]]) -> dict[str, list[tuple[st
     for split, wnids in labels.items():
         bad = [w for w in wnids if not _WNID.fullmatch(w)]
         if bad:
-            raise ValueError(f"Unknown value '{bad[0]}' in labels[{split!r}]. Valid values are wnids like n01440764.")
+            raise ValueError(f"labels[{split!r}] holds '{bad[0]}', which is not a wnid; allowed are wnids like n01440764.")
         seen: Counter[str] = Counter()
         names[split] = []
         for number, wnid in enumerate(wnids, 1):
