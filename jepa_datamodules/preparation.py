@@ -32,6 +32,7 @@ from typing import Mapping, Sequence
 
 from .catalog import ArchiveSpec
 from .formats.dataset import Dataset
+from .notices import Notice
 from .storage import download as dl
 from .storage.extract import safe_extract
 from .storage.locks import dataset_lock
@@ -185,7 +186,7 @@ def _verify_unwritable(dataset: Dataset, settings: FetchSettings, command: str, 
         raise VerificationError(report)
     warnings.warn(f"{where} {problem}: {dataset.spec.name} at {folder} passed verification, but the stamp that "
                   f"lets later runs skip the check cannot be written there, so it runs again each time; run "
-                  f"`{command}` once where it is writable to record it.", stacklevel=4)
+                  f"`{command}` once where it is writable to record it.", stacklevel=4, category=Notice)
 
 
 def _acquire(dataset: Dataset, settings: FetchSettings, command: str, remembered: Mapping[str, str]) -> dict[str, str]:

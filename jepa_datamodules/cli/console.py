@@ -24,12 +24,15 @@ import atexit
 import contextlib
 import logging
 import shutil
+import sys
 import tempfile
 import textwrap
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+from ..notices import Notice
 
 
 class RunFolder:
@@ -108,6 +111,7 @@ def known_noise_filtered() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"Starting from v1\.9\.0, `tensorboardX` has been removed")
         warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+        warnings.showwarning = _notices_as_lines(warnings.showwarning)  # catch_warnings puts it back
         for logger in loggers:
             logger.addFilter(not_an_advert)
         try:
@@ -115,6 +119,19 @@ def known_noise_filtered() -> Iterator[None]:
         finally:
             for logger in loggers:
                 logger.removeFilter(not_an_advert)
+
+
+def _notices_as_lines(show: Callable[..., None]) -> Callable[..., None]:
+    """``warnings.showwarning`` that prints a :class:`Notice` as one ``warning: <sentence>`` line
+    on stderr, like the ``error:`` lines, and leaves every other warning to ``show``."""
+
+    def show_notice(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, Notice):
+            print(f"warning: {message}", file=sys.stderr, flush=True)
+        else:
+            show(message, category, *args, **kwargs)
+
+    return show_notice
 
 
 def lightning_logs_through_hydra() -> None:

@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from ..catalog import DatasetSpec
+from ..notices import Notice
 from ..storage.files import atomic_write, unwritable, user_cache_path
 from .base import FileSource
 
@@ -179,7 +180,8 @@ def _save_cache(cache: Path, split_dir: Path, cache_key: str, index: _Index) -> 
         atomic_write(cache, write)
     except OSError as exc:
         # The index is still correct without a cache; only the next start gets slower.
-        warnings.warn(f"Could not write the image-folder cache {cache} ({exc}); the folder will be listed again next time.", stacklevel=3)
+        warnings.warn(f"Could not write the image-folder cache {cache} ({exc}); the folder will be listed again next time.",
+                      Notice, stacklevel=3)
 
 
 def check_images(

@@ -44,6 +44,7 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 
 from ..catalog import DatasetSpec
 from ..choices import check_choice
+from ..notices import Notice
 from ..storage.files import user_cache_path
 from ..storage.verify import VerifyReport
 from .dataset import Dataset
@@ -180,7 +181,7 @@ class EncodedImageSource:
         if index not in self.skipped:
             self.skipped[index] = reason
             warnings.warn(f"Skipping {self.name(index)}: {reason}; the next image of its class is used in its place.",
-                          stacklevel=3)
+                          stacklevel=3, category=Notice)
 
 
 class OwnFolderSource(EncodedImageSource):

@@ -169,6 +169,24 @@ def test_unstamped_imagenet_on_read_only_storage_is_verified_and_indexed_in_the_
     assert {p: p.stat().st_mtime_ns for p in written} == written
 
 
+def test_jepa_prepare_says_an_unstamped_read_only_copy_is_verified_in_one_warning_line(tmpfs, tmp_path):
+    """The console shows the read-only notice as a plain ``warning:`` line (like ``error:``), not
+    as Python's ``file.py:123: UserWarning`` with a source line under it."""
+    data = tmpfs()
+    make_imagenet_layout(data / "imagenet", ["n01440764", "n01443537"], train_per_class=2, val_per_class=1)
+    catalog = catalog_override(tmp_path / "catalog.yaml", {"imagenet": {"splits": {"train": 4, "val": 2}, "num_classes": 2}})
+    remount_read_only(data)
+    result = run_cli("jepa-prepare", "data=imagenet", f"paths.data_dir={data}", "data.progress=false", cwd=tmp_path,
+                     env={"JEPA_CATALOG": str(catalog), "XDG_CACHE_HOME": str(tmp_path / "cache")})
+    assert result.returncode == 0, result.stderr[-3000:]
+    notices = [line for line in result.stderr.splitlines() if "passed verification" in line]
+    assert len(notices) == 1, result.stderr[-3000:]
+    assert re.fullmatch(r"warning: \S+ is on a read-only file system: imagenet at \S+ passed verification, but the stamp .*"
+                        r"run `jepa-prepare data=imagenet paths\.data_dir=\S+ data\.progress=false` once where it is "
+                        r"writable to record it\.", notices[0]), notices[0]
+    assert "UserWarning" not in result.stderr and "warnings.warn" not in result.stderr
+
+
 def test_work_needed_on_read_only_storage_is_one_sentence_before_any_download(mirror, tmpfs, tmp_path):
     server, _ = mirror
     data = tmpfs()

@@ -1,0 +1,12 @@
+"""``Notice``: a warning meant for the person at the console, not for the code.
+
+The package warns with it where the user can act and the run goes on (a dataset on read-only
+storage verified without a stamp, an undecodable image skipped, an index that could not be
+cached). From Python it is an ordinary ``UserWarning`` (filter it, or catch it with
+``pytest.warns(UserWarning)``); the console scripts print it as one plain line,
+``warning: <sentence>``, without Python's file-and-line prefix (``cli/console.py``).
+"""
+
+
+class Notice(UserWarning):
+    """A warning whose message is one complete sentence for the user."""
