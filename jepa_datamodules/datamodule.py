@@ -275,7 +275,7 @@ class JEPADataModule(LightningDataModule):
 
     def setting_overrides(self) -> list[str]:
         """This DataModule's settings as the overrides ``command`` prints (outside the console scripts)."""
-        return setting_overrides(self.data, self.hparams.mirrors)
+        return setting_overrides(self.data, self.fetch_settings().mirrors)
 
     # -------------------------------------------------------------- prepare / verify
     def fetch_settings(self) -> FetchSettings:
@@ -458,8 +458,6 @@ def _check_seed(seed: Any) -> None:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise ValueError(f"seed={seed!r} is invalid; allowed is an integer (e.g. seed=0): it seeds the split, "
                          "the shuffles, the augmentations and the masks.")
-
-
 
 
 # ----------------------------------------------------------------------- datasets

@@ -241,6 +241,7 @@ def verify_dataset(spec: DatasetSpec, folder: Path, open_split: Callable[[str], 
     if not files_ok:
         return report  # reading half a dataset would only repeat the same finding less clearly
     rng = np.random.default_rng(seed)
+    classes = num_classes or spec.num_classes
     for split, expected in (splits or spec.splits).items():
         try:
             source = open_split(split)
@@ -252,7 +253,6 @@ def verify_dataset(spec: DatasetSpec, folder: Path, open_split: Callable[[str], 
                     report.blame(rel)
             continue
         report.add(f"count {split}", expected, len(source), len(source) == expected)
-        classes = num_classes or spec.num_classes
         out_of_range = label_problem(source.labels, classes, unlabeled_ok="unlabeled" in split)
         allowed = f"all in 0..{classes - 1}" + (" or -1" if "unlabeled" in split else "")
         if not report.add(f"labels {split}", allowed, out_of_range or "all in range", out_of_range is None):
@@ -261,8 +261,7 @@ def verify_dataset(spec: DatasetSpec, folder: Path, open_split: Callable[[str], 
         labeled = source.labels[source.labels >= 0]
         if len(labeled):
             found = len(np.unique(labeled))
-            report.add(f"classes {split}", num_classes or spec.num_classes, found,
-                       found == (num_classes or spec.num_classes) and labeled.max() < found)
+            report.add(f"classes {split}", classes, found, found == classes and labeled.max() < found)
         file_based = hasattr(source, "paths")
         count = len(source) if (full and file_based) else min(sample, len(source))
         picks = rng.choice(len(source), size=count, replace=False) if len(source) else []

@@ -30,7 +30,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any
 
 from ..progress import mode as progress_mode
 from ..progress import progress_bar
@@ -68,8 +68,6 @@ _TLS_HINT = (
 
 # Indirection so tests can observe the backoff schedule without sleeping through it.
 _sleep = time.sleep
-
-_T = TypeVar("_T")
 
 
 class DownloadError(RuntimeError):

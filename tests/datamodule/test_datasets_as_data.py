@@ -4,12 +4,13 @@ arguments, and what differs between datasets comes from the spec (catalog + $JEP
 from __future__ import annotations
 
 import inspect
+import shlex
 
 import pytest
 import yaml
 
 import jepa_datamodules
-from jepa_datamodules import JEPADataModule, STL10DataModule, SyntheticDataModule
+from jepa_datamodules import CIFAR10DataModule, JEPADataModule, STL10DataModule, SyntheticDataModule
 
 ALIASES = [getattr(jepa_datamodules, name) for name in jepa_datamodules.__all__
            if inspect.isclass(getattr(jepa_datamodules, name))
@@ -47,3 +48,10 @@ def test_a_dataset_option_outside_its_choices_is_one_sentence(tmp_path):
         STL10DataModule(data_dir=tmp_path, train_split="test")
     with pytest.raises(ValueError, match=r"^num_train=0 is invalid; allowed is a positive integer\.$"):
         SyntheticDataModule(data_dir=tmp_path, num_train=0)
+
+
+def test_a_single_mirror_string_is_one_mirror_in_fetching_and_in_fix_hints(tmp_path):
+    """Hydra's ``data.mirrors=http://host/m`` arrives as a string, not a list."""
+    dm = CIFAR10DataModule(data_dir=tmp_path, mirrors="http://127.0.0.1:9/m", num_workers=0)
+    assert dm.fetch_settings().mirrors == ("http://127.0.0.1:9/m",)
+    assert "data.mirrors=[http://127.0.0.1:9/m]" in shlex.split(dm.command())
