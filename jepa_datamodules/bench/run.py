@@ -62,6 +62,7 @@ from ..catalog import DatasetSpec
 from ..choices import choice_message
 from ..progress import progress_bar
 from ..formats.base import Source
+from ..formats.writing import balanced_labels, photo_like, texture_bank
 from ..storage.files import atomic_write_text, staging_folder
 from .masks import median_ms
 
@@ -317,16 +318,12 @@ def _shapes(labels: np.ndarray, side: int, rng: np.random.Generator) -> np.ndarr
     return np.concatenate([render(kinds[i:i + chunk], side, rng) for i in range(0, len(kinds), chunk)])
 
 
-def _balanced_labels(count: int, classes: int, rng: np.random.Generator) -> np.ndarray:
-    return rng.permutation(np.arange(count) % classes).astype(np.int64)
-
-
 def _write_cifar(spec: DatasetSpec, folder: Path, counts: dict[str, int], rng: np.random.Generator) -> None:
     """CIFAR's pickled batches (formats/cifar.py's writer), images of shapes."""
     from ..formats.cifar import write_cifar
 
     fine_classes = spec.options.get("num_classes", {}).get("fine", spec.num_classes)
-    labels = {split: _balanced_labels(counts[split], fine_classes, rng) for split in ("train", "test")}
+    labels = {split: balanced_labels(counts[split], fine_classes, rng) for split in ("train", "test")}
     write_cifar(spec, folder, {split: _shapes(values, 32, rng) for split, values in labels.items()}, labels)
 
 
@@ -335,7 +332,7 @@ def _write_stl10(spec: DatasetSpec, folder: Path, counts: dict[str, int], rng: n
     2,000, so a full-size unlabeled split never sits in memory."""
     from ..formats.stl10 import write_stl10
 
-    labels = {split: _balanced_labels(counts[split], spec.num_classes, rng) for split in ("train", "test", "unlabeled")}
+    labels = {split: balanced_labels(counts[split], spec.num_classes, rng) for split in ("train", "test", "unlabeled")}
     def chunks(values: np.ndarray) -> Iterator[np.ndarray]:
         for start in range(0, len(values), 2000):
             yield _shapes(values[start:start + 2000], 96, rng)
@@ -347,8 +344,6 @@ def _write_stl10(spec: DatasetSpec, folder: Path, counts: dict[str, int], rng: n
 
 def _photo_jpeg(rng: np.random.Generator, bank: list[np.ndarray], bar: Any) -> bytes:
     """A photo-like JPEG of an ImageNet-like size, counted on ``bar``."""
-    from ..formats.writing import photo_like
-
     width, height = _IMAGENET_SIZES[rng.choice(len(_IMAGENET_SIZES), p=_IMAGENET_SIZE_WEIGHTS)]
     buffer = io.BytesIO()
     photo_like(rng, bank, width, height).save(buffer, format="JPEG", quality=_JPEG_QUALITY)
@@ -360,10 +355,9 @@ def _write_imagenet(spec: DatasetSpec, folder: Path, counts: dict[str, int], rng
     """The prepared ``train/<wnid>/`` + ``val/<wnid>/`` layout (formats/imagenet.py's writer) of
     photo-like JPEGs with ImageNet-like sizes, in the first classes of the packaged ImageNet-100 list."""
     from ..formats.imagenet import load_class_list, write_imagenet_layout
-    from ..formats.writing import texture_bank
 
     wnids = load_class_list()[:counts["num_classes"]]
-    labels = {split: [wnids[i] for i in np.sort(_balanced_labels(counts[split], len(wnids), rng))] for split in ("train", "val")}
+    labels = {split: [wnids[i] for i in np.sort(balanced_labels(counts[split], len(wnids), rng))] for split in ("train", "val")}
     bank = texture_bank(rng)
     with progress_bar(counts["train"] + counts["val"], "writing ImageNet stand-in", unit="images") as bar:
         write_imagenet_layout(folder, labels, lambda: _photo_jpeg(rng, bank, bar))
@@ -373,9 +367,8 @@ def _write_imagenet_parquet(spec: DatasetSpec, folder: Path, counts: dict[str, i
     """The Hugging Face release's shards (formats/hfparquet.py's writer) of photo-like JPEGs,
     at most 1,000 rows a shard, labels shuffled across shards."""
     from ..formats.hfparquet import write_hf_parquet
-    from ..formats.writing import texture_bank
 
-    labels = {split: (np.full(counts[split], -1) if split == "test" else _balanced_labels(counts[split], counts["num_classes"], rng))
+    labels = {split: (np.full(counts[split], -1) if split == "test" else balanced_labels(counts[split], counts["num_classes"], rng))
               for split in ("train", "val", "test")}
     bank = texture_bank(rng)
     with progress_bar(sum(map(len, labels.values())), "writing ImageNet parquet stand-in", unit="images") as bar:

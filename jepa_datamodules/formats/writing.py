@@ -4,6 +4,7 @@ Each format module ends with a public ``write_*`` function that writes a small c
 exact upstream on-disk format; the test fakes and ``jepa-bench``'s stand-ins both call those.
 This module holds the parts they have in common:
 
+* :func:`balanced_labels`: every class in every split, shuffled;
 * :func:`smooth_pixels` / :func:`pattern_jpeg`: smooth random colour blocks (plus noise, as a
   small JPEG): cheap images for tests;
 * :func:`texture_bank` / :func:`photo_like`: ImageNet-like photos (1/f texture, shapes), whose
@@ -38,6 +39,12 @@ def smooth_pixels(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray
     width, height = size
     coarse = rng.integers(0, 256, size=(max(2, height // 8), max(2, width // 8), 3), dtype=np.uint8)
     return np.asarray(Image.fromarray(coarse, "RGB").resize((width, height), Image.BILINEAR))
+
+
+def balanced_labels(count: int, classes: int, rng: np.random.Generator) -> np.ndarray:
+    """``count`` int64 labels with every class as often as the count allows, in a shuffled order
+    (so a small copy holds every class the verifier counts)."""
+    return rng.permutation(np.arange(count) % classes).astype(np.int64)
 
 
 def pattern_jpeg(rng: np.random.Generator, size: tuple[int, int] = (80, 60), quality: int = 90) -> bytes:

@@ -13,7 +13,8 @@ import pytest
 from jepa_datamodules import ImageNet100DataModule, ImageNetDataModule
 from jepa_datamodules.formats.imagenet import ImageNetSetupError
 from tests.helpers.fake_imagenet import make_imagenet_archives, make_imagenet_layout
-from tests.helpers.fakes import catalog_override, md5_of
+from jepa_datamodules.storage.download import file_md5
+from tests.helpers.fakes import catalog_override
 
 WNIDS = ["n01440764", "n01443537", "n01484850", "n01491361", "n01494475", "n01496331"]
 SMALL = dict(image_size=32, patch_size=4, batch_size=4, num_workers=0, progress=False)
@@ -22,7 +23,7 @@ SMALL = dict(image_size=32, patch_size=4, batch_size=4, num_workers=0, progress=
 def _catalog(tmp_path: Path, monkeypatch, archives_dir: Path | None, train: int, val: int) -> None:
     entry: dict = {"splits": {"train": train, "val": val}, "num_classes": len(WNIDS)}
     if archives_dir is not None:
-        entry["archives"] = [{"filename": name, "md5": md5_of(archives_dir / name), "size": (archives_dir / name).stat().st_size}
+        entry["archives"] = [{"filename": name, "md5": file_md5(archives_dir / name, progress=False), "size": (archives_dir / name).stat().st_size}
                              for name in ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar", "ILSVRC2012_devkit_t12.tar.gz")]
     monkeypatch.setenv("JEPA_CATALOG", str(catalog_override(tmp_path / "catalog.yaml", {"imagenet": entry})))
 
@@ -114,7 +115,7 @@ def test_jepa_fit_runs_on_the_fakes_from_the_command_line(tmp_path, name):
     make_imagenet_archives(data / "imagenet", WNIDS, train_per_class=3, val_per_class=2)
     archives = data / "imagenet"
     entries = {"imagenet": {"splits": {"train": 18, "val": 12}, "num_classes": 6,
-                            "archives": [{"filename": n, "md5": md5_of(archives / n), "size": (archives / n).stat().st_size}
+                            "archives": [{"filename": n, "md5": file_md5(archives / n, progress=False), "size": (archives / n).stat().st_size}
                                          for n in ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar",
                                                    "ILSVRC2012_devkit_t12.tar.gz")]}}
     catalog = catalog_override(tmp_path / "catalog.yaml", entries)

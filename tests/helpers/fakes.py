@@ -14,7 +14,6 @@ order so that archive order is not label order) and Tiny-ImageNet-200
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +27,8 @@ from jepa_datamodules.formats.cifar import write_cifar
 from jepa_datamodules.formats.imagefolder import write_imagenette
 from jepa_datamodules.formats.stl10 import write_stl10
 from jepa_datamodules.formats.tinyimagenet import write_tinyimagenet
-from jepa_datamodules.formats.writing import archive_members, pack_archive, pattern_jpeg
+from jepa_datamodules.formats.writing import archive_members, balanced_labels, pack_archive, pattern_jpeg
+from jepa_datamodules.storage.download import file_md5
 
 
 @dataclass
@@ -42,10 +42,6 @@ class FakeArchive:
     folds: list[np.ndarray] = field(default_factory=list)  # STL-10's predefined folds
 
 
-def md5_of(path: Path) -> str:
-    return hashlib.md5(path.read_bytes()).hexdigest()
-
-
 def packed(spec: DatasetSpec, out_dir: Path, write: Callable[[Path], Any], reverse: bool = False) -> FakeArchive:
     """``write(folder)`` writes the dataset folder in a scratch folder; the archive's part of it
     (``extract_to``) is packed into ``out_dir/<filename>`` (members in reverse order with ``reverse``)."""
@@ -56,16 +52,11 @@ def packed(spec: DatasetSpec, out_dir: Path, write: Callable[[Path], Any], rever
         top = Path(scratch) / archive_spec.extract_to
         order = archive_members(top)[::-1] if reverse else None
         archive = pack_archive(top, out_dir / archive_spec.filename, order=order)
-    return FakeArchive(archive, md5_of(archive), archive.stat().st_size)
+    return FakeArchive(archive, file_md5(archive, progress=False), archive.stat().st_size)
 
 
 def _random_images(rng: np.random.Generator, count: int, side: int) -> np.ndarray:
     return rng.integers(0, 256, (count, side, side, 3), dtype=np.uint8)
-
-
-def _balanced(rng: np.random.Generator, count: int, classes: int) -> np.ndarray:
-    """Every class as often as the count allows, in a shuffled order."""
-    return rng.permutation(np.arange(count) % classes).astype(np.int64)
 
 
 def make_cifar(out_dir: Path, kind: str = "cifar10", per_batch: int = 20, test_count: int = 30,
@@ -77,7 +68,7 @@ def make_cifar(out_dir: Path, kind: str = "cifar10", per_batch: int = 20, test_c
     classes = 10 if kind == "cifar10" else 100
     counts = {"train": 5 * per_batch, "test": test_count}
     images = {split: _random_images(rng, count, 32) for split, count in counts.items()}
-    labels = {split: _balanced(rng, count, classes) for split, count in counts.items()}
+    labels = {split: balanced_labels(count, classes, rng) for split, count in counts.items()}
     fake = packed(spec, out_dir, lambda folder: write_cifar(spec, folder, images, labels))
     fake.splits, fake.labels = images, labels
     return fake
@@ -88,7 +79,7 @@ def make_stl10(out_dir: Path, train: int = 20, test: int = 10, unlabeled: int = 
     spec = get_spec("stl10")
     images = {"train": _random_images(rng, train, 96), "test": _random_images(rng, test, 96),
               "unlabeled": _random_images(rng, unlabeled, 96)}
-    labels = {"train": _balanced(rng, train, 10), "test": _balanced(rng, test, 10)}
+    labels = {"train": balanced_labels(train, 10, rng), "test": balanced_labels(test, 10, rng)}
     folds = [np.sort(rng.choice(train, size=max(1, train // 2), replace=False)) for _ in range(10)]
     names = ["airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck"]
     fake = packed(spec, out_dir, lambda folder: write_stl10(spec, folder, images, labels, folds, names))
