@@ -8,7 +8,7 @@ DataModules and helpers take:
 - ``None`` (the default): a tqdm bar when stderr is a terminal; otherwise (a SLURM or CI log, a
   pipe, a notebook) plain lines, one every ``LINE_EVERY_FRACTION`` [10 %] of the work or every
   ``LINE_EVERY_SECONDS`` [30 s] of silence, whichever comes first, and one when the step ends;
-  a step over within ``LINE_MIN_SECONDS`` [2 s] says nothing. Lines never hold a carriage
+  a step over within ``LINE_MIN_SECONDS`` [2 s; ``$JEPA_PROGRESS_MIN_SECONDS``] says nothing. Lines never hold a carriage
   return, so a log file reads top to bottom.
 
 ``mode(progress)`` gives the decision ("bar", "lines" or "off"); ``progress_bar`` and
@@ -33,7 +33,21 @@ LINE_EVERY_FRACTION = 0.10
 LINE_EVERY_SECONDS = 30.0
 # Steps quicker than this say nothing, and 10 % lines come at most this often: hashing a small
 # file or unpacking a tiny archive should not add a dozen lines to a log.
-LINE_MIN_SECONDS = 2.0
+# $JEPA_PROGRESS_MIN_SECONDS sets it for a run (0: every step reports, however quick).
+MIN_SECONDS_ENV = "JEPA_PROGRESS_MIN_SECONDS"
+
+
+def _min_seconds(text: str | None) -> float:
+    try:
+        value = float(text) if text else 2.0
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise ValueError(f"{MIN_SECONDS_ENV}={text!r} is invalid; allowed is a number of seconds, 0 or more.")
+    return value
+
+
+LINE_MIN_SECONDS = _min_seconds(os.environ.get(MIN_SECONDS_ENV))
 _MODES = ("bar", "lines", "off")
 _T = TypeVar("_T")
 
