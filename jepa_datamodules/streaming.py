@@ -370,6 +370,30 @@ def parse_bytes(value: int | str, argument: str = "stream_cache_bytes") -> int:
     return int(amount)
 
 
+def _check_reachable(url: str, storage_options: dict, timeout: float = 5.0) -> None:
+    """Refuse an S3-compatible endpoint that does not answer, in one sentence naming ``url``.
+
+    LitData's S3 client retries a failed request up to 1,000 times (botocore's adaptive mode),
+    so an endpoint that is down would otherwise look like a hang. Only a configured endpoint
+    URL (``storage_options.endpoint_url``, ``$AWS_ENDPOINT_URL[_S3]``) is probed: one TCP connect.
+    """
+    import socket
+    from urllib.parse import urlparse
+
+    endpoint = (storage_options.get("endpoint_url") or os.environ.get("AWS_ENDPOINT_URL_S3")
+                or os.environ.get("AWS_ENDPOINT_URL"))
+    if not endpoint:
+        return
+    parsed = urlparse(str(endpoint))
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        socket.create_connection((parsed.hostname or "", port), timeout=timeout).close()
+    except OSError as error:
+        raise DownloadError(f"Could not read {url}: the endpoint {endpoint} does not answer ({error}); check "
+                            "storage_options.endpoint_url and that the object store is running and reachable "
+                            "from this machine.") from error
+
+
 def default_cache_root() -> Path:
     """Where whole chunks of remote inputs go unless ``cache_dir`` says otherwise."""
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "jepa_datamodules" / "litdata"
@@ -412,6 +436,7 @@ class ChunkCache:
         if self._downloader is None:
             from litdata.streaming.downloader import get_downloader
 
+            _check_reachable(self.url, self.storage_options)
             _allow_plain_http(self.storage_options)
             self._downloader = get_downloader(self.url, str(self.folder), [], self.storage_options or None)
         self.folder.mkdir(parents=True, exist_ok=True)
