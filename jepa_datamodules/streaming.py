@@ -716,8 +716,16 @@ def _decode(image: Any) -> np.ndarray | Image.Image:
 
 
 # ------------------------------------------------------------- the DataModule's input
-#: The DataModule's ``format`` argument: its own files, or LitData chunks.
-FORMATS = ("files", "litdata")
+#: Where a DataModule's items come from besides its own files (``format="files"``, read by
+#: the format modules, ``formats/``): ``format`` name -> ``"module:class"`` of the input,
+#: imported on first use. The class takes ``(input, storage_options, cache_dir, cache_bytes)``
+#: and has ``open_split(split) -> Source``, ``refuse_subsets(options, names)`` and ``facts``
+#: (see :class:`LitDataInput`): a new backend (WebDataset shards, say) is one module and one line here.
+INPUTS = {
+    "litdata": "jepa_datamodules.streaming:LitDataInput",
+}
+#: The DataModule's ``format`` argument: its own files, or one of :data:`INPUTS`.
+FORMATS = ("files", *INPUTS)
 
 
 class LitDataInput:
@@ -755,14 +763,19 @@ class LitDataInput:
 
 def open_input(format: str, input: str | None, storage_options: dict | None = None,
                cache_dir: str | None = None, cache_bytes: int | str = DEFAULT_CACHE_BYTES) -> LitDataInput | None:
-    """The DataModule's LitData input for ``format="litdata"``; None for its own files. The four
-    arguments are checked here, each bad combination refused with one sentence."""
+    """The DataModule's input for ``format`` (one of :data:`INPUTS`); None for its own files.
+    The arguments are checked here, each bad combination refused with one sentence."""
     check_choice("format", format, FORMATS)
-    if format == "litdata" and not input:
-        raise ValueError(f"input={input!r} is invalid with format=litdata; allowed is the folder or URL "
+    if format != "files" and not input:
+        raise ValueError(f"input={input!r} is invalid with format={format}; allowed is the folder or URL "
                          "(s3://bucket/prefix) that jepa-prepare ... format=litdata output=<where> wrote.")
     if format == "files" and input is not None:
         raise ValueError(f"input={input!r} is only read with format=litdata; set format=litdata "
                          "or leave input unset to read the dataset's own files.")
     parse_bytes(cache_bytes)
-    return LitDataInput(input, storage_options, cache_dir, cache_bytes) if format == "litdata" else None
+    if format == "files":
+        return None
+    import importlib
+
+    module, name = INPUTS[format].split(":")
+    return getattr(importlib.import_module(module), name)(input, storage_options, cache_dir, cache_bytes)
