@@ -698,9 +698,17 @@ class LitDataSource(Source):
         return bytes(image) if isinstance(image, (bytes, bytearray, memoryview)) else None
 
     def load_many(self, indices: Sequence[int]) -> list[np.ndarray | Image.Image]:
-        """Items in order; a remote split first brings the chunks they lie in (in parallel)."""
-        self._ready(list(dict.fromkeys(self.chunk_of(i) for i in indices)))
-        return [_decode(self._item(i)) for i in indices]
+        """Items in order; a remote split first brings the chunks they lie in (in parallel).
+
+        The items are read grouped by chunk: LitData's reader maps a chunk anew whenever two
+        consecutive reads lie in different chunks, which in a batch mixed from a window of
+        chunks would happen at almost every item."""
+        chunks = [self.chunk_of(i) for i in indices]
+        self._ready(list(dict.fromkeys(chunks)))
+        items: list[Any] = [None] * len(indices)
+        for position in sorted(range(len(indices)), key=chunks.__getitem__):
+            items[position] = _decode(self._item(indices[position]))
+        return items
 
     def gets(self) -> int:
         """Chunk downloads this process made (0 for local chunks)."""

@@ -42,10 +42,9 @@ ELSEWHERE = {
     # Streaming from an object store: tests/streaming/test_s3_images.py converts both ways to a
     # loopback S3 endpoint and streams with nothing but the chunks (jepa-fit included).
     "jepa-prepare data=imagefolder data.root=/path/to/images format=litdata output=s3://bucket/mine "
-    "+data.storage_options.endpoint_url=http://minio:9000":
+    "+data.storage_options.endpoint_url=<endpoint>":
         "tests/streaming/test_s3_images.py::test_image_datasets_stream_from_s3_with_the_files_batches",
-    "jepa-fit data=imagefolder data.format=litdata data.input=s3://bucket/mine "
-    "+data.storage_options.endpoint_url=http://minio:9000":
+    "jepa-fit data=imagefolder data.format=litdata data.input=<output> +data.storage_options.endpoint_url=<endpoint>":
         "tests/streaming/test_s3_images.py::test_own_folder_chunks_train_through_jepa_fit_without_the_folder",
     # Your own data: the commands need a folder of images; these tests build one in the exact layouts.
     "jepa-fit data=imagefolder data.root=/path/to/images":
