@@ -111,5 +111,5 @@ def test_bad_sources_settings_say_what_is_allowed(tmp_path, overrides, message):
 def test_run_bench_refuses_the_sources_mode_and_names_its_runner(tmp_path):
     from jepa_datamodules.bench.run import run_bench
 
-    with pytest.raises(ValueError, match=r"bench.mode=sources is not run by run_bench, .* bench.sources.run_sources"):
+    with pytest.raises(ValueError, match=r"bench.mode=sources is not run by run_bench, .*bench.sources.run_sources"):
         run_bench(_cfg(tmp_path, "data=imagenet"), output_dir=tmp_path)
