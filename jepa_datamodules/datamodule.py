@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import shlex
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -27,8 +28,9 @@ from lightning import LightningDataModule
 
 from .catalog import DatasetSpec
 from .choices import check_choice, check_positive
+from .notices import Notice
 from .formats import Dataset, open_dataset
-from .formats.base import Source, SubsetSource, check_labels
+from .formats.base import Source, SubsetSource, block_ids, check_labels, reserve_blocks
 from .pipeline.batching import JEPACollate, ViewDataset
 from .pipeline.device_views import DeviceViews
 from .pipeline.masks import MaskGenerator, MultiBlockMaskGenerator
@@ -36,7 +38,7 @@ from .pipeline.sampling import EpochBatchSampler, EpochDataLoader
 from .pipeline.transforms import EvalView, TrainView, check_crop_scale, normalize
 from .preparation import FetchSettings, check, prepare, setting_overrides
 from .storage.verify import VerifyReport
-from .streaming import open_input
+from .streaming import DEFAULT_CACHE_BYTES, open_input
 
 
 def _default_mask() -> MaskGenerator:
@@ -53,6 +55,7 @@ def _default_mask() -> MaskGenerator:
 
 DEFAULT_MASK = _default_mask()
 VIEWS_ON = ("workers", "device", "auto")
+SHUFFLES = ("auto", "full", "blocks")
 
 
 class JEPADataModule(LightningDataModule):
@@ -116,6 +119,9 @@ class JEPADataModule(LightningDataModule):
         input: str | None = None,
         storage_options: dict | None = None,
         stream_cache_dir: str | None = None,
+        stream_cache_bytes: int | str = DEFAULT_CACHE_BYTES,
+        shuffle: str = "auto",
+        shuffle_window: int = 8,
     ):
         """Configure the DataModule; nothing is read or downloaded until ``prepare_data`` / ``setup``.
 
@@ -176,7 +182,22 @@ class JEPADataModule(LightningDataModule):
             storage_options: LitData's connection options for a remote ``input`` (S3: boto3
                 client arguments, e.g. ``{"endpoint_url": "http://minio:9000"}``); None uses
                 boto3's defaults and the ``AWS_*`` environment variables.
-            stream_cache_dir: LitData's local cache for a remote ``input``; None is LitData's default.
+            stream_cache_dir: the local folder where whole chunks of a remote ``input`` are kept
+                while they are read (shared by the processes of one machine); None is
+                ``$XDG_CACHE_HOME/jepa_datamodules/litdata/<input>``.
+            stream_cache_bytes: the most bytes of chunks that folder holds (an int, or a size
+                such as ``"4GB"``); chunks are removed least recently used first.
+            shuffle: the training order. ``"full"``: a permutation of the whole split every
+                epoch. ``"blocks"``: block by block, for sources whose items are cheap to read
+                in groups (parquet row groups, LitData chunks): the blocks are permuted and the
+                items of ``shuffle_window`` consecutive blocks mixed into batches, so each block
+                is read once per window instead of once per item (see ``pipeline/sampling.py``).
+                ``"auto"`` (default): ``"blocks"`` where the source has blocks, else ``"full"``.
+                Both keep every guarantee (each item once per epoch, disjoint DDP ranks, the
+                same order whatever the worker count, exact mid-epoch resume).
+            shuffle_window: blocks whose items are mixed together with ``"blocks"`` [8]; larger
+                mixes more classes into a batch (a class-sorted source) and holds more blocks
+                in memory per loader worker.
         """
         _check_seed(seed)
         super().__init__()
@@ -202,13 +223,19 @@ class JEPADataModule(LightningDataModule):
             raise ValueError(f"image_size={image_size} is not a multiple of patch_size={patch_size}; "
                              f"allowed are sizes with image_size % patch_size == 0 (e.g. 224/16, 96/8, 32/4).")
         check_crop_scale(crop_scale)
+        check_choice("shuffle", shuffle, SHUFFLES)
+        if isinstance(shuffle_window, bool) or not isinstance(shuffle_window, int) or shuffle_window <= 0:
+            raise ValueError(f"shuffle_window={shuffle_window} is invalid; allowed is a positive integer "
+                             "(the number of blocks whose items are mixed together, e.g. 8).")
+        #: LitData chunks to read instead of the dataset's own files (``format="litdata"``); None: the files.
+        self.stream = open_input(format, input, storage_options, stream_cache_dir, stream_cache_bytes)
+        if self.stream is not None:
+            self.stream.refuse_subsets(self.data.options, self.data.subset_options)
+            if self.stream.facts is not None:  # the chunks say what the dataset is: no originals needed
+                self.data.adopt_facts(self.stream.facts)
         val_fraction = self.hparams.val_fraction = self.data.resolve_val_fraction(val_fraction)
         if not 0 <= val_fraction < 1:
             raise ValueError(f"val_fraction={val_fraction} is invalid; allowed is 0 <= val_fraction < 1.")
-        #: LitData chunks to read instead of the dataset's own files (``format="litdata"``); None: the files.
-        self.stream = open_input(format, input, storage_options, stream_cache_dir)
-        if self.stream is not None:
-            self.stream.refuse_subsets(self.data.options, self.data.subset_options)
         check_choice("views_on", views_on, VIEWS_ON)
         self.grid = (image_size // patch_size, image_size // patch_size)
         try:
@@ -221,6 +248,8 @@ class JEPADataModule(LightningDataModule):
         self.device_views = DeviceViews(image_size, spec.mean, spec.std, color_jitter=color_jitter > 0)
         self.datasets: dict[str, ViewDataset] = {}
         self.train_sampler: EpochBatchSampler | None = None
+        #: The training order setup() chose: "full" or "blocks" (see ``shuffle``).
+        self.train_order = "full"
         self._position = {"epoch": 0, "next_batch": 0}
         self._resume: dict | None = None
 
@@ -240,7 +269,8 @@ class JEPADataModule(LightningDataModule):
 
     @property
     def classes(self) -> list[str] | None:
-        """Class names in label order where the dataset names them (ImageNet-100, your own folder); else None."""
+        """Class names in label order where the dataset names them (ImageNet-100, your own folder); else None.
+        With ``format="litdata"`` both come from the chunks (``Dataset.adopt_facts``)."""
         return self.data.classes
 
     @property
@@ -320,11 +350,31 @@ class JEPADataModule(LightningDataModule):
                 evaluation = val  # test = the carved-out val, not the whole train split
         else:
             val = evaluation
+        self.train_order = self._train_order(train)
         self.datasets = {
             "train": ViewDataset(train, self.train_view, hp.seed),
             "val": ViewDataset(val, self.eval_view, hp.seed),
             "test": ViewDataset(evaluation, self.eval_view, hp.seed),
         }
+
+    def _train_order(self, train: Source) -> str:
+        """``"full"`` or ``"blocks"`` for the training split, from ``shuffle`` and what ``train`` declares."""
+        hp = self.hparams
+        blocks = block_ids(train)
+        where = f"{self.spec.name} ({'LitData chunks at ' + self.stream.input if self.stream else 'its own files'})"
+        if hp.shuffle == "blocks" and blocks is None:
+            raise ValueError(f"shuffle='blocks' needs a source that declares blocks (parquet row groups, LitData chunks), "
+                             f"and {where} has none; allowed here is shuffle='auto' or 'full'.")
+        order = "blocks" if hp.shuffle != "full" and blocks is not None else "full"
+        if order == "full" and blocks is not None and getattr(train, "remote", False):
+            warnings.warn(Notice(
+                f"shuffle='full' on {where} reads a whole chunk for every few images: a batch of "
+                f"{hp.batch_size} touches up to {hp.batch_size} chunks, so each chunk is downloaded many times per "
+                "epoch unless the whole split fits in stream_cache_bytes; shuffle='auto' reads each chunk once per "
+                "window."), stacklevel=2)
+        if order == "blocks":
+            reserve_blocks(train, hp.shuffle_window + 1)  # the window, plus the next block at a window's edge
+        return order
 
     # ------------------------------------------------------------------ dataloaders
     def _world(self) -> tuple[int, int]:
@@ -349,13 +399,18 @@ class JEPADataModule(LightningDataModule):
         hp = self.hparams
         world, rank = self._world()
         dataset = self.datasets[split]
+        workers = hp.num_workers
+        order = self.train_order if shuffle else "full"
+        blocks = block_ids(dataset.source) if order == "blocks" else None
+        # A remote source is told which blocks the batches in flight will need next.
+        lookahead = max(1, workers) * (hp.prefetch_factor or 2) + 1 if getattr(dataset.source, "remote", False) else 0
         sampler = EpochBatchSampler(len(dataset), self.per_device_batch_size(), shuffle=shuffle, drop_last=drop_last,
-                                    seed=hp.seed, num_replicas=world, rank=rank)
+                                    seed=hp.seed, num_replicas=world, rank=rank, order=order, blocks=blocks,
+                                    window=hp.shuffle_window, lookahead=lookahead if blocks is not None else 0)
         views_on, normalize_in_workers = self.views_placement()
         dataset = dataset.compacted(views_on == "device")
         stats = (self.spec.mean, self.spec.std) if normalize_in_workers else None
         collate = JEPACollate(self.mask_generator if masks else None, hp.seed, stats)
-        workers = hp.num_workers
         return EpochDataLoader(
             dataset,
             position=self.state_dict if split == "train" else None,

@@ -43,10 +43,12 @@ one process, capped by the fake server's CPU).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import multiprocessing
 import os
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Sequence
@@ -58,15 +60,21 @@ from .choices import check_choice
 from .progress import LineWatcher
 from .progress import mode as progress_mode
 from .formats.base import Source, load_encoded
+from .storage.download import DownloadError
 
 # One chunk file of this size holds ~640 ImageNet JPEGs or ~20,000 CIFAR images; LitData
 # recommends chunks of tens of MB so that object-store requests stay few and large.
 DEFAULT_CHUNK_BYTES = "64MB"
-# Byte-range reads in flight per loader worker when the data is remote.
-DEFAULT_IO_THREADS = 16
+# Whole-chunk downloads in flight per loader worker when the data is remote.
+DEFAULT_IO_THREADS = 4
+# The most bytes of remote chunks kept on local disk (stream_cache_bytes).
+DEFAULT_CACHE_BYTES = "4GB"
 # JPEG quality of pre-resized images (resize=...): FFCV's ImageNet example writes 90.
 DEFAULT_QUALITY = 90
 _LABELS_SUFFIX = "-labels"
+#: The conversion's facts (dataset, splits, class count and names), so that chunks are read
+#: on a machine that holds nothing else (no originals, no data folder).
+_FACTS = "facts"
 
 
 def split_url(root: str | os.PathLike, split: str) -> str:
@@ -206,6 +214,36 @@ class _LabelsWriter:
         return {"labels": self.labels}
 
 
+class _FactsWriter:
+    def __init__(self, facts: dict[str, Any]):
+        import json
+
+        self.text = json.dumps(facts, sort_keys=True)
+
+    def __call__(self, _: int) -> dict[str, Any]:
+        return {"json": self.text}
+
+
+def dataset_facts(dm: Any) -> dict[str, Any]:
+    """What a machine with only the chunks needs to know about ``dm``'s dataset."""
+    spec = dm.spec
+    classes = dm.classes
+    return {"dataset": spec.name, "num_classes": int(dm.num_classes),
+            "classes": [str(c) for c in classes] if classes is not None else None,
+            "pretrain_split": spec.pretrain_split, "eval_split": spec.eval_split}
+
+
+def read_facts(input: str, storage_options: dict | None = None, cache_dir: str | None = None) -> dict[str, Any] | None:
+    """The facts ``convert_to_litdata`` recorded under ``input``; None for a conversion made before they were."""
+    import json
+
+    try:
+        item = read_single_item(_join(input, _FACTS), dict(storage_options or {}), cache_dir, "facts")
+    except FileNotFoundError:
+        return None
+    return json.loads(item["json"])
+
+
 def convert_to_litdata(dm: Any, output: str | os.PathLike | None, *, chunk_bytes: str | int = DEFAULT_CHUNK_BYTES,
                        num_workers: int | None = None, splits: Sequence[str] | None = None,
                        storage_options: dict | None = None, force: bool | None = None,
@@ -274,6 +312,9 @@ def convert_to_litdata(dm: Any, output: str | os.PathLike | None, *, chunk_bytes
         written[split] = url
         if resize is not None:
             print(_format_storage(spec.name, split, resized_storage_report(source, resize, quality)))
+    # Always rewritten: the facts describe the dataset, not which of its splits this call wrote.
+    litdata.optimize(fn=_FactsWriter(dataset_facts(dm)), inputs=[0], output_dir=_join(output, _FACTS), num_workers=1,
+                     **{**options, "mode": "overwrite", "verbose": False})
     if shown != "off":
         print(f"{spec.name}: LitData chunks at {output} (read them with data.format=litdata data.input={output})",
               file=sys.stderr)
@@ -308,43 +349,232 @@ def _start_method() -> str | None:
 
 
 # ------------------------------------------------------------------------- reading
-class LitDataSource:
-    """One converted split, read item by item through ``litdata.StreamingDataset``.
+_SIZE_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+               "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+def parse_bytes(value: int | str, argument: str = "stream_cache_bytes") -> int:
+    """``value`` in bytes: an int, or a size such as ``"4GB"``, ``"512MiB"``; refused in one sentence otherwise."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 0:
+        return int(value)
+    text = str(value).strip().upper().replace(" ", "")
+    number = text.rstrip("KMGTIB")
+    unit = text[len(number):]
+    try:
+        amount = float(number) * _SIZE_UNITS[unit]
+    except (KeyError, ValueError):
+        amount = 0
+    if isinstance(value, bool) or amount <= 0:
+        raise ValueError(f"{argument}={value!r} is invalid; allowed is a positive number of bytes or a size such as "
+                         "'4GB' or '512MiB'.")
+    return int(amount)
+
+
+def default_cache_root() -> Path:
+    """Where whole chunks of remote inputs go unless ``cache_dir`` says otherwise."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "jepa_datamodules" / "litdata"
+
+
+class ChunkCache:
+    """Whole chunks of one remote LitData dataset, mirrored into a local folder.
+
+    The folder (``<cache_dir>/<name>-<hash of url>``) is a LitData dataset of its own: the
+    remote ``index.json`` plus the chunk files fetched so far, each downloaded whole with one
+    request by LitData's own downloader (S3, GCS, Azure, ...; temp file, then rename) and
+    read from the local file. The processes of one machine share it: a chunk another
+    process is downloading is waited for, not fetched twice. At most ``max_bytes`` of chunks
+    stay: once more are there, the least recently used ones go first, except chunks used in
+    the last ``GRACE_SECONDS`` (another loader worker may be reading them). ``gets`` counts
+    this process's requests.
+    """
+
+    GRACE_SECONDS = 30.0
+    WAIT_SECONDS = 600.0
+
+    def __init__(self, url: str, cache_dir: str | os.PathLike | None, storage_options: dict, max_bytes: int):
+        import hashlib
+
+        self.url = url.rstrip("/")
+        digest = hashlib.sha1(self.url.encode()).hexdigest()[:12]
+        name = "".join(c if c.isalnum() or c in "-_" else "-" for c in self.url.split("://", 1)[-1])[-48:]
+        self.folder = Path(cache_dir or default_cache_root()) / f"{name.strip('-')}-{digest}"
+        self.storage_options = dict(storage_options)
+        self.max_bytes = int(max_bytes)
+        self.gets = 0
+        self._downloader: Any = None
+        self._index: dict | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_downloader": None, "gets": 0}
+
+    def _get(self, name: str, local: Path) -> None:
+        """Download ``name`` to ``local`` with one request (a no-op while another process holds its lock)."""
+        if self._downloader is None:
+            from litdata.streaming.downloader import get_downloader
+
+            _allow_plain_http(self.storage_options)
+            self._downloader = get_downloader(self.url, str(self.folder), [], self.storage_options or None)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        had = local.is_file()
+        try:
+            self._downloader.download_file(f"{self.url}/{name}", str(local))
+        except Exception as error:  # noqa: BLE001 - any transport failure is one sentence naming the URL
+            raise DownloadError(f"Could not read {self.url}/{name} ({type(error).__name__}: {error}); check that the "
+                                "endpoint (storage_options.endpoint_url) is reachable and the credentials are "
+                                "valid.") from error
+        self.gets += local.is_file() and not had
+
+    def index(self, refresh: bool = False) -> dict:
+        """The remote ``index.json``. The main process fetches it again when it opens the split
+        (``refresh``); chunks cached from an earlier conversion at the same URL are then dropped."""
+        if self._index is None or refresh:
+            import json
+
+            local = self.folder / "index.json"
+            if refresh or not local.is_file():
+                fresh = self.folder / f".index.json.{os.getpid()}"
+                with contextlib.suppress(FileNotFoundError):
+                    fresh.unlink()
+                self._get("index.json", fresh)
+                old = local.read_bytes() if local.is_file() else None
+                if old is not None and old != fresh.read_bytes():
+                    for path in self.folder.glob("*.bin"):
+                        path.unlink()
+                os.replace(fresh, local)
+            self._index = json.loads(local.read_text())
+        return self._index
+
+    def chunk_sizes(self) -> list[int]:
+        return [int(chunk["chunk_size"]) for chunk in self.index()["chunks"]]
+
+    def ensure(self, chunk: int) -> Path:
+        """The local path of chunk ``chunk``, downloaded first when it is not there yet."""
+        entry = self.index()["chunks"][chunk]
+        local = self.folder / entry["filename"]
+        if local.is_file() and local.stat().st_size == entry.get("chunk_bytes", local.stat().st_size):
+            os.utime(local)  # recently used: the last to be evicted
+            return local
+        with contextlib.suppress(FileNotFoundError):
+            if local.is_file():
+                local.unlink()  # an interrupted or foreign file of another size
+        deadline = time.monotonic() + self.WAIT_SECONDS
+        self._get(entry["filename"], local)
+        while not local.is_file():  # another process holds the download lock: wait for its file
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.url}/{entry['filename']} did not arrive in {self.folder} within "
+                                   f"{self.WAIT_SECONDS:.0f} s.")
+            time.sleep(0.05)
+            self._get(entry["filename"], local)  # fetched here if the other download gave up
+        self.evict(keep={entry["filename"]})
+        return local
+
+    def cached_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.folder.glob("*.bin") if p.is_file())
+
+    def evict(self, keep: set[str] = frozenset()) -> None:
+        """Remove least recently used chunks until at most ``max_bytes`` remain (see the class docstring)."""
+        files = []
+        for path in self.folder.glob("*.bin"):
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                continue
+            files.append((stat.st_mtime, stat.st_size, path))
+        total = sum(size for _, size, _ in files)
+        now = time.time()
+        for mtime, size, path in sorted(files):
+            if total <= self.max_bytes:
+                break
+            if path.name in keep or now - mtime < self.GRACE_SECONDS:
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            total -= size
+
+
+def read_single_item(url: str, storage_options: dict, cache_dir: str | os.PathLike | None, what: str) -> dict:
+    """Item 0 of the small LitData dataset at ``url`` (a split's labels, the conversion's facts),
+    fetched whole into a :class:`ChunkCache` when remote; FileNotFoundError when it is not there."""
+    import litdata
+
+    folder = url
+    if _is_remote(url):
+        cache = ChunkCache(url, cache_dir, storage_options, parse_bytes(DEFAULT_CACHE_BYTES))
+        try:
+            cache.index(refresh=True)
+            cache.ensure(0)
+        except DownloadError as error:
+            if any(word in str(error) for word in ("NoSuchKey", "Not Found", "404")):
+                raise FileNotFoundError(f"{url} is not a LitData dataset ({what} missing); create it with "
+                                        "jepa-prepare data=<name> format=litdata output=<where>.") from error
+            raise
+        folder = str(cache.folder)
+    try:
+        return litdata.StreamingDataset(folder, batch_decode=0)[0]
+    except (FileNotFoundError, ValueError) as error:
+        raise FileNotFoundError(f"{url} is not a LitData dataset ({what} missing: {error}); create it with "
+                                "jepa-prepare data=<name> format=litdata output=<where>.") from error
+
+
+class LitDataSource(Source):
+    """One converted split, read through ``litdata.StreamingDataset``.
 
     ``url``: the split's folder or URL (``split_url(input, split)``). ``storage_options``:
     passed to LitData (S3: boto3 client arguments such as ``endpoint_url``).
-    ``cache_dir``: LitData's local cache for remote data [None = LitData's default].
-    ``io_threads``: parallel item reads per process when remote [16]. The dataset is
-    opened lazily in each process, so loader workers open their own.
+    ``cache_dir``: where whole chunks of a remote split are kept [None = the user cache,
+    see :func:`default_cache_root`]; ``cache_bytes``: the most they take there [4 GB].
+    ``io_threads``: chunk downloads in flight per process when remote [4].
+
+    The chunks are the source's blocks (``block_ids``), so the training order goes chunk
+    by chunk (``shuffle="auto"``). A remote split is read chunk by chunk: each chunk is
+    downloaded whole, once, into :class:`ChunkCache` (``prefetch`` starts the downloads the
+    next batches need while the current one is built) and its items are read from the local
+    file, so no request is made per item. The dataset is opened lazily in each process, so
+    loader workers open their own.
     """
 
     def __init__(self, url: str, storage_options: dict | None = None, cache_dir: str | None = None,
-                 io_threads: int = DEFAULT_IO_THREADS):
+                 io_threads: int = DEFAULT_IO_THREADS, cache_bytes: int | str = DEFAULT_CACHE_BYTES):
         _require_litdata()
         self.url = url
         self.storage_options = dict(storage_options or {})
-        self.cache_dir = cache_dir
         self.io_threads = int(io_threads)
         self.remote = _is_remote(url)
+        max_bytes = parse_bytes(cache_bytes)
+        self.cache = ChunkCache(url, cache_dir, self.storage_options, max_bytes) if self.remote else None
         self._dataset: Any = None
-        self.labels = np.asarray(self._open(url + _LABELS_SUFFIX, what="labels")[0]["labels"], dtype=np.int64)
-        count = len(self._open(url, what="items"))
-        if count != len(self.labels):
-            raise ValueError(f"{url} holds {count} items but {len(self.labels)} labels; the conversion is damaged: "
-                             "convert again with jepa-prepare ... format=litdata force=true.")
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: dict[int, Any] = {}
+        labels_item = read_single_item(url + _LABELS_SUFFIX, self.storage_options, cache_dir, "labels")
+        self.labels = np.asarray(labels_item["labels"], dtype=np.int64)
+        self.sizes = self._chunk_sizes(refresh=True)
+        if sum(self.sizes) != len(self.labels):
+            raise ValueError(f"{url} holds {sum(self.sizes)} items but {len(self.labels)} labels; the conversion is "
+                             "damaged: convert again with jepa-prepare ... format=litdata force=true.")
+        self.chunk_starts = np.concatenate([[0], np.cumsum(self.sizes)]).astype(np.int64)
         # Not kept: loader workers forked from this process must not share its connections.
+
+    # ------------------------------------------------------------------ opening
+    def _chunk_sizes(self, refresh: bool = False) -> list[int]:
+        if self.cache is not None:
+            self.cache.index(refresh=refresh)
+            return self.cache.chunk_sizes()
+        import json
+
+        index = Path(self.url.removeprefix("file://")) / "index.json"
+        if not index.is_file():
+            raise FileNotFoundError(f"{self.url} is not a LitData dataset (items missing: no {index.name}); create it "
+                                    "with jepa-prepare data=<name> format=litdata output=<where>.")
+        return [int(chunk["chunk_size"]) for chunk in json.loads(index.read_text())["chunks"]]
 
     def _open(self, url: str, what: str) -> Any:
         import litdata
-
-        _allow_plain_http(self.storage_options)  # again in each loader worker (spawn re-imports)
 
         try:
             # batch_decode=0: decode just the item asked for. LitData's "auto" decodes a
             # window of up to 256 neighbours per read, which pays off for its sequential
             # iterator but made random access ~90x slower here (2.1 ms vs 0.023 ms per 32x32 item).
-            return litdata.StreamingDataset(url, cache_dir=self.cache_dir, storage_options=self.storage_options or None,
-                                            batch_decode=0)
+            return litdata.StreamingDataset(url, batch_decode=0)
         except (FileNotFoundError, ValueError) as error:
             raise FileNotFoundError(
                 f"{url} is not a LitData dataset ({what} missing: {error}); create it with "
@@ -353,32 +583,67 @@ class LitDataSource:
     @property
     def dataset(self) -> Any:
         if self._dataset is None:
-            self._dataset = self._open(self.url, what="items")
+            # Remote: the local mirror of whole chunks; local: the chunks where they are.
+            self._dataset = self._open(str(self.cache.folder) if self.cache else self.url, what="items")
         return self._dataset
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_dataset": None}
+        return {**self.__dict__, "_dataset": None, "_pool": None, "_pending": {}}
 
     def __len__(self) -> int:
         return len(self.labels)
 
+    # ------------------------------------------------------------------ blocks
+    def block_ids(self) -> np.ndarray:
+        """The chunk of every item (items are stored in order, chunk after chunk)."""
+        return np.repeat(np.arange(len(self.sizes), dtype=np.int64), self.sizes)
+
+    def chunk_of(self, index: int) -> int:
+        return int(np.searchsorted(self.chunk_starts, int(index), side="right")) - 1
+
+    def prefetch(self, blocks: Sequence[int]) -> None:
+        """Start downloading ``blocks`` (chunk numbers) in the background; no-op for local chunks."""
+        if self.cache is None:
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=max(1, self.io_threads), thread_name_prefix="jepa-chunks")
+        for chunk in blocks:
+            future = self._pending.get(chunk)
+            if future is None or (future.done() and not (self.cache.folder /
+                                                         self.cache.index()["chunks"][chunk]["filename"]).is_file()):
+                self._pending[chunk] = self._pool.submit(self.cache.ensure, int(chunk))
+
+    def _ready(self, chunks: Sequence[int]) -> None:
+        """Every chunk of ``chunks`` on local disk (downloads overlap in the prefetch pool)."""
+        if self.cache is None:
+            return
+        self.prefetch(chunks)
+        for chunk in chunks:
+            self._pending.pop(chunk).result()  # re-raises a failed download here
+            self.cache.ensure(chunk)  # evicted meanwhile by another process: fetched again
+
+    # ------------------------------------------------------------------ items
+    def _item(self, index: int) -> Any:
+        return self.dataset[int(index)]["image"]
+
     def load(self, index: int) -> np.ndarray | Image.Image:
-        return _decode(self.dataset[int(index)]["image"])
+        self._ready([self.chunk_of(index)])
+        return _decode(self._item(index))
 
     def load_encoded(self, index: int) -> bytes | None:
         """The stored file's bytes (file datasets), or None for stored arrays."""
-        image = self.dataset[int(index)]["image"]
+        self._ready([self.chunk_of(index)])
+        image = self._item(index)
         return bytes(image) if isinstance(image, (bytes, bytearray, memoryview)) else None
 
     def load_many(self, indices: Sequence[int]) -> list[np.ndarray | Image.Image]:
-        """Items in order; remote reads overlap in ``io_threads`` threads."""
-        if not self.remote or self.io_threads <= 1 or len(indices) <= 1:
-            return [self.load(i) for i in indices]
-        dataset = self.dataset
-        first = dataset[int(indices[0])]["image"]  # sets up LitData's reader before threads share it
-        with ThreadPoolExecutor(max_workers=min(self.io_threads, len(indices) - 1)) as pool:
-            rest = list(pool.map(lambda i: dataset[int(i)]["image"], indices[1:]))
-        return [_decode(item) for item in [first, *rest]]
+        """Items in order; a remote split first brings the chunks they lie in (in parallel)."""
+        self._ready(list(dict.fromkeys(self.chunk_of(i) for i in indices)))
+        return [_decode(self._item(i)) for i in indices]
+
+    def gets(self) -> int:
+        """Chunk downloads this process made (0 for local chunks)."""
+        return 0 if self.cache is None else self.cache.gets
 
 
 def _decode(image: Any) -> np.ndarray | Image.Image:
@@ -400,10 +665,20 @@ class LitDataInput:
     prepare (the chunks are read where they are) and no option that selects part of a split
     (the chunks hold whole splits)."""
 
-    def __init__(self, input: str, storage_options: dict | None = None, cache_dir: str | None = None):
+    def __init__(self, input: str, storage_options: dict | None = None, cache_dir: str | None = None,
+                 cache_bytes: int | str = DEFAULT_CACHE_BYTES):
         self.input = input
         self.storage_options = storage_options
         self.cache_dir = cache_dir
+        self.cache_bytes = parse_bytes(cache_bytes)
+        self._facts: dict[str, Any] | None | bool = False  # False: not read yet
+
+    @property
+    def facts(self) -> dict[str, Any] | None:
+        """The dataset's facts as the conversion recorded them (:func:`read_facts`), read once."""
+        if self._facts is False:
+            self._facts = read_facts(self.input, self.storage_options, self.cache_dir)
+        return self._facts  # type: ignore[return-value]
 
     def refuse_subsets(self, options: dict[str, Any], names: Sequence[str]) -> None:
         """Raise for a set option among ``names`` (STL-10's ``fold``): the chunks hold whole splits."""
@@ -413,11 +688,12 @@ class LitDataInput:
                                  f"splits); allowed is {name}=None, or format=files.")
 
     def open_split(self, split: str) -> LitDataSource:
-        return LitDataSource(split_url(self.input, split), storage_options=self.storage_options, cache_dir=self.cache_dir)
+        return LitDataSource(split_url(self.input, split), storage_options=self.storage_options, cache_dir=self.cache_dir,
+                             cache_bytes=self.cache_bytes)
 
 
 def open_input(format: str, input: str | None, storage_options: dict | None = None,
-               cache_dir: str | None = None) -> LitDataInput | None:
+               cache_dir: str | None = None, cache_bytes: int | str = DEFAULT_CACHE_BYTES) -> LitDataInput | None:
     """The DataModule's LitData input for ``format="litdata"``; None for its own files. The four
     arguments are checked here, each bad combination refused with one sentence."""
     check_choice("format", format, FORMATS)
@@ -427,4 +703,5 @@ def open_input(format: str, input: str | None, storage_options: dict | None = No
     if format == "files" and input is not None:
         raise ValueError(f"input={input!r} is only read with format=litdata; set format=litdata "
                          "or leave input unset to read the dataset's own files.")
-    return LitDataInput(input, storage_options, cache_dir) if format == "litdata" else None
+    parse_bytes(cache_bytes)
+    return LitDataInput(input, storage_options, cache_dir, cache_bytes) if format == "litdata" else None

@@ -101,7 +101,14 @@ class Dataset:
     @property
     def classes(self) -> list[str] | None:
         """Class names in label order, where the dataset names them from its files (else None)."""
-        return None
+        return getattr(self, "_facts_classes", None)
+
+    def adopt_facts(self, facts: dict[str, Any]) -> None:
+        """Take the dataset's shape from the facts LitData chunks recorded (``streaming.read_facts``)
+        instead of from its files: the machine reading the chunks may hold nothing else."""
+        self.spec = self.spec.replace(pretrain_split=facts["pretrain_split"], eval_split=facts["eval_split"],
+                                      num_classes=int(facts["num_classes"]))
+        self._facts_classes = facts.get("classes")
 
     def open_split(self, split: str, whole: bool = False) -> Source:
         """One split; ``whole`` leaves out the options that select part of it (verification)."""

@@ -14,12 +14,15 @@ is "goldfish" in its ``ClassLabel`` names. That is the sorted-wnid order of torc
 from either source. The ascending list ships as ``resources/imagenet1k_wnids.txt``
 (sha256-checked), which also maps ImageNet-100's wnids to parquet label ids.
 
-Random access: a shard's rows are stored in row groups; an item is read by reading the
+Reading in place: a shard's rows are stored in row groups; an item is read by reading the
 ``image`` column of its row group only (``ParquetFile.read_row_group``), and each process
-keeps at most ``row_group_cache`` row groups (default 2) decoded, so no worker holds a
-shard in memory. A random order reads a whole row group for one image (the release's row
-groups hold a few hundred rows), which is the price of reading the shards in place; the
-loader processes' memory stays bounded by the cache (see ``jepa-bench``'s PSS figure).
+keeps at most ``row_group_cache`` row groups decoded, so no worker holds a shard in memory.
+The row groups are the source's blocks (``block_ids``): the training order goes row group
+by row group (``shuffle="auto"``, see ``pipeline/sampling.py``) and the cache holds the
+sampler's window of them (``reserve_blocks``), so each row group is decompressed once per
+window and loader worker instead of once per image as a fully random order would (the
+release's row groups hold a few hundred rows, ~10 MB). Memory per loader worker stays
+bounded by the window: about ``shuffle_window + 1`` row groups (see ``jepa-bench``'s PSS figure).
 """
 
 from __future__ import annotations
@@ -239,6 +242,13 @@ class ParquetSource(EncodedImageSource):
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_files": {}, "_groups": OrderedDict()}
+
+    def block_ids(self) -> np.ndarray:
+        """The row group of every row: rows of one group are decompressed together."""
+        return np.repeat(np.arange(len(self.group_shard), dtype=np.int64), np.diff(self.group_start))
+
+    def reserve_blocks(self, count: int) -> None:
+        self.row_group_cache = max(self.row_group_cache, int(count))
 
     def _group(self, group: int) -> Any:
         """The ``image`` column of one row group, through the per-process cache."""

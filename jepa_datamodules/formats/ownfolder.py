@@ -47,6 +47,7 @@ from ..choices import check_choice
 from ..notices import Notice
 from ..storage.files import user_cache_path
 from ..storage.verify import VerifyReport
+from .base import Source
 from .dataset import Dataset
 from .imagefolder import _load_cache, _save_cache
 
@@ -111,7 +112,7 @@ def _rgb_pixels(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"))
 
 
-class EncodedImageSource:
+class EncodedImageSource(Source):
     """A source whose items are encoded image files (own folders, parquet shards).
 
     Subclasses set ``labels`` and implement :meth:`read_bytes` and :meth:`name`.
@@ -365,6 +366,12 @@ class OwnFolderDataset(Dataset):
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    def adopt_facts(self, facts: dict[str, Any]) -> None:
+        """Chunks of an own folder: its classes and whether it had a ``val/`` folder come from them."""
+        super().adopt_facts(facts)
+        self.__dict__["classes"] = list(facts.get("classes") or [])  # the cached property, without the folder
+        self.has_val_folder = facts["eval_split"] != facts["pretrain_split"]
 
     def open_split(self, split: str, whole: bool = False) -> OwnFolderSource:
         classes = self.classes if split != "train" else None

@@ -30,7 +30,7 @@ PRETRAIN_SPLITS = ("train", "unlabeled", "train+unlabeled")
 _STL10_IMAGE_BYTES = 3 * STL10_SIDE * STL10_SIDE
 
 
-class STL10Source:
+class STL10Source(Source):
     """One STL-10 ``*_X.bin`` file read one image at a time: never loaded whole.
 
     The binary holds each image as three 96x96 planes stored column by column, so an item

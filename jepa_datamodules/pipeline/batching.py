@@ -2,9 +2,10 @@
 
 ``ViewDataset`` turns a key into per-sample uint8 views (each sample's augmentation
 seeded from seed, epoch, rank and its dataset index); ``JEPACollate`` stacks them and adds
-the JEPA masks (seeded from seed, epoch, rank and the batch index). A source with a
-``load_many(indices)`` method (remote LitData, see ``streaming.py``) reads a batch's
-items in one call, so it can overlap the requests.
+the JEPA masks (seeded from seed, epoch, rank and the batch index). A batch's items are
+read with the source's ``load_many`` (remote LitData overlaps its reads), after the blocks
+that the next batches need (``BatchKey.upcoming``) were handed to its ``prefetch``, so a
+remote source downloads them while this batch is built (``formats/base.py``).
 
 Batch format (a dict):
   ``images``         uint8 ``(B, 3, H, W)`` -- float32 normalized once it reaches the model
@@ -29,7 +30,7 @@ import torch
 from torch.utils.data import Dataset, get_worker_info
 
 from .device_views import EncodedImages, view_params_tensors
-from ..formats.base import FormatError, Source
+from ..formats.base import FormatError, Source, load_many, prefetch
 from .sampling import BatchKey, seeded_generator
 from .transforms import decode_pixels, encoded_size, normalize
 
@@ -66,9 +67,8 @@ class ViewDataset(Dataset):
         }
 
     def _views(self, key: BatchKey) -> torch.Tensor:
-        # A source that reads faster in bulk (remote LitData: overlapping requests) says so.
-        load_many = getattr(self.source, "load_many", None)
-        images = load_many(key.indices) if load_many is not None else [self.source.load(i) for i in key.indices]
+        prefetch(self.source, key.upcoming)
+        images = load_many(self.source, key.indices)
         batch = None
         for position, (index, image) in enumerate(zip(key.indices, images)):
             view = self.view(image, self._generator(key, index))
@@ -83,6 +83,7 @@ class ViewDataset(Dataset):
     def _compact(self, key: BatchKey) -> dict[str, Any]:
         """What the device path needs (see ``device_views.py``): native pixels or encoded
         files, and each sample's view parameters drawn from the same generator as ``_views``."""
+        prefetch(self.source, key.upcoming)
         load_encoded = getattr(self.source, "load_encoded", None)
         first = load_encoded(key.indices[0]) if load_encoded is not None else None
         if first is not None:
@@ -94,8 +95,7 @@ class ViewDataset(Dataset):
             params = [self.view.draw(h, w, self._generator(key, i)) for (h, w), i in zip(sizes, key.indices)]
             return {"encoded": EncodedImages.from_bytes(encoded, shared=get_worker_info() is not None),
                     "views": view_params_tensors(params)}
-        load_many = getattr(self.source, "load_many", None)
-        images = load_many(key.indices) if load_many is not None else [self.source.load(i) for i in key.indices]
+        images = load_many(self.source, key.indices)
         arrays = [decode_pixels(image) for image in images]  # files without load_encoded: decoded here
         params = [self.view.draw(a.shape[0], a.shape[1], self._generator(key, i)) for a, i in zip(arrays, key.indices)]
         return {"images": _native_batch(arrays), "views": view_params_tensors(params)}

@@ -12,6 +12,19 @@ Consequences a user can rely on:
 * ``start_batch`` lets a resumed run continue mid-epoch without repeats or skips, even when
   the trainer's epoch count differs from the stream's (``resume_at``).
 
+Block-aware order (``order="blocks"``): a source whose items are cheap to read in groups
+(a parquet row group, a LitData chunk) declares them as ``blocks``, one block id per item.
+Each epoch then permutes the blocks (seeded by seed + epoch), lays their items end to end,
+cuts that sequence into one contiguous share per rank (so a block is read by one rank, save
+at most one at each share's edge), and shuffles the items inside each window of
+``window`` consecutive blocks of a share (seeded by seed + epoch + rank). A loader worker
+thus needs about ``window`` blocks at a time instead of one block per item, and a batch
+still mixes items of ``window`` blocks. Every guarantee above holds in both orders:
+each index at most once per epoch (the same padding rule), equal batch counts per rank,
+disjoint ranks, order independent of the workers, a new order every epoch, exact resume.
+This is the idea of FFCV's quasi-random order, LitData's chunk shuffling and WebDataset's
+shard shuffling, with the order still a pure function of (seed, epoch, rank).
+
 It subclasses ``DistributedSampler`` so that Lightning recognises it as already
 distributed and does not wrap it in a sampler of its own.
 
@@ -42,6 +55,8 @@ class BatchKey:
     epoch: int
     batch_index: int
     rank: int
+    #: Blocks the next few batches of this rank need, in order of need (``lookahead``).
+    upcoming: tuple[int, ...] = ()
 
 
 def mix_seed(*parts: int) -> int:
@@ -56,17 +71,26 @@ def seeded_generator(*parts: int) -> torch.Generator:
     return generator
 
 
+#: The orders a shuffled sampler can follow (see the module docstring).
+ORDERS = ("full", "blocks")
+
+
 class EpochBatchSampler(DistributedSampler):
     """Batches of indices for one rank; see the module docstring.
 
-    ``shuffle=True`` permutes the whole dataset each epoch; ``drop_last=True`` drops the
-    incomplete final batch (and, across ranks, the remainder that cannot be split evenly);
-    with ``drop_last=False`` the permutation is padded by wrapping around (at most
+    ``shuffle=True`` permutes the dataset each epoch: the whole of it (``order="full"``) or
+    block by block (``order="blocks"``, with ``blocks`` the block id of every item and
+    ``window`` the blocks mixed together); ``drop_last=True`` drops the incomplete final
+    batch (and, across ranks, the remainder that cannot be split evenly); with
+    ``drop_last=False`` the permutation is padded by wrapping around (at most
     ``num_replicas - 1`` items) so every rank gets the same number of batches.
+    ``lookahead``: how many batches ahead each batch names the blocks they need
+    (``BatchKey.upcoming``), so a source can fetch them before they are asked for.
     """
 
     def __init__(self, num_samples: int, batch_size: int, *, shuffle: bool, drop_last: bool, seed: int = 0,
-                 num_replicas: int = 1, rank: int = 0):
+                 num_replicas: int = 1, rank: int = 0, order: str = "full", blocks: np.ndarray | None = None,
+                 window: int = 8, lookahead: int = 0):
         # DistributedSampler.__init__ insists on a process group; this sampler takes its
         # world explicitly, so the parent is only used as a type Lightning recognises.
         if batch_size <= 0:
@@ -80,6 +104,19 @@ class EpochBatchSampler(DistributedSampler):
         self.seed = int(seed)
         self.num_replicas = int(num_replicas)
         self.rank = int(rank)
+        if order not in ORDERS:
+            raise ValueError(f"Unknown value '{order}' for argument order. Valid values are {{{', '.join(ORDERS)}}}.")
+        if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window <= 0:
+            raise ValueError(f"shuffle_window={window} is invalid; allowed is a positive integer (blocks mixed together).")
+        if order == "blocks" and blocks is None:
+            raise ValueError("order='blocks' needs the block id of every item; this source declares no blocks.")
+        if blocks is not None and len(blocks) != self.dataset_size:
+            raise ValueError(f"blocks has {len(blocks)} entries for {self.dataset_size} items; allowed is one block id per item.")
+        self.order = order
+        self.window = int(window)
+        self.lookahead = int(lookahead)
+        self.blocks = None if blocks is None else np.asarray(blocks, dtype=np.int64)
+        self._groups: list[np.ndarray] | None = None
         self.epoch = 0
         self.start_batch = 0
         # Our epoch minus the trainer's, fixed when a resumed run starts (see resume_at).
@@ -118,29 +155,55 @@ class EpochBatchSampler(DistributedSampler):
         # count of the batches already run and ends the epoch when that count reaches len().
         return self.batches_per_epoch()
 
+    def _kept(self, order: np.ndarray) -> np.ndarray:
+        """``order`` cut (``drop_last``) or wrapped around to the items all ranks share evenly."""
+        if self.drop_last:
+            return order[:self.batches_per_epoch() * self.batch_size * self.num_replicas]
+        total = math.ceil(self.dataset_size / self.num_replicas) * self.num_replicas
+        return np.resize(order, total)  # wrap around: pads with the first items
+
     def epoch_order(self, epoch: int) -> np.ndarray:
         """This rank's indices for ``epoch``, in order."""
+        if self.shuffle and self.order == "blocks":
+            return self._block_order(epoch)
         if self.shuffle:
             order = np.random.default_rng(mix_seed(self.seed, epoch, 0x5A3)).permutation(self.dataset_size)
         else:
             order = np.arange(self.dataset_size)
-        if self.drop_last:
-            order = order[:self.batches_per_epoch() * self.batch_size * self.num_replicas]
-        else:
-            total = math.ceil(self.dataset_size / self.num_replicas) * self.num_replicas
-            order = np.resize(order, total)  # wrap around: pads with the first items
         # Strided sharding keeps every rank's share a uniform sample of the permutation.
-        return order[self.rank::self.num_replicas]
+        return self._kept(order)[self.rank::self.num_replicas]
+
+    def _block_order(self, epoch: int) -> np.ndarray:
+        """Blocks permuted, dealt to ranks as contiguous shares, items mixed within windows of blocks."""
+        if self._groups is None:
+            by_block = np.argsort(self.blocks, kind="stable")
+            _, starts = np.unique(self.blocks[by_block], return_index=True)
+            self._groups = np.split(by_block, starts[1:])
+        groups = self._groups
+        permuted = np.random.default_rng(mix_seed(self.seed, epoch, 0xB10C)).permutation(len(groups))
+        sequence = np.concatenate([groups[b] for b in permuted]) if groups else np.zeros(0, dtype=np.int64)
+        position = np.repeat(np.arange(len(groups)), [len(groups[b]) for b in permuted])  # block's place in the order
+        sequence, position = self._kept(sequence), self._kept(position)
+        share = len(sequence) // self.num_replicas
+        mine = slice(self.rank * share, (self.rank + 1) * share)
+        sequence, window = sequence[mine], position[mine] // self.window
+        mixing = np.random.default_rng(mix_seed(self.seed, epoch, self.rank, 0x3A1)).random(len(sequence))
+        return sequence[np.lexsort((mixing, window))]
 
     def __iter__(self):
         self._resumed = False  # iterating without a set_epoch first: epochs count from here as given
         order = self.epoch_order(self.epoch)
         start, self.start_batch = self.start_batch, 0
+        size = self.batch_size
         for batch_index in range(start, self.batches_per_epoch()):
-            chunk = order[batch_index * self.batch_size:(batch_index + 1) * self.batch_size]
+            chunk = order[batch_index * size:(batch_index + 1) * size]
             if len(chunk) == 0:
                 break
-            yield BatchKey(tuple(int(i) for i in chunk), self.epoch, batch_index, self.rank)
+            upcoming: tuple[int, ...] = ()
+            if self.lookahead and self.blocks is not None:
+                ahead = self.blocks[order[(batch_index + 1) * size:(batch_index + 1 + self.lookahead) * size]]
+                upcoming = tuple(int(b) for b in dict.fromkeys(ahead.tolist()))
+            yield BatchKey(tuple(int(i) for i in chunk), self.epoch, batch_index, self.rank, upcoming)
 
 
 class EpochDataLoader(DataLoader):

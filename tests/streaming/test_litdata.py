@@ -22,6 +22,7 @@ from jepa_datamodules.streaming import LitDataSource, convert_to_litdata, resize
 from tests.helpers.fake_imagenet import make_imagenet_layout
 from tests.helpers.fakes import catalog_override
 from tests.helpers.recorder import fit, interrupted_and_resumed
+from tests.helpers.streams import assert_same_batches, files_in_block_order, s3_server
 
 SYNTHETIC = dict(num_train=96, num_test=16, image_size=32, patch_size=4, batch_size=8, progress=False)
 
@@ -132,16 +133,12 @@ def test_bad_resize_arguments_say_what_is_allowed(converted, tmp_path, kwargs, m
 
 def test_litdata_batches_equal_the_files_batches(converted):
     data_dir, chunks = converted
-    files, streamed = synthetic(data_dir), synthetic(data_dir, format="litdata", input=str(chunks))
-    for dm in (files, streamed):
-        dm.prepare_data()
-        dm.setup()
-    for a, b in zip(files.train_dataloader(), streamed.train_dataloader()):
-        for key in ("images", "labels", "indices"):
-            assert torch.equal(a[key], b[key])
-        assert all(torch.equal(x, y) for x, y in zip(a["target_masks"], b["target_masks"]))
-    val_a, val_b = next(iter(files.val_dataloader())), next(iter(streamed.val_dataloader()))
-    assert torch.equal(val_a["images"], val_b["images"]) and torch.equal(val_a["labels"], val_b["labels"])
+    # shuffle="full": the same permutation as the files.
+    assert_same_batches(synthetic(data_dir, shuffle="full"),
+                        synthetic(data_dir, format="litdata", input=str(chunks), shuffle="full"))
+    # The default on chunks is chunk by chunk: the files read in the same block order give the same batches.
+    streamed = synthetic(data_dir, format="litdata", input=str(chunks))
+    assert_same_batches(files_in_block_order(synthetic(data_dir), streamed), streamed)
 
 
 def test_trainer_fits_a_few_steps_on_litdata(converted, tmp_path):
@@ -160,31 +157,22 @@ def test_resuming_mid_epoch_on_litdata_gives_the_uninterrupted_batches(converted
     # The reference is the uninterrupted run on the dataset's own files: both formats give
     # the same stream, so this also checks that nothing in the format shifts it.
     reference = fit(synthetic(data_dir), 20, tmp_path / "reference").seen
-    resumed = interrupted_and_resumed(lambda: synthetic(data_dir, 2, format="litdata", input=str(chunks)),
-                                      tmp_path, 20, checkpoint_at=5, stop_at=8)
+    resumed = interrupted_and_resumed(lambda: synthetic(data_dir, 2, format="litdata", input=str(chunks),
+                                                        shuffle="full"), tmp_path / "full", 20, checkpoint_at=5, stop_at=8)
     assert len(reference) == 20 > SYNTHETIC["num_train"] // SYNTHETIC["batch_size"]
     assert resumed == reference
+    # Chunk by chunk (the default on chunks), with 2 workers resumed against 0 uninterrupted.
+    blocks = fit(synthetic(data_dir, format="litdata", input=str(chunks)), 20, tmp_path / "blocks").seen
+    assert blocks != reference
+    assert interrupted_and_resumed(lambda: synthetic(data_dir, 2, format="litdata", input=str(chunks)),
+                                   tmp_path / "resumed", 20, checkpoint_at=5, stop_at=8) == blocks
 
 
 # ------------------------------------------------------------------------------ S3
 @pytest.fixture(scope="module")
 def s3_endpoint():
-    """An S3 API on 127.0.0.1 (moto's standalone server) with one bucket, and dummy credentials."""
-    moto_server = pytest.importorskip("moto.server", reason="moto[server] provides the local S3 endpoint")
-    boto3 = pytest.importorskip("boto3")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AWS_ACCESS_KEY_ID", "testing")
-        patch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-        try:
-            host, port = server.get_host_and_port()
-            endpoint = f"http://{host}:{port}"
-            boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="jepa")
-            yield endpoint
-        finally:
-            server.stop()
+    with s3_server() as endpoint:
+        yield endpoint
 
 
 @pytest.mark.slow
@@ -201,11 +189,22 @@ def test_streams_from_an_s3_endpoint(converted, s3_endpoint, tmp_path):
     for index, image in zip(indices, streamed.load_many(indices)):
         np.testing.assert_array_equal(image, original.load(index))
 
-    # Training through loader workers reads the bucket and sees the files' batches.
+    # Training through loader workers reads the bucket and sees the files' batches (full
+    # order) or the local chunks' batches (chunk by chunk, the default).
     reference = fit(synthetic(data_dir), 6, tmp_path / "reference").seen
-    remote = synthetic(data_dir, 2, format="litdata", input="s3://jepa/synthetic", storage_options=options,
-                       stream_cache_dir=str(tmp_path / "cache"))
-    assert fit(remote, 6, tmp_path / "remote").seen == reference
+    remote = dict(format="litdata", input="s3://jepa/synthetic", storage_options=options,
+                  stream_cache_dir=str(tmp_path / "cache"))
+    with pytest.warns(UserWarning, match=r"shuffle='full' on synthetic \(LitData chunks at s3://jepa/synthetic\) reads a whole chunk"):
+        assert fit(synthetic(data_dir, 2, shuffle="full", **remote), 6, tmp_path / "remote").seen == reference
+    local = fit(synthetic(data_dir, format="litdata", input=str(converted[1])), 6, tmp_path / "local").seen
+    assert fit(synthetic(data_dir, 2, **remote), 6, tmp_path / "blocks").seen == local
+
+    # Chunk by chunk, one epoch in this process: one download per chunk, none per item.
+    dm = synthetic(data_dir, 0, **{**remote, "stream_cache_dir": str(tmp_path / "fresh-cache")})
+    batches = sum(1 for _ in dm.train_dataloader())
+    source = dm.datasets["train"].source
+    assert batches == len(source) // SYNTHETIC["batch_size"]
+    assert source.gets() == 1 + len(source.sizes)  # the index, then each chunk once
 
 
 # --------------------------------------------------------------------------- errors
