@@ -376,6 +376,7 @@ def _measure_row(row: str, cfg: DictConfig, settings: dict[str, Any], order: dic
             dm.prepare_data()
             dm.setup("fit")
             result["order"] = {key: dm.hparams.get(key, "n/a (not an argument)") for key in ("shuffle", "shuffle_window")}
+            result["order"]["chosen"] = getattr(dm, "train_order", "full")  # what setup() picked for this source
             make_loader = dm.train_dataloader
         before = proxy.stats() if proxy is not None else None
         cache = _FolderSize(cache_dir)
