@@ -168,13 +168,23 @@ def _order_arguments(cfg: DictConfig, settings: dict[str, Any]) -> dict[str, Any
     """``shuffle`` / ``shuffle_window`` for the DataModule, only those its constructor has."""
     import hydra
 
-    accepted = inspect.signature(hydra.utils.get_class(cfg.data._target_).__init__).parameters
-    order: dict[str, Any] = {}
-    if "shuffle" in accepted and settings["shuffle"] is not None:
-        order["shuffle"] = settings["shuffle"]
-    if "shuffle_window" in accepted and settings["shuffle_window"] is not None:
-        order["shuffle_window"] = settings["shuffle_window"]
-    return order
+    cls = hydra.utils.get_class(cfg.data._target_)
+    return {name: settings[name] for name in ("shuffle", "shuffle_window")
+            if settings[name] is not None and _accepts(cls, name)}
+
+
+def _accepts(cls: type, name: str) -> bool:
+    """Whether ``cls(name=...)`` is an argument of its constructor, following ``**kwargs`` up the bases."""
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        parameters = inspect.signature(init).parameters
+        if name in parameters:
+            return True
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+            return False
+    return False
 
 
 # ================================================================ the forms
@@ -411,6 +421,8 @@ def _request_figures(probes: dict[str, Any], before: dict[str, Any]) -> dict[str
     after_first = end["images"] - first["images"]
     return {"gets_per_image": (end["gets"] - first["gets"]) / after_first if after_first else None,
             "gets_total": end["gets"] - before["gets"], "gets_to_first_batch": first["gets"] - before["gets"],
+            # from building the loader on (index files, chunks fetched ahead of the first batch included)
+            "gets_per_image_whole_run": (end["gets"] - before["gets"]) / end["images"],
             "requests_total": end["requests"] - before["requests"], "remote_mb": (end["bytes"] - before["bytes"]) / 1e6,
             "images_received": end["images"]}
 
@@ -438,8 +450,12 @@ def _ratios(rows: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]
         targets.append({"target": f"S3 >= {TARGET_S3}x LitData's own loader's images/s", "measured": value,
                         "met": value >= TARGET_S3})
     if gets_s3 is not None and gets_own is not None:
-        targets.append({"target": f"S3 GETs/image <= {TARGET_GETS:g}x LitData's own ({gets_own:.3f})",
-                        "measured": gets_s3, "met": gets_s3 <= TARGET_GETS * gets_own})
+        targets.append({"target": f"S3 GETs/image after the first batch <= {TARGET_GETS:g}x LitData's own "
+                                  f"({gets_own:.4f})", "measured": gets_s3, "met": gets_s3 <= TARGET_GETS * gets_own})
+        whole_s3 = rows["litdata_s3"]["gets_per_image_whole_run"]
+        whole_own = rows["litdata_own"]["gets_per_image_whole_run"]
+        targets.append({"target": f"S3 GETs/image over the whole run <= {TARGET_GETS:g}x LitData's own "
+                                  f"({whole_own:.4f})", "measured": whole_s3, "met": whole_s3 <= TARGET_GETS * whole_own})
     return ratios, targets
 
 
@@ -474,6 +490,6 @@ def format_report(report: dict[str, Any]) -> str:
     if ratios.get("litdata_s3_over_litdata_own") is not None:
         lines.append(f"vs LitData's own: S3 {ratios['litdata_s3_over_litdata_own']:.2f}x images/s")
     for target in report["targets"]:
-        lines.append(f"target:   {target['target']}: {target['measured']:.3f} -> {'met' if target['met'] else 'MISSED'}")
+        lines.append(f"target:   {target['target']}: {target['measured']:.4f} -> {'met' if target['met'] else 'MISSED'}")
     lines.append(f"json:     {report['json']}")
     return "\n".join(lines)
