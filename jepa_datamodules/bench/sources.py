@@ -52,6 +52,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..choices import choice_message
 from ..storage.files import staging_folder
 from . import run as bench
+from .latency_proxy import LatencyProxy
 
 #: The rows, in the order they run.
 ROWS = ("folder", "parquet", "litdata_local", "litdata_s3", "litdata_own")
@@ -112,7 +113,7 @@ def run_sources(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[s
             _environment(_run_environment(Path(scratch))):
         scratch = Path(scratch)
         chunks = _litdata_chunks(folder_dm, settings) if any(r.startswith("litdata") for r in wanted) else None
-        proxy_context = (_started_proxy(settings["latency_ms"]) if any(r in REMOTE_ROWS for r in wanted)
+        proxy_context = (LatencyProxy(settings["latency_ms"]) if any(r in REMOTE_ROWS for r in wanted)
                          else contextlib.nullcontext())
         with proxy_context as proxy:
             if proxy is not None:
@@ -247,14 +248,6 @@ def _upload(chunks: Path, s3_url: str) -> None:
     client.create_bucket(Bucket=_BUCKET)
     for path in sorted(p for p in chunks.rglob("*") if p.is_file()):
         client.upload_file(str(path), _BUCKET, f"{_PREFIX}/{path.relative_to(chunks).as_posix()}")
-
-
-@contextlib.contextmanager
-def _started_proxy(latency_ms: float) -> Iterator[Any]:
-    from .latency_proxy import LatencyProxy
-
-    with LatencyProxy(latency_ms) as proxy:
-        yield proxy
 
 
 @contextlib.contextmanager
