@@ -357,6 +357,16 @@ class JEPADataModule(LightningDataModule):
             "test": ViewDataset(evaluation, self.eval_view, hp.seed),
         }
 
+    def order_description(self) -> str:
+        """The training order in words, with what a loader worker holds, for summaries."""
+        if self.train_order == "full":
+            return "full permutation of the split each epoch"
+        window = self.hparams.shuffle_window
+        blocks = block_ids(self.datasets["train"].source)
+        count = len(np.unique(blocks)) if blocks is not None else 0
+        return (f"block by block: {count:,} blocks, the items of {window} mixed into batches; "
+                f"a loader worker holds at most {window + 1} blocks")
+
     def _train_order(self, train: Source) -> str:
         """``"full"`` or ``"blocks"`` for the training split, from ``shuffle`` and what ``train`` declares."""
         hp = self.hparams
@@ -491,6 +501,7 @@ class JEPADataModule(LightningDataModule):
             "image_size": self.hparams.image_size,
             "patch_size": self.hparams.patch_size,
             "patch_grid": self.grid,
+            "train_order": self.order_description(),
             **self.data.describe(self.hparams.val_fraction),
         }
 

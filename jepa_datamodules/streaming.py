@@ -24,21 +24,26 @@ S3-compatible endpoints and credentials come from ``storage_options`` (passed to
 boto3 client, as LitData documents: ``{"endpoint_url": ..., "aws_access_key_id": ...}``)
 or the usual ``AWS_*`` environment variables.
 
-``LitDataSource`` reads one such split through a ``StreamingDataset`` used as a random-
-access reader (``dataset[i]``), so the DataModule keeps its own sampler, transforms,
-collator, DDP sharding and mid-epoch resume unchanged whatever the format: a LitData run
+``<output>/facts/`` holds one item: the dataset's name, class count and class names and
+its pre-training and evaluation splits (``dataset_facts``), so that a machine holding only
+the chunks (no ``data.root``, no originals, an empty data folder) knows what it reads.
+
+``LitDataSource`` reads one split through a ``StreamingDataset`` used as a random-access
+reader, so the DataModule keeps its own sampler, transforms, collator, DDP sharding and
+mid-epoch resume whatever the format. Its chunks are its blocks (``formats/base.py``): with
+``shuffle="auto"`` the training order goes chunk by chunk, mixing the items of a window of
+chunks into batches (``pipeline/sampling.py``), and with ``shuffle="full"`` a LitData run
 gives exactly the batches (samples, masks, pixels) of the same run on the files. Why not
-LitData's shuffling iterator and ``StreamingDataLoader``: their order depends on the
-number of loader workers (0 and 2 workers give different orders), so it cannot match the
-files format or stay fixed when the worker count changes; and resuming through a
+LitData's own shuffling iterator and ``StreamingDataLoader``: their order depends on the
+number of loader workers (0 and 2 workers give different orders), and resuming through a
 Lightning checkpoint (litdata 0.2.76, checked with 0 and 2 workers) finishes the
 interrupted epoch correctly but then shuffles the next epoch differently from the
-uninterrupted run. Costs of random access: local folders are memory-mapped (about 25 %
-fewer images/s than the array files on a 2-core machine); remote items are fetched by
-LitData's on-demand byte-range reads, two small GETs per item and nothing cached, so every
-epoch reads the data again. ``load_many`` overlaps a batch's requests in ``io_threads``
-threads (with 20 ms injected per-request latency on a loopback S3: 18 -> 94 images/s in
-one process, capped by the fake server's CPU).
+uninterrupted run. Local chunks are memory-mapped where they are. Remote chunks
+(``s3://``, ``gs://``, ...) are downloaded whole, one request each, into a local
+:class:`ChunkCache` shared by the processes of a machine and bounded in bytes
+(``stream_cache_bytes``); each batch names the chunks the next batches need
+(``BatchKey.upcoming``), which the loader worker downloads in background threads while it
+builds the current batch, so no request is made per item.
 """
 
 from __future__ import annotations
@@ -370,6 +375,30 @@ def parse_bytes(value: int | str, argument: str = "stream_cache_bytes") -> int:
     return int(amount)
 
 
+def _check_reachable(url: str, storage_options: dict, timeout: float = 5.0) -> None:
+    """Refuse an S3-compatible endpoint that does not answer, in one sentence naming ``url``.
+
+    LitData's S3 client retries a failed request up to 1,000 times (botocore's adaptive mode),
+    so an endpoint that is down would otherwise look like a hang. Only a configured endpoint
+    URL (``storage_options.endpoint_url``, ``$AWS_ENDPOINT_URL[_S3]``) is probed: one TCP connect.
+    """
+    import socket
+    from urllib.parse import urlparse
+
+    endpoint = (storage_options.get("endpoint_url") or os.environ.get("AWS_ENDPOINT_URL_S3")
+                or os.environ.get("AWS_ENDPOINT_URL"))
+    if not endpoint:
+        return
+    parsed = urlparse(str(endpoint))
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        socket.create_connection((parsed.hostname or "", port), timeout=timeout).close()
+    except OSError as error:
+        raise DownloadError(f"Could not read {url}: the endpoint {endpoint} does not answer ({error}); check "
+                            "storage_options.endpoint_url and that the object store is running and reachable "
+                            "from this machine.") from error
+
+
 def default_cache_root() -> Path:
     """Where whole chunks of remote inputs go unless ``cache_dir`` says otherwise."""
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "jepa_datamodules" / "litdata"
@@ -383,12 +412,13 @@ class ChunkCache:
     request by LitData's own downloader (S3, GCS, Azure, ...; temp file, then rename) and
     read from the local file. The processes of one machine share it: a chunk another
     process is downloading is waited for, not fetched twice. At most ``max_bytes`` of chunks
-    stay: once more are there, the least recently used ones go first, except chunks used in
-    the last ``GRACE_SECONDS`` (another loader worker may be reading them). ``gets`` counts
-    this process's requests.
+    stay: once more are there, the least recently used ones go first, except the
+    ``keep_recent`` most recently used (the sampler's window, see ``reserve_blocks``) and
+    those used in the last ``GRACE_SECONDS`` (another loader worker may be about to read
+    them). ``gets`` counts this process's downloads.
     """
 
-    GRACE_SECONDS = 30.0
+    GRACE_SECONDS = 2.0
     WAIT_SECONDS = 600.0
 
     def __init__(self, url: str, cache_dir: str | os.PathLike | None, storage_options: dict, max_bytes: int):
@@ -401,6 +431,7 @@ class ChunkCache:
         self.storage_options = dict(storage_options)
         self.max_bytes = int(max_bytes)
         self.gets = 0
+        self.keep_recent = 1
         self._downloader: Any = None
         self._index: dict | None = None
 
@@ -412,6 +443,7 @@ class ChunkCache:
         if self._downloader is None:
             from litdata.streaming.downloader import get_downloader
 
+            _check_reachable(self.url, self.storage_options)
             _allow_plain_http(self.storage_options)
             self._downloader = get_downloader(self.url, str(self.folder), [], self.storage_options or None)
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -482,10 +514,12 @@ class ChunkCache:
             files.append((stat.st_mtime, stat.st_size, path))
         total = sum(size for _, size, _ in files)
         now = time.time()
-        for mtime, size, path in sorted(files):
+        ordered = sorted(files)
+        recent = {path.name for _, _, path in ordered[-self.keep_recent:]}
+        for mtime, size, path in ordered:
             if total <= self.max_bytes:
                 break
-            if path.name in keep or now - mtime < self.GRACE_SECONDS:
+            if path.name in keep or path.name in recent or now - mtime < self.GRACE_SECONDS:
                 continue
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
@@ -598,6 +632,27 @@ class LitDataSource(Source):
         """The chunk of every item (items are stored in order, chunk after chunk)."""
         return np.repeat(np.arange(len(self.sizes), dtype=np.int64), self.sizes)
 
+    def reserve_blocks(self, count: int) -> None:
+        """Keep the ``count`` most recently used chunks on disk whatever ``stream_cache_bytes`` says."""
+        if self.cache is None:
+            return
+        self.cache.keep_recent = max(self.cache.keep_recent, int(count))
+        largest = max((int(c.get("chunk_bytes", 0)) for c in self.cache.index()["chunks"]), default=0)
+        if largest * (count + 1) > self.cache.max_bytes:
+            import warnings
+
+            from .notices import Notice
+
+            warnings.warn(Notice(
+                f"stream_cache_bytes={self.cache.max_bytes:,} holds fewer than {count + 1} chunks of {self.url} "
+                f"(up to {largest:,} bytes each): the window of shuffle_window chunks and the next ones being fetched "
+                "do not fit, so chunks will be downloaded more than once per epoch; raise stream_cache_bytes or "
+                "lower shuffle_window."), stacklevel=2)
+
+    def cached_bytes(self) -> int:
+        """Bytes of this split's chunks on local disk now (0 for local chunks, read where they are)."""
+        return 0 if self.cache is None else self.cache.cached_bytes()
+
     def chunk_of(self, index: int) -> int:
         return int(np.searchsorted(self.chunk_starts, int(index), side="right")) - 1
 
@@ -624,7 +679,13 @@ class LitDataSource(Source):
 
     # ------------------------------------------------------------------ items
     def _item(self, index: int) -> Any:
-        return self.dataset[int(index)]["image"]
+        try:
+            return self.dataset[int(index)]["image"]
+        except Exception:  # noqa: BLE001 - its chunk evicted by another process meanwhile: fetch it again, once
+            if self.cache is None:
+                raise
+            self.cache.ensure(self.chunk_of(index))
+            return self.dataset[int(index)]["image"]
 
     def load(self, index: int) -> np.ndarray | Image.Image:
         self._ready([self.chunk_of(index)])
@@ -637,9 +698,17 @@ class LitDataSource(Source):
         return bytes(image) if isinstance(image, (bytes, bytearray, memoryview)) else None
 
     def load_many(self, indices: Sequence[int]) -> list[np.ndarray | Image.Image]:
-        """Items in order; a remote split first brings the chunks they lie in (in parallel)."""
-        self._ready(list(dict.fromkeys(self.chunk_of(i) for i in indices)))
-        return [_decode(self._item(i)) for i in indices]
+        """Items in order; a remote split first brings the chunks they lie in (in parallel).
+
+        The items are read grouped by chunk: LitData's reader maps a chunk anew whenever two
+        consecutive reads lie in different chunks, which in a batch mixed from a window of
+        chunks would happen at almost every item."""
+        chunks = [self.chunk_of(i) for i in indices]
+        self._ready(list(dict.fromkeys(chunks)))
+        items: list[Any] = [None] * len(indices)
+        for position in sorted(range(len(indices)), key=chunks.__getitem__):
+            items[position] = _decode(self._item(indices[position]))
+        return items
 
     def gets(self) -> int:
         """Chunk downloads this process made (0 for local chunks)."""
@@ -655,8 +724,16 @@ def _decode(image: Any) -> np.ndarray | Image.Image:
 
 
 # ------------------------------------------------------------- the DataModule's input
-#: The DataModule's ``format`` argument: its own files, or LitData chunks.
-FORMATS = ("files", "litdata")
+#: Where a DataModule's items come from besides its own files (``format="files"``, read by
+#: the format modules, ``formats/``): ``format`` name -> ``"module:class"`` of the input,
+#: imported on first use. The class takes ``(input, storage_options, cache_dir, cache_bytes)``
+#: and has ``open_split(split) -> Source``, ``refuse_subsets(options, names)`` and ``facts``
+#: (see :class:`LitDataInput`): a new backend (WebDataset shards, say) is one module and one line here.
+INPUTS = {
+    "litdata": "jepa_datamodules.streaming:LitDataInput",
+}
+#: The DataModule's ``format`` argument: its own files, or one of :data:`INPUTS`.
+FORMATS = ("files", *INPUTS)
 
 
 class LitDataInput:
@@ -694,14 +771,19 @@ class LitDataInput:
 
 def open_input(format: str, input: str | None, storage_options: dict | None = None,
                cache_dir: str | None = None, cache_bytes: int | str = DEFAULT_CACHE_BYTES) -> LitDataInput | None:
-    """The DataModule's LitData input for ``format="litdata"``; None for its own files. The four
-    arguments are checked here, each bad combination refused with one sentence."""
+    """The DataModule's input for ``format`` (one of :data:`INPUTS`); None for its own files.
+    The arguments are checked here, each bad combination refused with one sentence."""
     check_choice("format", format, FORMATS)
-    if format == "litdata" and not input:
-        raise ValueError(f"input={input!r} is invalid with format=litdata; allowed is the folder or URL "
+    if format != "files" and not input:
+        raise ValueError(f"input={input!r} is invalid with format={format}; allowed is the folder or URL "
                          "(s3://bucket/prefix) that jepa-prepare ... format=litdata output=<where> wrote.")
     if format == "files" and input is not None:
         raise ValueError(f"input={input!r} is only read with format=litdata; set format=litdata "
                          "or leave input unset to read the dataset's own files.")
     parse_bytes(cache_bytes)
-    return LitDataInput(input, storage_options, cache_dir, cache_bytes) if format == "litdata" else None
+    if format == "files":
+        return None
+    import importlib
+
+    module, name = INPUTS[format].split(":")
+    return getattr(importlib.import_module(module), name)(input, storage_options, cache_dir, cache_bytes)

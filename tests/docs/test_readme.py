@@ -39,6 +39,13 @@ ELSEWHERE = {
         "tests/formats/test_hfparquet.py::test_jepa_bench_measures_the_parquet_release_on_a_stand_in",
     "jepa-bench data=imagenet data.source=folders bench.synthetic_like=imagenet bench.standin_images=5000 "
     "data.num_workers=2 data.batch_size=64": "tests/bench/test_bench.py",
+    # Streaming from an object store: tests/streaming/test_s3_images.py converts both ways to a
+    # loopback S3 endpoint and streams with nothing but the chunks (jepa-fit included).
+    "jepa-prepare data=imagefolder data.root=/path/to/images format=litdata output=s3://bucket/mine "
+    "+data.storage_options.endpoint_url=<endpoint>":
+        "tests/streaming/test_s3_images.py::test_image_datasets_stream_from_s3_with_the_files_batches",
+    "jepa-fit data=imagefolder data.format=litdata data.input=<output> +data.storage_options.endpoint_url=<endpoint>":
+        "tests/streaming/test_s3_images.py::test_own_folder_chunks_train_through_jepa_fit_without_the_folder",
     # Your own data: the commands need a folder of images; these tests build one in the exact layouts.
     "jepa-fit data=imagefolder data.root=/path/to/images":
         "tests/formats/test_ownfolder.py::test_jepa_fit_and_verify_on_your_own_folder_from_the_command_line",

@@ -21,7 +21,7 @@ from jepa_datamodules.pipeline.masks import MultiBlockMaskGenerator
 from jepa_datamodules.streaming import LitDataSource, convert_to_litdata, split_url
 from tests.helpers.fake_ownimages import make_labelled_folder
 
-SMALL = dict(image_size=32, patch_size=4, batch_size=3, num_workers=0, progress=False)
+SMALL = dict(image_size=32, patch_size=4, batch_size=3, num_workers=0, progress=False, shuffle="full")
 
 
 @pytest.fixture(autouse=True)
