@@ -102,6 +102,9 @@ def run_bench(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str
     timed one by one. ``output_dir`` [None = Hydra's run directory, else the current
     directory] receives ``bench.json``. Returns what the JSON holds.
     """
+    if cfg.bench.get("mode", "pipelines") != "pipelines":
+        raise ValueError(f"bench.mode={cfg.bench.mode} is not run by run_bench, which compares pipelines (bench=default); "
+                         "bench=sources runs through jepa_datamodules.bench.sources.run_sources (jepa-bench picks it).")
     settings = _check_settings(cfg.bench)
     load_before = os.getloadavg()
     dm, data = build_bench_datamodule(cfg, settings)
@@ -156,20 +159,30 @@ def run_bench(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str
     report["ratio"] = ours["images_per_s"] / rate if rate else None
     report["ratio_device"] = ours_device["images_per_s"] / rate if rate else None
     report["machine"]["load_average"] = {"before": list(load_before), "after": list(os.getloadavg())}
+    return write_report(report, output_dir, format_report)
 
+
+def write_report(report: dict[str, Any], output_dir: str | Path | None,
+                 format: Callable[[dict[str, Any]], str]) -> dict[str, Any]:
+    """``report`` written atomically as ``bench.json`` into the run directory, then printed by ``format``."""
     path = _output_dir(output_dir) / "bench.json"
     atomic_write_text(path, json.dumps(report, indent=1))
     report["json"] = str(path)
-    print(format_report(report))
+    print(format(report))
     return report
+
+
+def setting_count(bench: DictConfig, name: str, low: int) -> int:
+    """``bench.<name>``, an integer >= ``low``, or one sentence saying so."""
+    value = bench.get(name)
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ValueError(f"bench.{name}={value} is invalid; allowed is an integer >= {low}.")
+    return value
 
 
 def _check_settings(bench: DictConfig) -> dict[str, Any]:
     def count(name: str, low: int) -> int:
-        value = bench.get(name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise ValueError(f"bench.{name}={value} is invalid; allowed is an integer >= {low}.")
-        return value
+        return setting_count(bench, name, low)
 
     kind = bench.get("synthetic_like")
     if kind is not None and kind not in STANDIN_KINDS:
@@ -251,16 +264,22 @@ def build_bench_datamodule(cfg: DictConfig, settings: dict[str, Any]):
     root = Path(cfg.data.data_dir).expanduser() / "bench-standins" / f"{name}{layout}-{train}-v{_STANDIN_VERSION}"
     standin = hydra.utils.instantiate(cfg.data, data_dir=str(root))
     counts = write_standin(standin.spec, standin.folder, train, seed=int(cfg.seed))
+    splits, num_classes = apply_standin_counts(standin, counts)
+    print(f"note: stand-in {name} at {standin.folder}: catalog override splits={splits}, classes={num_classes}.")
+    return standin, {"kind": "stand-in", "folder": str(standin.folder), "catalog_override":
+                     {"splits": splits, "num_classes": num_classes}}
+
+
+def apply_standin_counts(standin, counts: dict[str, Any]) -> tuple[dict[str, int], int]:
+    """The catalog override: ``standin``'s spec takes the stand-in's own counts (``write_standin``'s);
+    checksums, files and decoding checks stay unchanged. Returns the splits and class count."""
     splits = {split: counts[split] for split in standin.spec.splits}
     num_classes = counts.get("num_classes", standin.spec.num_classes)
-    # The catalog override: the stand-in's own counts; checksums, files, decoding checks unchanged.
     standin.data.spec = standin.spec.replace(splits=splits, num_classes=num_classes)
     if standin.spec.reader == "hfparquet":  # the shard counts the verification expects are the stand-in's too
         facts = {**standin.spec.options["parquet"], "splits": splits, "shards": counts["shards"]}
         standin.data.spec = standin.spec.replace(options={**standin.spec.options, "parquet": facts})
-    print(f"note: stand-in {name} at {standin.folder}: catalog override splits={splits}, classes={num_classes}.")
-    return standin, {"kind": "stand-in", "folder": str(standin.folder), "catalog_override":
-                     {"splits": splits, "num_classes": num_classes}}
+    return splits, num_classes
 
 
 def write_standin(spec: DatasetSpec, folder: Path, train_images: int, seed: int = 0) -> dict[str, int]:
@@ -459,8 +478,11 @@ class PssSampler:
     (non-Linux, kernels before 4.14).
     """
 
-    def __init__(self, interval: float = _PSS_INTERVAL_S):
+    def __init__(self, interval: float = _PSS_INTERVAL_S, exclude: frozenset[int] = frozenset(),
+                 watch: Callable[[], Any] | None = None):
         self.interval = interval
+        self.exclude = exclude  # children that are not part of the loader (the sources bench's S3 server)
+        self.watch = watch  # called with every sample (the sources bench: a cache folder's size)
         self.peak: dict[str, Any] | None = None
         self.sampler_cpu_s = 0.0  # CPU the background thread spent sampling (subtracted from timings)
         self._lock = threading.Lock()  # the main thread samples too, at the edges of the timed window
@@ -483,10 +505,11 @@ class PssSampler:
             self.sampler_cpu_s += time.thread_time() - start
 
     def sample(self) -> None:
-        main = os.getpid()
+        if self.watch is not None:
+            self.watch()
         totals: dict[str, int] = {}
         processes = 0
-        for pid in [main, *_child_pids(main)]:
+        for pid in _loader_pids(self.exclude):
             values = process_pss_kb(pid)
             if values is None:
                 continue
@@ -500,6 +523,12 @@ class PssSampler:
                 self.peak = {"total_mb": totals["Pss"] / 1024, "anon_mb": totals.get("Pss_Anon", 0) / 1024,
                              "file_mb": totals.get("Pss_File", 0) / 1024,
                              "shmem_mb": totals.get("Pss_Shmem", 0) / 1024, "processes": processes}
+
+
+def _loader_pids(exclude: frozenset[int] = frozenset()) -> list[int]:
+    """This process and its children (the loader's workers), less ``exclude``."""
+    main = os.getpid()
+    return [pid for pid in [main, *_child_pids(main)] if pid not in exclude]
 
 
 def _cpu_seconds(pids: list[int]) -> float:
@@ -537,7 +566,8 @@ def _shutdown(loader: DataLoader) -> None:
 
 
 def measure_loader(name: str, make_loader: Callable[[], DataLoader], settings: dict[str, Any],
-                   keep: list | None = None) -> dict[str, Any]:
+                   keep: list | None = None, probe: Callable[[], dict[str, Any]] | None = None,
+                   exclude: frozenset[int] = frozenset(), watch: Callable[[], Any] | None = None) -> dict[str, Any]:
     """Images/s, time to first batch and peak PSS of one pipeline.
 
     ``first_batch_s``: from building the loader to receiving its first batch (worker
@@ -546,40 +576,61 @@ def measure_loader(name: str, make_loader: Callable[[], DataLoader], settings: d
     last timed one; ``cpu_ms_per_image`` = CPU time the main process and the workers used
     in that window per image (on a shared machine a steadier figure of the work done than
     wall time). ``keep`` receives the first batch (for the normalization timing).
+    ``probe`` [None]: called when the first batch arrives, when timing starts and when it
+    ends; its answers land in ``probes`` with the images received by then. ``exclude``:
+    child processes that are not the loader's (left out of CPU and memory). ``watch``
+    [None]: called with every memory sample (about once a second and at both ends).
     """
     warmup, batches = settings["warmup"], settings["batches"]
-    with PssSampler() as memory:
+    probes: dict[str, Any] = {}
+    received = 0
+
+    def mark(when: str) -> None:
+        if probe is not None:
+            probes[when] = {"images": received, **probe()}
+
+    with PssSampler(exclude=exclude, watch=watch) as memory:
         start = time.perf_counter()
         loader = make_loader()
         stream = _endless(loader)
         first = next(stream)
         first_batch_s = time.perf_counter() - start
+        received = _batch_size(first)
+        mark("first_batch")
         if keep is not None:
             keep.append(first)
         del first
         with tqdm(total=warmup + batches, desc=name, unit="batch", disable=None, leave=False) as bar:
             for _ in range(warmup):
-                next(stream)
+                received += _batch_size(next(stream))
                 bar.update()
             memory.sample()
+            mark("timed_start")
             images = 0
-            processes = [os.getpid(), *_child_pids(os.getpid())]
+            processes = _loader_pids(exclude)
             cpu_start, sampler_start = _cpu_seconds(processes), memory.sampler_cpu_s
             timed_start = time.perf_counter()
             for _ in range(batches):
                 images += _batch_size(next(stream))
                 bar.update()
             seconds = time.perf_counter() - timed_start
-            cpu = _cpu_seconds(processes) - cpu_start - (memory.sampler_cpu_s - sampler_start)
+            # /proc counts whole clock ticks (10 ms): over a very short window the sampler's
+            # precise share can exceed the ticks counted, hence the floor at 0.
+            cpu = max(0.0, _cpu_seconds(processes) - cpu_start - (memory.sampler_cpu_s - sampler_start))
             memory.sample()
+            received += images
+            mark("timed_end")
         loader_settings = {"pin_memory": loader.pin_memory, "persistent_workers": loader.persistent_workers,
                            "prefetch_factor": loader.prefetch_factor}
         stream.close()
         _shutdown(loader)
         del loader, stream
         gc.collect()
-    return {"images_per_s": images / seconds, "seconds": seconds, "images": images, "first_batch_s": first_batch_s,
-            "cpu_ms_per_image": 1000 * cpu / images, "peak_pss": memory.peak, "loader_settings": loader_settings}
+    result = {"images_per_s": images / seconds, "seconds": seconds, "images": images, "first_batch_s": first_batch_s,
+              "cpu_ms_per_image": 1000 * cpu / images, "peak_pss": memory.peak, "loader_settings": loader_settings}
+    if probe is not None:
+        result["probes"] = probes
+    return result
 
 
 # =================================================================== the extras

@@ -236,7 +236,10 @@ def bench_task(cfg: DictConfig) -> dict[str, Any]:
     from ..bench.run import run_bench
 
     RunFolder.work_started()
+    if cfg.bench.get("mode") == "sources":  # bench=sources: one set of images in each storage form
+        from ..bench.sources import run_sources
 
+        return run_sources(cfg)
     return run_bench(cfg)
 
 

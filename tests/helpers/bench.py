@@ -16,10 +16,11 @@ TINY = ["data.batch_size=8", "data.num_workers=1", "bench.batches=2", "bench.war
         "bench.isolated_samples=2", "bench.standin_images=50"]
 
 
-def bench_cli(tmp_path: Path, *overrides: str) -> tuple[subprocess.CompletedProcess, dict]:
+def bench_cli(tmp_path: Path, *overrides: str, tiny: tuple[str, ...] | list[str] = TINY
+              ) -> tuple[subprocess.CompletedProcess, dict]:
     script = Path(sys.executable).parent / "jepa-bench"
     result = subprocess.run([str(script), *overrides, f"paths.data_dir={tmp_path / 'data'}",
-                             f"paths.log_dir={tmp_path / 'runs'}", *TINY],
+                             f"paths.log_dir={tmp_path / 'runs'}", *tiny],
                             capture_output=True, text=True, cwd=tmp_path, timeout=600,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
