@@ -39,6 +39,7 @@ ELSEWHERE = {
         "tests/formats/test_hfparquet.py::test_jepa_bench_measures_the_parquet_release_on_a_stand_in",
     "jepa-bench data=imagenet data.source=folders bench.synthetic_like=imagenet bench.standin_images=5000 "
     "data.num_workers=2 data.batch_size=64": "tests/bench/test_bench.py",
+    "jepa-bench bench=sources data=imagenet": "tests/bench/test_bench_sources.py",
     # Streaming from an object store: tests/streaming/test_s3_images.py converts both ways to a
     # loopback S3 endpoint and streams with nothing but the chunks (jepa-fit included).
     "jepa-prepare data=imagefolder data.root=/path/to/images format=litdata output=s3://bucket/mine "
