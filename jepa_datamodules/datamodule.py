@@ -74,7 +74,8 @@ class JEPADataModule(LightningDataModule):
     workers run ahead). ``Trainer.fit(ckpt_path=...)`` restores it and training continues
     with exactly the batches, masks and augmentations the uninterrupted run would have
     seen: every random draw is a function of (seed, epoch, rank, batch or sample index),
-    so the position is all the state there is. Same world size and batch size required.
+    so the position is all the state there is. Same world size and batch size required: another
+    is refused in one sentence naming both values.
     """
 
     #: The catalog dataset this DataModule reads; set by each alias.
@@ -388,12 +389,31 @@ class JEPADataModule(LightningDataModule):
         loader = self._loader("train", shuffle=True, drop_last=self.hparams.drop_last, masks=True)
         self.train_sampler = loader.sampler
         if self._resume is not None:
+            self._check_resume_world(self._resume)
             # Lightning then calls set_epoch with its own (restored) epoch before the first
             # batch is drawn; the stream position wins (EpochBatchSampler.resume_at), also when
             # Lightning counted an epoch that max_steps cut short as finished.
             loader.load_state_dict(self._resume)
             self._resume = None
         return loader
+
+    def _check_resume_world(self, state: dict[str, Any]) -> None:
+        """The stream position counts batches of one size on one world size: another of either
+        would start at the wrong samples, so it is refused (older checkpoints carry neither)."""
+        world, _ = self._world()
+        for name, saved, now, setting in (("batch size", state.get("batch_size"), self.per_device_batch_size(),
+                                           "data.batch_size"),
+                                          ("world size", state.get("world_size"), world, "trainer.devices")):
+            if saved is not None and int(saved) != now:
+                raise ValueError(f"Cannot resume with {name} {now}: the checkpoint's stream position counts batches "
+                                 f"of {name} {saved}; resume with {setting} as the checkpoint was made "
+                                 f"({name} {saved}), or start a new run without ckpt_path.")
+
+    def masked_dataloader(self, split: str) -> EpochDataLoader:
+        """``split`` (``"val"`` or ``"test"``) in order with masks drawn as for training: the JEPA loss on
+        held-out images (``adapters.ijepa_loader(dm, split="val")``)."""
+        check_choice("split", split, ("val", "test"))
+        return self._loader(split, shuffle=False, drop_last=False, masks=True)
 
     def val_dataloader(self) -> EpochDataLoader:
         return self._loader("val", shuffle=False, drop_last=False, masks=False)
@@ -414,15 +434,17 @@ class JEPADataModule(LightningDataModule):
 
     def state_dict(self) -> dict[str, Any]:
         """Where the training stream stands: resuming continues with the next batch."""
+        world, _ = self._world()
         return {"epoch": int(self._position["epoch"]), "next_batch": int(self._position["next_batch"]),
-                "seed": int(self.hparams.seed)}
+                "seed": int(self.hparams.seed), "batch_size": self.per_device_batch_size(), "world_size": world}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("seed", self.hparams.seed) != self.hparams.seed:
             print(f"warning: resuming with seed={self.hparams.seed} but the checkpoint used seed={state['seed']}; "
                   "samples and masks will differ from the original run.", file=sys.stderr)
-        self._resume = {"epoch": int(state["epoch"]), "next_batch": int(state["next_batch"])}
-        self._position = dict(self._resume)
+        self._resume = {"epoch": int(state["epoch"]), "next_batch": int(state["next_batch"]),
+                        **{key: int(state[key]) for key in ("batch_size", "world_size") if key in state}}
+        self._position = {"epoch": self._resume["epoch"], "next_batch": self._resume["next_batch"]}
 
     def describe(self) -> dict[str, Any]:
         """Splits, sizes, classes and resolution, for summaries and the notebook."""
