@@ -390,12 +390,34 @@ class JEPADataModule(LightningDataModule):
         self.train_sampler = loader.sampler
         if self._resume is not None:
             self._check_resume_world(self._resume)
+            epoch, next_batch = self._resume["epoch"], self._resume["next_batch"]
+            if next_batch >= loader.sampler.batches_per_epoch():  # saved after an epoch's last batch
+                epoch, next_batch = epoch + 1, 0
+            self._align_trainer_epoch(epoch)
             # Lightning then calls set_epoch with its own (restored) epoch before the first
-            # batch is drawn; the stream position wins (EpochBatchSampler.resume_at), also when
-            # Lightning counted an epoch that max_steps cut short as finished.
-            loader.load_state_dict(self._resume)
+            # batch is drawn; the stream position wins (EpochBatchSampler.resume_at).
+            loader.load_state_dict({"epoch": epoch, "next_batch": next_batch})
             self._resume = None
         return loader
+
+    def _align_trainer_epoch(self, epoch: int) -> None:
+        """Make the resuming Trainer count ``epoch`` (the stream's) as its current epoch.
+
+        A run that ``max_steps`` ended mid-epoch saves its checkpoint at that epoch's end, and
+        Lightning counts the cut epoch as finished: resumed, it would start the next epoch
+        while the stream finishes the cut one, and a ``max_epochs`` limit would then end the
+        run an epoch early (13 + 19 steps instead of 13 + 51 for 32 batches per epoch and
+        ``max_epochs=2``). Winding Lightning's epoch counters back to the stream's epoch makes
+        the resumed run train to the uninterrupted run's total under either limit.
+        """
+        loop = getattr(getattr(getattr(self, "trainer", None), "fit_loop", None), "epoch_progress", None)
+        behind = loop.current.processed - epoch if loop is not None else 0
+        if behind <= 0:
+            return
+        for progress in (loop.current, loop.total):
+            for field in ("ready", "started", "processed", "completed"):
+                setattr(progress, field, max(0, getattr(progress, field) - behind))
+            progress.completed = progress.processed  # nothing half-finished: the epoch starts anew
 
     def _check_resume_world(self, state: dict[str, Any]) -> None:
         """The stream position counts batches of one size on one world size: another of either

@@ -94,14 +94,21 @@ def user_facing(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any
     return wrapper
 
 
-def user_overrides(name: str) -> list[str] | None:
-    """The command-line overrides of this run that pick the dataset ``name`` and its folder
-    (``data=``, ``data.*``, ``paths.data_dir=``, ``seed=``), for fix hints; None outside Hydra."""
+def typed_overrides() -> list[str] | None:
+    """The overrides typed on this run's command line; None outside Hydra."""
     from hydra.core.hydra_config import HydraConfig
 
     try:
-        task = list(HydraConfig.get().overrides.task)
+        return list(HydraConfig.get().overrides.task)
     except ValueError:  # not running under Hydra
+        return None
+
+
+def user_overrides(name: str) -> list[str] | None:
+    """The command-line overrides of this run that pick the dataset ``name`` and its folder
+    (``data=``, ``data.*``, ``paths.data_dir=``, ``seed=``), for fix hints; None outside Hydra."""
+    task = typed_overrides()
+    if task is None:
         return None
     keys = [word.split("=", 1)[0].lstrip("+~") for word in task]
     kept = [word for word, key in zip(task, keys)
@@ -198,7 +205,8 @@ def fit_task(cfg: DictConfig) -> dict[str, Any]:
 
     lightning_logs_through_hydra()
 
-    from .fitting import FitSummary, PlainTrainingProgress, already_complete, build_model, fit_callbacks
+    from .fitting import (FitSummary, PlainTrainingProgress, already_complete, build_model, fit_callbacks,
+                          step_limit_options)
     from ..progress import mode as progress_mode
 
     lightning.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -211,7 +219,7 @@ def fit_task(cfg: DictConfig) -> dict[str, Any]:
                          mean=dm.spec.mean, std=dm.spec.std, patch_size=dm.hparams.patch_size, started=started,
                          mask=getattr(dm, "mask_generator", None))
     callbacks: list[Any] = [summary, *fit_callbacks(cfg)]
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = step_limit_options(cfg, typed_overrides())
     if "enable_progress_bar" not in cfg.trainer and progress_mode(None) == "lines":
         # Lightning's bar redraws with carriage returns; a log gets plain lines instead.
         callbacks.append(PlainTrainingProgress())
