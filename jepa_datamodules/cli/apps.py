@@ -17,6 +17,8 @@ answer in well under a second.
 from __future__ import annotations
 
 import functools
+import shlex
+import signal
 import sys
 import time
 from pathlib import Path
@@ -205,6 +207,7 @@ def fit_task(cfg: DictConfig) -> dict[str, Any]:
 
     lightning_logs_through_hydra()
 
+    from .interrupt import SaveOnInterrupt
     from .fitting import (FitSummary, PlainTrainingProgress, already_complete, build_model, fit_callbacks,
                           step_limit_options)
     from ..progress import mode as progress_mode
@@ -224,11 +227,19 @@ def fit_task(cfg: DictConfig) -> dict[str, Any]:
         # Lightning's bar redraws with carriage returns; a log gets plain lines instead.
         callbacks.append(PlainTrainingProgress())
         options["enable_progress_bar"] = False
+    interrupt = SaveOnInterrupt(command=continue_command)
+    callbacks.append(interrupt)
     trainer = build_trainer(cfg, callbacks, **options)
     RunFolder.work_started()
     dm.prepare_data()
     dm.setup("fit")
     trainer.fit(model, datamodule=dm, ckpt_path=cfg.ckpt_path)
+    if interrupt.signal_name is not None:  # saved and stopped: the summary, then the signal's exit status
+        summary.stopped = f"{interrupt.signal_name} (resumable: {interrupt.checkpoint})"
+        if trainer.is_global_zero:
+            summary.report(dm, model, {}, trainer)
+            print(f"continue with: {continue_command(interrupt.checkpoint)}")
+        raise SystemExit(128 + getattr(signal, interrupt.signal_name))
     if cfg.ckpt_path and summary.steps == 0:
         if trainer.is_global_zero:
             print(already_complete(trainer, cfg.ckpt_path))
@@ -237,6 +248,12 @@ def fit_task(cfg: DictConfig) -> dict[str, Any]:
     if not trainer.is_global_zero:
         return {}
     return summary.report(dm, model, metrics[0] if metrics else {}, trainer)
+
+
+def continue_command(checkpoint: str) -> str:
+    """This run's own command line, with ``ckpt_path=<checkpoint>`` in place of any earlier one."""
+    kept = [word for word in typed_overrides() or () if word.split("=", 1)[0].lstrip("+~") != "ckpt_path"]
+    return " ".join(shlex.quote(word) for word in ["jepa-fit", *kept, f"ckpt_path={checkpoint}"])
 
 
 @user_facing

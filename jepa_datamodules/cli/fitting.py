@@ -266,7 +266,13 @@ class FitSummary(Callback):
 
     @staticmethod
     def checkpoint(trainer: Trainer | None) -> str | None:
-        """The checkpoint this run saved last, or None when checkpointing is off."""
+        """The checkpoint to continue from: the one an interrupt saved, else the one this run saved
+        last; None when checkpointing is off."""
+        from .interrupt import SaveOnInterrupt
+
+        for saver in getattr(trainer, "callbacks", []):
+            if isinstance(saver, SaveOnInterrupt) and saver.checkpoint:
+                return saver.checkpoint
         callback = getattr(trainer, "checkpoint_callback", None)
         if callback is None:
             return None

@@ -215,9 +215,12 @@ class TinyJEPA(LightningModule):
         self.log("val/probe_accuracy", self.probe_accuracy.compute(), prog_bar=True, sync_dist=True)
         self.probe_accuracy.reset()
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        # EMA update of the target encoder, momentum annealed towards 1.
-        momentum = self.ema_momentum(self.global_step)
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        super().optimizer_step(*args, **kwargs)
+        # EMA update of the target encoder right after the optimizer's (as I-JEPA does), momentum
+        # annealed towards 1. Here rather than in on_train_batch_end, which runs after the
+        # callbacks': a checkpoint saved at a batch end then holds the updated target encoder.
+        momentum = self.ema_momentum(self.global_step + 1)  # the step being completed
         with torch.no_grad():
             for target, online in zip(self.target_encoder.parameters(), self.encoder.parameters()):
                 target.mul_(momentum).add_(online.detach(), alpha=1 - momentum)

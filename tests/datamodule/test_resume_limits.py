@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from jepa_datamodules import SyntheticDataModule
 from jepa_datamodules.pipeline.masks import MultiBlockMaskGenerator
-from tests.helpers.recorder import Recorder
+from tests.helpers.recorder import Recorder, tiny_fit_overrides
 
 # 96 training images in batches of 8: 12 batches per epoch.
 NUM_TRAIN, BATCH = 96, 8
@@ -76,14 +77,11 @@ def test_resume_through_jepa_fit_on_the_default_config(tmp_path):
     extension continues, and resuming a finished run names the limit that ended it."""
     fit_script = Path(sys.executable).with_name("jepa-fit")
     # 64 images in batches of 8: 8 batches per epoch, so 12 steps need a second epoch.
-    common = [f"paths.data_dir={tmp_path / 'data'}", f"paths.log_dir={tmp_path / 'runs'}", "data.num_train=64",
-              "data.num_test=16", "data.batch_size=8", "data.num_workers=0", "mask.min_keep=4", "model.embed_dim=32",
-              "model.depth=1", "model.num_heads=2", "model.predictor_dim=16", "model.predictor_depth=1"]
+    common = tiny_fit_overrides(tmp_path)
 
     def jepa_fit(*extra: str) -> str:
         result = subprocess.run([str(fit_script), *common, *extra], cwd=tmp_path, capture_output=True, text=True,
-                                timeout=600, stdin=subprocess.DEVNULL, env={**__import__("os").environ,
-                                                                            "OMP_NUM_THREADS": "1"})
+                                timeout=600, stdin=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
         assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
         return result.stdout
 
