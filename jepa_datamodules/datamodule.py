@@ -241,8 +241,18 @@ class JEPADataModule(LightningDataModule):
 
     @property
     def classes(self) -> list[str] | None:
-        """Class names in label order where the dataset names them (ImageNet-100, your own folder); else None."""
-        return self.data.classes
+        """Class names in label order, as torchvision's datasets have them, from the dataset's own
+        files: CIFAR's label names, STL-10's ``class_names.txt``, the wnids of the ImageNet family
+        (folder names, or the parquet release's list), your own folder's class folders, the
+        synthetic shapes. None until the files are on disk (after ``prepare_data``), and for
+        unlabeled data."""
+        return self.data.classes or None
+
+    @property
+    def class_to_idx(self) -> dict[str, int] | None:
+        """``{class name: label}``, torchvision's ``class_to_idx``; None where ``classes`` is None."""
+        classes = self.classes
+        return None if classes is None else {name: label for label, name in enumerate(classes)}
 
     @property
     def val_description(self) -> str | None:

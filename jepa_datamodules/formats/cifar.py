@@ -82,6 +82,16 @@ def dataset_type(spec: DatasetSpec) -> type[Dataset]:
     return CifarDataset
 
 
+def class_names(spec: DatasetSpec, folder: Path, label_type: str = "fine") -> list[str] | None:
+    """The names in the meta batch (``batches.meta``' ``label_names``; CIFAR-100's ``meta``:
+    ``fine_label_names`` or ``coarse_label_names``), in label order; None where it has none."""
+    if not (folder / spec.data_root / spec.options["meta_file"]).is_file():
+        return None
+    meta = load_cifar_pickle(folder / spec.data_root / spec.options["meta_file"])
+    names = meta.get(spec.options["class_names_key"][label_type])
+    return None if names is None else [n.decode("latin1") if isinstance(n, bytes) else str(n) for n in names]
+
+
 def open_split(spec: DatasetSpec, folder: Path, split: str, label_type: str = "fine") -> ArraySource:
     """CIFAR-10/100 ``train`` or ``test`` as one ``(N, 32, 32, 3)`` uint8 array."""
     files = spec.options[f"{split}_files"]

@@ -100,8 +100,16 @@ class Dataset:
 
     @property
     def classes(self) -> list[str] | None:
-        """Class names in label order, where the dataset names them from its files (else None)."""
-        return None
+        """Class names in label order, read from the dataset's own files by its reader's
+        ``class_names`` (CIFAR's meta batch, STL-10's ``class_names.txt``, the wnid folders);
+        None before they are on disk, or where the format names no classes."""
+        reader = format_module(self.spec.reader)
+        if not hasattr(reader, "class_names"):
+            return None
+        try:
+            return reader.class_names(self.spec, self.folder, **self.options)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
 
     def open_split(self, split: str, whole: bool = False) -> Source:
         """One split; ``whole`` leaves out the options that select part of it (verification)."""
