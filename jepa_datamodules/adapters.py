@@ -155,6 +155,10 @@ def boolean_masks(batch: dict[str, Any], num_patches: int) -> tuple[torch.Tensor
     return context, indices_to_boolean(blocks, num_patches)
 
 
+#: What ``masking_fn`` returns: H-JEPA's per-level dict, or its multi-block ``(context, targets)`` pair.
+MASK_FORMS = ("levels", "blocks")
+
+
 class HJEPAFeed:
     """H-JEPA's ``train_loader`` and ``masking_fn`` over one stream of our batches (``hjepa_feed``).
 
@@ -166,13 +170,18 @@ class HJEPAFeed:
     (True = the patch is in the block; the context is the union of the context blocks, the
     same for every level). Multi-block masks are one level, ``level_0``; with hierarchical
     masks ``level_i`` is the generator's level ``i`` (level 0: the fine blocks). H-JEPA's
-    trainer reads ``level_0``'s targets only, combined with ``targets.any(dim=1)``. A smaller
-    ``batch_size`` than the batch (H-JEPA's picture step asks for 4) takes its first rows.
-    The masks are ours, seeded per (seed, epoch, batch, rank), so resume and DDP hold.
+    trainer reads ``level_0``'s targets only, combined with ``targets.any(dim=1)``. With
+    ``form="blocks"`` it returns ``(context [B, N], targets [B, n_blocks, N])`` instead, the
+    form of H-JEPA's multi-block generator, which later versions of its trainer unpack as
+    ``context_mask, target_masks = masking_fn(...)`` (every level's blocks stacked, as
+    ``boolean_masks``). A smaller ``batch_size`` than the batch (H-JEPA's picture step asks for
+    4) takes its first rows. The masks are ours, seeded per (seed, epoch, batch, rank), so
+    resume and DDP hold.
     """
 
-    def __init__(self, loader: Any, datamodule: Any, device: torch.device | str = "cpu"):
-        self.loader, self.datamodule, self.device = loader, datamodule, device
+    def __init__(self, loader: Any, datamodule: Any, device: torch.device | str = "cpu", form: str = "levels"):
+        check_choice("form", form, MASK_FORMS)
+        self.loader, self.datamodule, self.device, self.form = loader, datamodule, device, form
         self.sampler = loader.sampler
         self.num_patches = datamodule.grid[0] * datamodule.grid[1]
         self.last: dict[str, Any] | None = None
@@ -189,8 +198,9 @@ class HJEPAFeed:
             self.last = batch
             yield batch["images"], batch["labels"]
 
-    def masking_fn(self, batch_size: int, device: torch.device | str | None = None) -> dict[str, dict[str, torch.Tensor]]:
-        """The last batch's masks per level (see the class docstring), on ``device`` [None = where the batch is]."""
+    def masking_fn(self, batch_size: int, device: torch.device | str | None = None) -> Any:
+        """The last batch's masks per level, or stacked with ``form="blocks"`` (see the class
+        docstring), on ``device`` [None = where the batch is]."""
         if self.last is None:
             raise ValueError("masking_fn gives the masks of the batch the loader yielded last; none has been "
                              "yielded yet: iterate the loader first (for images, labels in loader: ...).")
@@ -198,6 +208,10 @@ class HJEPAFeed:
         if not isinstance(batch_size, int) or not 0 < batch_size <= rows:
             raise ValueError(f"batch_size={batch_size!r} is invalid for the last batch of {rows} images; "
                              f"allowed is 1..{rows} (a smaller size takes the first rows).")
+        if self.form == "blocks":
+            context, targets = boolean_masks(self.last, self.num_patches)
+            device = context.device if device is None else device
+            return context[:batch_size].to(device), targets[:batch_size].to(device)
         context = indices_to_boolean(list(self.last["context_masks"]), self.num_patches).any(dim=1)
         targets = self.last["target_masks"]
         levels = targets if targets and isinstance(targets[0], (list, tuple)) else [targets]
@@ -207,13 +221,14 @@ class HJEPAFeed:
                 for i, blocks in enumerate(levels)}
 
 
-def hjepa_feed(datamodule: Any, split: str = "train",
-               device: torch.device | str = "cpu") -> tuple[HJEPAFeed, Callable[..., dict[str, dict[str, torch.Tensor]]]]:
+def hjepa_feed(datamodule: Any, split: str = "train", device: torch.device | str = "cpu",
+               form: str = "levels") -> tuple[HJEPAFeed, Callable[..., Any]]:
     """``(loader, masking_fn)`` for H-JEPA's ``HJEPATrainer(train_loader=loader, masking_fn=masking_fn, ...)``.
 
-    See ``HJEPAFeed``. ``split`` and ``device`` as for ``ijepa_loader``.
+    See ``HJEPAFeed``. ``split`` and ``device`` as for ``ijepa_loader``; ``form``: ``"levels"``
+    (the per-level dict) ["levels"] or ``"blocks"`` (the ``(context, targets)`` pair).
     """
     if not getattr(datamodule, "datasets", None):
         datamodule.prepare_data()
-    feed = HJEPAFeed(split_loader(datamodule, split), datamodule, device)
+    feed = HJEPAFeed(split_loader(datamodule, split), datamodule, device, form)
     return feed, feed.masking_fn

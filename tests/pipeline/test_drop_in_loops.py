@@ -169,3 +169,17 @@ def test_hjepa_trainer_feed(tmp_path, mask, levels):
     assert torch.equal(small["level_0"]["targets"], seen[-1][3][:4])
     with pytest.raises(ValueError, match="allowed is 1..8"):
         masking_fn(batch_size=BATCH + 1, device="cpu")
+
+
+def test_hjepa_blocks_form_for_trainers_that_unpack_a_pair(tmp_path):
+    dm = synthetic(tmp_path, mask=HierarchicalMaskGenerator(min_keep=4), image_size=48, patch_size=4)
+    loader, masking_fn = hjepa_feed(dm, form="blocks")
+    levels_loader, levels_fn = hjepa_feed(dm)
+    for (images, _), _ in zip(loader, levels_loader):
+        context_mask, target_masks = masking_fn(batch_size=images.size(0), device="cpu")
+        levels = levels_fn(batch_size=images.size(0), device="cpu")
+        assert torch.equal(context_mask, levels["level_0"]["context"])
+        # Every level's blocks, stacked level after level: 6 fine + 2 coarse.
+        assert torch.equal(target_masks, torch.cat([levels["level_0"]["targets"], levels["level_1"]["targets"]], 1))
+    with pytest.raises(ValueError, match="argument form"):
+        hjepa_feed(dm, form="dict")
