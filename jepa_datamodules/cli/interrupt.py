@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import threading
 from pathlib import Path
 from typing import Any, Callable
@@ -71,8 +70,9 @@ class SaveOnInterrupt(Callback):
             signal.raise_signal(signum)
             return
         self.received = signum
-        print(f"\n{signal.Signals(signum).name} received: saving a checkpoint after this batch "
-              "(send it again to stop at once)", file=sys.stderr, flush=True)
+        # os.write, not print: a handler that prints into a buffered write it interrupted fails.
+        os.write(2, f"\n{signal.Signals(signum).name} received: saving a checkpoint after this batch "
+                    "(send it again to stop at once)\n".encode())
 
     # -- the save, at the batch boundary
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
