@@ -308,8 +308,8 @@ def step_limit_options(cfg: DictConfig, typed: list[str] | None) -> dict[str, An
     ``trainer.max_epochs`` too (then both limits hold). ``typed``: the command-line overrides."""
     steps = cfg.trainer.get("max_steps")
     keys = {word.split("=", 1)[0].lstrip("+~") for word in typed or ()}
-    if steps is None or steps < 0 or typed is None or "trainer.max_epochs" in keys:
-        return {}
+    if not isinstance(steps, int) or steps < 0 or typed is None or "trainer.max_epochs" in keys:
+        return {}  # no step limit (a non-number is build_trainer's to refuse)
     return {"max_epochs": -1}
 
 
