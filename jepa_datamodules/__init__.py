@@ -28,6 +28,7 @@ _WHERE = {
     "MaskGenerator": "pipeline.masks",
     "MultiBlockMaskGenerator": "pipeline.masks",
     "NoMaskGenerator": "pipeline.masks",
+    "SaveOnInterrupt": "cli.interrupt",
     "StorageError": "storage.files",
     "TinyJEPA": "cli.tinyjepa",
 }

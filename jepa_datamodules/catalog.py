@@ -158,7 +158,9 @@ _register(_cifar(
              # 100 fine classes by default; 20 coarse superclasses on request.
              "label_keys": {"fine": "fine_labels", "coarse": "coarse_labels"},
              "class_names_key": {"fine": "fine_label_names", "coarse": "coarse_label_names"},
-             "num_classes": {"fine": 100, "coarse": 20}},
+             # Class counts of the other label types; the fine count is the spec's num_classes
+             # (so a $JEPA_CATALOG num_classes override takes effect).
+             "num_classes": {"coarse": 20}},
 ))
 
 # STL-10: https://cs.stanford.edu/~acoates/stl10/ (archive md5 as checked by torchvision).

@@ -77,7 +77,8 @@ class JEPADataModule(LightningDataModule):
     workers run ahead). ``Trainer.fit(ckpt_path=...)`` restores it and training continues
     with exactly the batches, masks and augmentations the uninterrupted run would have
     seen: every random draw is a function of (seed, epoch, rank, batch or sample index),
-    so the position is all the state there is. Same world size and batch size required.
+    so the position is all the state there is. Same world size and batch size required: another
+    is refused in one sentence naming both values.
     """
 
     #: The catalog dataset this DataModule reads; set by each alias.
@@ -269,9 +270,18 @@ class JEPADataModule(LightningDataModule):
 
     @property
     def classes(self) -> list[str] | None:
-        """Class names in label order where the dataset names them (ImageNet-100, your own folder); else None.
-        With ``format="litdata"`` both come from the chunks (``Dataset.adopt_facts``)."""
-        return self.data.classes
+        """Class names in label order, as torchvision's datasets have them, from the dataset's own
+        files: CIFAR's label names, STL-10's ``class_names.txt``, the wnids of the ImageNet family
+        (folder names, or the parquet release's list), your own folder's class folders, the
+        synthetic shapes. None until the files are on disk (after ``prepare_data``), and for
+        unlabeled data. With ``format="litdata"`` they come from the chunks (``Dataset.adopt_facts``)."""
+        return self.data.classes or None
+
+    @property
+    def class_to_idx(self) -> dict[str, int] | None:
+        """``{class name: label}``, torchvision's ``class_to_idx``; None where ``classes`` is None."""
+        classes = self.classes
+        return None if classes is None else {name: label for label, name in enumerate(classes)}
 
     @property
     def val_description(self) -> str | None:
@@ -453,12 +463,53 @@ class JEPADataModule(LightningDataModule):
         loader = self._loader("train", shuffle=True, drop_last=self.hparams.drop_last, masks=True)
         self.train_sampler = loader.sampler
         if self._resume is not None:
+            self._check_resume_world(self._resume)
+            epoch, next_batch = self._resume["epoch"], self._resume["next_batch"]
+            if next_batch >= loader.sampler.batches_per_epoch():  # saved after an epoch's last batch
+                epoch, next_batch = epoch + 1, 0
+            self._align_trainer_epoch(epoch)
             # Lightning then calls set_epoch with its own (restored) epoch before the first
-            # batch is drawn; the stream position wins (EpochBatchSampler.resume_at), also when
-            # Lightning counted an epoch that max_steps cut short as finished.
-            loader.load_state_dict(self._resume)
+            # batch is drawn; the stream position wins (EpochBatchSampler.resume_at).
+            loader.load_state_dict({"epoch": epoch, "next_batch": next_batch})
             self._resume = None
         return loader
+
+    def _align_trainer_epoch(self, epoch: int) -> None:
+        """Make the resuming Trainer count ``epoch`` (the stream's) as its current epoch.
+
+        A run that ``max_steps`` ended mid-epoch saves its checkpoint at that epoch's end, and
+        Lightning counts the cut epoch as finished: resumed, it would start the next epoch
+        while the stream finishes the cut one, and a ``max_epochs`` limit would then end the
+        run an epoch early (13 + 19 steps instead of 13 + 51 for 32 batches per epoch and
+        ``max_epochs=2``). Winding Lightning's epoch counters back to the stream's epoch makes
+        the resumed run train to the uninterrupted run's total under either limit.
+        """
+        loop = getattr(getattr(getattr(self, "trainer", None), "fit_loop", None), "epoch_progress", None)
+        behind = loop.current.processed - epoch if loop is not None else 0
+        if behind <= 0:
+            return
+        for progress in (loop.current, loop.total):
+            for field in ("ready", "started", "processed", "completed"):
+                setattr(progress, field, max(0, getattr(progress, field) - behind))
+            progress.completed = progress.processed  # nothing half-finished: the epoch starts anew
+
+    def _check_resume_world(self, state: dict[str, Any]) -> None:
+        """The stream position counts batches of one size on one world size: another of either
+        would start at the wrong samples, so it is refused (older checkpoints carry neither)."""
+        world, _ = self._world()
+        for name, saved, now, setting in (("batch size", state.get("batch_size"), self.per_device_batch_size(),
+                                           "data.batch_size"),
+                                          ("world size", state.get("world_size"), world, "trainer.devices")):
+            if saved is not None and int(saved) != now:
+                raise ValueError(f"Cannot resume with {name} {now}: the checkpoint's stream position counts batches "
+                                 f"of {name} {saved}; resume with {setting} as the checkpoint was made "
+                                 f"({name} {saved}), or start a new run without ckpt_path.")
+
+    def masked_dataloader(self, split: str) -> EpochDataLoader:
+        """``split`` (``"val"`` or ``"test"``) in order with masks drawn as for training: the JEPA loss on
+        held-out images (``adapters.ijepa_loader(dm, split="val")``)."""
+        check_choice("split", split, ("val", "test"))
+        return self._loader(split, shuffle=False, drop_last=False, masks=True)
 
     def val_dataloader(self) -> EpochDataLoader:
         return self._loader("val", shuffle=False, drop_last=False, masks=False)
@@ -479,15 +530,17 @@ class JEPADataModule(LightningDataModule):
 
     def state_dict(self) -> dict[str, Any]:
         """Where the training stream stands: resuming continues with the next batch."""
+        world, _ = self._world()
         return {"epoch": int(self._position["epoch"]), "next_batch": int(self._position["next_batch"]),
-                "seed": int(self.hparams.seed)}
+                "seed": int(self.hparams.seed), "batch_size": self.per_device_batch_size(), "world_size": world}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("seed", self.hparams.seed) != self.hparams.seed:
             print(f"warning: resuming with seed={self.hparams.seed} but the checkpoint used seed={state['seed']}; "
                   "samples and masks will differ from the original run.", file=sys.stderr)
-        self._resume = {"epoch": int(state["epoch"]), "next_batch": int(state["next_batch"])}
-        self._position = dict(self._resume)
+        self._resume = {"epoch": int(state["epoch"]), "next_batch": int(state["next_batch"]),
+                        **{key: int(state[key]) for key in ("batch_size", "world_size") if key in state}}
+        self._position = {"epoch": self._resume["epoch"], "next_batch": self._resume["next_batch"]}
 
     def describe(self) -> dict[str, Any]:
         """Splits, sizes, classes and resolution, for summaries and the notebook."""

@@ -17,6 +17,8 @@ answer in well under a second.
 from __future__ import annotations
 
 import functools
+import shlex
+import signal
 import sys
 import time
 from pathlib import Path
@@ -94,14 +96,21 @@ def user_facing(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any
     return wrapper
 
 
-def user_overrides(name: str) -> list[str] | None:
-    """The command-line overrides of this run that pick the dataset ``name`` and its folder
-    (``data=``, ``data.*``, ``paths.data_dir=``, ``seed=``), for fix hints; None outside Hydra."""
+def typed_overrides() -> list[str] | None:
+    """The overrides typed on this run's command line; None outside Hydra."""
     from hydra.core.hydra_config import HydraConfig
 
     try:
-        task = list(HydraConfig.get().overrides.task)
+        return list(HydraConfig.get().overrides.task)
     except ValueError:  # not running under Hydra
+        return None
+
+
+def user_overrides(name: str) -> list[str] | None:
+    """The command-line overrides of this run that pick the dataset ``name`` and its folder
+    (``data=``, ``data.*``, ``paths.data_dir=``, ``seed=``), for fix hints; None outside Hydra."""
+    task = typed_overrides()
+    if task is None:
         return None
     keys = [word.split("=", 1)[0].lstrip("+~") for word in task]
     kept = [word for word, key in zip(task, keys)
@@ -198,7 +207,9 @@ def fit_task(cfg: DictConfig) -> dict[str, Any]:
 
     lightning_logs_through_hydra()
 
-    from .fitting import FitSummary, PlainTrainingProgress, already_complete, build_model, fit_callbacks
+    from .interrupt import SaveOnInterrupt
+    from .fitting import (FitSummary, PlainTrainingProgress, already_complete, build_model, fit_callbacks,
+                          step_limit_options)
     from ..progress import mode as progress_mode
 
     lightning.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -211,16 +222,24 @@ def fit_task(cfg: DictConfig) -> dict[str, Any]:
                          mean=dm.spec.mean, std=dm.spec.std, patch_size=dm.hparams.patch_size, started=started,
                          mask=getattr(dm, "mask_generator", None))
     callbacks: list[Any] = [summary, *fit_callbacks(cfg)]
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = step_limit_options(cfg, typed_overrides())
     if "enable_progress_bar" not in cfg.trainer and progress_mode(None) == "lines":
         # Lightning's bar redraws with carriage returns; a log gets plain lines instead.
         callbacks.append(PlainTrainingProgress())
         options["enable_progress_bar"] = False
+    interrupt = SaveOnInterrupt(command=continue_command)
+    callbacks.append(interrupt)
     trainer = build_trainer(cfg, callbacks, **options)
     RunFolder.work_started()
     dm.prepare_data()
     dm.setup("fit")
     trainer.fit(model, datamodule=dm, ckpt_path=cfg.ckpt_path)
+    if interrupt.signal_name is not None:  # saved and stopped: the summary, then the signal's exit status
+        summary.stopped = f"{interrupt.signal_name} (resumable: {interrupt.checkpoint})"
+        if trainer.is_global_zero:
+            summary.report(dm, model, {}, trainer)
+            print(f"continue with: {continue_command(interrupt.checkpoint)}")
+        raise SystemExit(128 + getattr(signal, interrupt.signal_name))
     if cfg.ckpt_path and summary.steps == 0:
         if trainer.is_global_zero:
             print(already_complete(trainer, cfg.ckpt_path))
@@ -229,6 +248,12 @@ def fit_task(cfg: DictConfig) -> dict[str, Any]:
     if not trainer.is_global_zero:
         return {}
     return summary.report(dm, model, metrics[0] if metrics else {}, trainer)
+
+
+def continue_command(checkpoint: str) -> str:
+    """This run's own command line, with ``ckpt_path=<checkpoint>`` in place of any earlier one."""
+    kept = [word for word in typed_overrides() or () if word.split("=", 1)[0].lstrip("+~") != "ckpt_path"]
+    return " ".join(shlex.quote(word) for word in ["jepa-fit", *kept, f"ckpt_path={checkpoint}"])
 
 
 @user_facing

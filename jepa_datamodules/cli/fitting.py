@@ -144,6 +144,8 @@ class FitSummary(Callback):
         self.notes: list[str] = []  # one line each under the summary (e.g. a picture not drawn)
         self.validation_images = 0
         self._counting = 0
+        #: What stopped the run when it was not a limit (an interrupt names its signal here).
+        self.stopped: str | None = None
 
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
         if self.started is None:
@@ -218,6 +220,7 @@ class FitSummary(Callback):
         verdict = (chance_verdict(accuracy, self.validation_images, chance) if chance is not None
                    else {"above": False, "p_value": None, "text": "none (unlabeled images)"})
         checkpoint = self.checkpoint(trainer)
+        limit = self.stopped if self.stopped else (ended_by(trainer) if trainer is not None else None)
         summary = {
             "dataset": dm.spec.name,
             "steps": self.steps,
@@ -230,6 +233,7 @@ class FitSummary(Callback):
             "above_chance": verdict["above"],
             "p_value": verdict["p_value"],
             "checkpoint": checkpoint,
+            "ended_by": limit,
             "run_dir": str(self.run_dir),
         }
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -247,6 +251,7 @@ class FitSummary(Callback):
             f"\n== jepa-fit summary ==\n"
             f"dataset:        {summary['dataset']} ({dm.hparams.image_size}px, patch {dm.hparams.patch_size})\n"
             f"steps:          {self.steps}\n"
+            + (f"ended by:       {limit}\n" if limit else "") +
             f"wall time:      {_duration(summary['wall_time_s'])}\n"
             f"images/s:       {summary['images_per_second']:.1f}\n"
             f"loss:           {loss}\n"
@@ -261,7 +266,13 @@ class FitSummary(Callback):
 
     @staticmethod
     def checkpoint(trainer: Trainer | None) -> str | None:
-        """The checkpoint this run saved last, or None when checkpointing is off."""
+        """The checkpoint to continue from: the one an interrupt saved, else the one this run saved
+        last; None when checkpointing is off."""
+        from .interrupt import SaveOnInterrupt
+
+        for saver in getattr(trainer, "callbacks", []):
+            if isinstance(saver, SaveOnInterrupt) and saver.checkpoint:
+                return saver.checkpoint
         callback = getattr(trainer, "checkpoint_callback", None)
         if callback is None:
             return None
@@ -291,13 +302,35 @@ def fit_callbacks(cfg: DictConfig) -> list[Callback]:
     return callbacks
 
 
+def step_limit_options(cfg: DictConfig, typed: list[str] | None) -> dict[str, Any]:
+    """Trainer options so that a run given ``trainer.max_steps`` is not cut short by the trainer
+    file's own ``max_epochs`` (``cpu``: 1): the epoch limit then goes, unless the user typed
+    ``trainer.max_epochs`` too (then both limits hold). ``typed``: the command-line overrides."""
+    steps = cfg.trainer.get("max_steps")
+    keys = {word.split("=", 1)[0].lstrip("+~") for word in typed or ()}
+    if not isinstance(steps, int) or steps < 0 or typed is None or "trainer.max_epochs" in keys:
+        return {}  # no step limit (a non-number is build_trainer's to refuse)
+    return {"max_epochs": -1}
+
+
+def ended_by(trainer: Trainer) -> str | None:
+    """The limit that ended the run (``trainer.max_steps=100``), or None when none did."""
+    if trainer.max_steps is not None and trainer.max_steps >= 0 and trainer.global_step >= trainer.max_steps:
+        return f"trainer.max_steps={trainer.max_steps}"
+    if trainer.max_epochs is not None and trainer.max_epochs >= 0 and trainer.current_epoch >= trainer.max_epochs:
+        return f"trainer.max_epochs={trainer.max_epochs}"
+    return None
+
+
 def already_complete(trainer: Trainer, ckpt_path: str) -> str:
-    """What to say when a resumed run had nothing left to train, and how to extend it."""
+    """What to say when a resumed run had nothing left to train: the limit reached, and how to extend it."""
     step, epoch = trainer.global_step, trainer.current_epoch
-    if trainer.max_steps is not None and trainer.max_steps >= 0:
-        limit, extend = f"trainer.max_steps={trainer.max_steps}", f"trainer.max_steps={max(2 * step, step + 1)}"
+    limit = ended_by(trainer)
+    if limit is not None and limit.startswith("trainer.max_steps"):
+        extend = f"trainer.max_steps={max(2 * step, step + 1)}"
     else:
-        limit, extend = f"trainer.max_epochs={trainer.max_epochs}", f"trainer.max_epochs={epoch + 1}"
+        extend = f"trainer.max_epochs={epoch + 1}"
+    reached = f"{limit} is reached" if limit else "no limit is left to train to"
     return (f"Nothing to train: the run in {ckpt_path} is already complete (step {step}, epoch {epoch}; "
-            f"{limit} is reached). To extend it, run the same command with a higher limit, e.g. "
+            f"{reached}). To extend it, run the same command with a higher limit, e.g. "
             f"{extend} ckpt_path={ckpt_path}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from typing import Any
 
 import torch
@@ -19,6 +20,8 @@ import torch.nn.functional as F
 from lightning import LightningModule
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
+
+from ..notices import Notice
 
 
 def sincos_position_embedding(grid: tuple[int, int], dim: int) -> torch.Tensor:
@@ -134,13 +137,24 @@ def target_levels(target_masks: list) -> list[list[torch.Tensor]]:
 class TinyJEPA(LightningModule):
     """Defaults: embed_dim 192, depth 4, heads 3 (ViT-tiny width, a third of its depth);
     predictor 96 wide, 2 deep; AdamW lr 1e-3 with 10% warm-up then cosine, weight decay
-    0.05; EMA momentum 0.996 -> 1.0 over training."""
+    0.05; EMA momentum 0.996 -> 1.0 over training.
+
+    The learning-rate and EMA schedules are functions of the global step and the planned total
+    (``schedule_steps``; None: the Trainer's ``estimated_stepping_batches``, the whole run's
+    steps under its limits). The plan is saved in every checkpoint, so a run interrupted and
+    resumed with the same limits follows the uninterrupted run's schedules step for step; a
+    resume whose limits plan another total uses the new plan and says so.
+    """
 
     def __init__(self, image_size: int, patch_size: int, num_classes: int, embed_dim: int = 192, depth: int = 4,
                  num_heads: int = 3, predictor_dim: int = 96, predictor_depth: int = 2, lr: float = 1e-3,
-                 weight_decay: float = 0.05, ema: tuple[float, float] = (0.996, 1.0), probe_lr: float = 1e-2):
+                 weight_decay: float = 0.05, ema: tuple[float, float] = (0.996, 1.0), probe_lr: float = 1e-2,
+                 schedule_steps: int | None = None):
         super().__init__()
         self.save_hyperparameters()
+        #: The total steps the schedules stretch over (set when training starts).
+        self.planned_steps: int | None = None
+        self._checkpoint_plan: int | None = None
         self.encoder = PatchEncoder(image_size, patch_size, embed_dim, depth, num_heads)
         self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
         self.predictor = Predictor(self.encoder.grid, embed_dim, predictor_dim, predictor_depth, num_heads)
@@ -201,27 +215,56 @@ class TinyJEPA(LightningModule):
         self.log("val/probe_accuracy", self.probe_accuracy.compute(), prog_bar=True, sync_dist=True)
         self.probe_accuracy.reset()
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        # EMA update of the target encoder, momentum annealed towards 1.
-        total = max(1, self.trainer.estimated_stepping_batches)
-        start, end = self.hparams.ema
-        momentum = end - (end - start) * (math.cos(math.pi * min(1.0, self.global_step / total)) + 1) / 2
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        super().optimizer_step(*args, **kwargs)
+        # EMA update of the target encoder right after the optimizer's (as I-JEPA does), momentum
+        # annealed towards 1. Here rather than in on_train_batch_end, which runs after the
+        # callbacks': a checkpoint saved at a batch end then holds the updated target encoder.
+        momentum = self.ema_momentum(self.global_step + 1)  # the step being completed
         with torch.no_grad():
             for target, online in zip(self.target_encoder.parameters(), self.encoder.parameters()):
                 target.mul_(momentum).add_(online.detach(), alpha=1 - momentum)
+
+    def ema_momentum(self, step: int) -> float:
+        """The EMA momentum after ``step`` optimizer steps: cosine from ``ema[0]`` to ``ema[1]`` over the plan."""
+        start, end = self.hparams.ema
+        return end - (end - start) * (math.cos(math.pi * min(1.0, step / self.plan())) + 1) / 2
+
+    def lr_factor(self, step: int) -> float:
+        """The backbone's learning rate at ``step`` as a fraction of ``lr``: 10 % linear warm-up, then cosine to 0."""
+        total = self.plan()
+        warmup = max(1, total // 10)
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+    def plan(self) -> int:
+        """The planned total steps, fixed once per fit (see the class docstring)."""
+        if self.planned_steps is None:
+            wanted = self.hparams.schedule_steps or max(1, int(min(self.trainer.estimated_stepping_batches, 2**62)))
+            if self._checkpoint_plan is not None and wanted != self._checkpoint_plan:
+                warnings.warn(f"The checkpoint's learning-rate and EMA schedules were planned over "
+                              f"{self._checkpoint_plan} steps and this run's limits plan {wanted}: they continue from "
+                              f"step {self.global_step} over {wanted}, so the run will not match an uninterrupted "
+                              f"one; add model.schedule_steps={self._checkpoint_plan} to keep the checkpoint's plan.",
+                              Notice, stacklevel=2)
+            self.planned_steps = int(wanted)
+        return self.planned_steps
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["tinyjepa_schedule"] = {"planned_steps": self.plan()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._checkpoint_plan = checkpoint.get("tinyjepa_schedule", {}).get("planned_steps")
+        self.planned_steps = None  # planned again when training starts, against this run's limits
 
     def configure_optimizers(self) -> Any:
         backbone = [p for n, p in self.named_parameters() if p.requires_grad and not n.startswith("probe.")]
         optimizer = torch.optim.AdamW(
             [{"params": backbone, "lr": self.hparams.lr, "weight_decay": self.hparams.weight_decay},
              {"params": self.probe.parameters(), "lr": self.hparams.probe_lr, "weight_decay": 0.0}])
-        total = max(1, self.trainer.estimated_stepping_batches)
-        warmup = max(1, total // 10)
-
-        def schedule(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, [schedule, lambda step: 1.0])
+        self.planned_steps = None
+        self.plan()
+        # LambdaLR counts its own steps, which resume with the checkpoint: the global step.
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, [self.lr_factor, lambda step: 1.0])
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -75,11 +75,25 @@ class CifarDataset(Dataset):
 
     @property
     def num_classes(self) -> int:
-        return self.spec.options.get("num_classes", {}).get(self.options["label_type"], self.spec.num_classes)
+        """The spec's ``num_classes`` for fine labels; ``options["num_classes"][label_type]`` for others (coarse: 20)."""
+        label_type = self.options["label_type"]
+        if label_type == "fine":
+            return self.spec.num_classes
+        return self.spec.options["num_classes"][label_type]
 
 
 def dataset_type(spec: DatasetSpec) -> type[Dataset]:
     return CifarDataset
+
+
+def class_names(spec: DatasetSpec, folder: Path, label_type: str = "fine") -> list[str] | None:
+    """The names in the meta batch (``batches.meta``' ``label_names``; CIFAR-100's ``meta``:
+    ``fine_label_names`` or ``coarse_label_names``), in label order; None where it has none."""
+    if not (folder / spec.data_root / spec.options["meta_file"]).is_file():
+        return None
+    meta = load_cifar_pickle(folder / spec.data_root / spec.options["meta_file"])
+    names = meta.get(spec.options["class_names_key"][label_type])
+    return None if names is None else [n.decode("latin1") if isinstance(n, bytes) else str(n) for n in names]
 
 
 def open_split(spec: DatasetSpec, folder: Path, split: str, label_type: str = "fine") -> ArraySource:
@@ -92,6 +106,11 @@ def open_split(spec: DatasetSpec, folder: Path, split: str, label_type: str = "f
         data = np.asarray(batch["data"], dtype=np.uint8)
         # Rows are 3072 bytes: the red 32x32 plane, then green, then blue.
         images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+        if label_key not in batch:
+            raise FormatError(f"{folder / spec.data_root / name} has no {label_key} (it has "
+                              f"{', '.join(sorted(k for k in batch if k.endswith('labels')))}), which "
+                              f"label_type={label_type} reads; use a label_type its file holds, or fetch "
+                              f"{spec.title} again (force=true) if the file is damaged.")
         labels.append(np.asarray(batch[label_key], dtype=np.int64))
     source = ArraySource(np.ascontiguousarray(np.concatenate(images)), np.concatenate(labels))
     source.label_files = [folder / spec.data_root / name for name in files]
@@ -132,7 +151,7 @@ def write_cifar(spec: DatasetSpec, folder: Path, images: dict[str, np.ndarray], 
             }
             content.update({key: relabel(fine, granularity) for granularity, key in options["label_keys"].items()})
             (root / name).write_bytes(pickle.dumps(content, protocol=2))
-    fine_classes = options.get("num_classes", {}).get("fine", spec.num_classes)
+    fine_classes = spec.num_classes
     meta = {key: [f"{granularity}-class-{i}" for i in range(fine_classes if granularity == "fine" else fine_classes // 5)]
             for granularity, key in options["class_names_key"].items()}
     (root / options["meta_file"]).write_bytes(pickle.dumps(meta, protocol=2))

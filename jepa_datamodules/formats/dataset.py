@@ -100,8 +100,19 @@ class Dataset:
 
     @property
     def classes(self) -> list[str] | None:
-        """Class names in label order, where the dataset names them from its files (else None)."""
-        return getattr(self, "_facts_classes", None)
+        """Class names in label order, read from the dataset's own files by its reader's
+        ``class_names`` (CIFAR's meta batch, STL-10's ``class_names.txt``, the wnid folders), or
+        from LitData chunks' facts (:meth:`adopt_facts`); None before they are on disk, or where
+        the format names no classes."""
+        if hasattr(self, "_facts_classes"):
+            return self._facts_classes
+        reader = format_module(self.spec.reader)
+        if not hasattr(reader, "class_names"):
+            return None
+        try:
+            return reader.class_names(self.spec, self.folder, **self.options)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
 
     def adopt_facts(self, facts: dict[str, Any]) -> None:
         """Take the dataset's shape from the facts LitData chunks recorded (``streaming.read_facts``)

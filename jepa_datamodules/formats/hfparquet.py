@@ -62,6 +62,11 @@ def _require_pyarrow() -> Any:
     return pq
 
 
+def class_names(spec: DatasetSpec, folder: Path, **options: Any) -> list[str]:
+    """The release's classes: the 1,000 wnids in its label order (ascending, as ``classes.py`` lists them)."""
+    return imagenet1k_wnids()
+
+
 def imagenet1k_wnids() -> list[str]:
     """The 1,000 ILSVRC2012 wnids in ascending order: label ``i`` of either source is entry ``i``."""
     data = importlib.resources.files("jepa_datamodules").joinpath("resources", "imagenet1k_wnids.txt").read_bytes()

@@ -234,6 +234,17 @@ def _decode_problem(path: Path) -> str | None:
     return None
 
 
+def class_names(spec: DatasetSpec, folder: Path, *, root: Path | None = None, classes: Sequence[str] | None = None,
+                cache_dir: Path | None = None) -> list[str]:
+    """The class folder names of ``train/`` (ImageNet's and Imagenette's wnids) in label order:
+    sorted, or ``classes`` sorted where only those are read."""
+    if classes is not None:
+        return sorted(classes)
+    train = Path(root if root is not None else folder / spec.data_root) / "train"
+    with os.scandir(train) as entries:
+        return sorted(e.name for e in entries if not e.name.startswith(".") and e.is_dir())
+
+
 def open_split(spec: DatasetSpec, folder: Path, split: str, *, root: Path | None = None,
                classes: Sequence[str] | None = None, cache_dir: Path | None = None) -> FileSource:
     """``<root>/<split>/<class>/<image>`` (root: ``folder / spec.data_root``) as a file source.

@@ -98,11 +98,41 @@ def _has_wnid_images(split_dir: Path) -> bool:
         return False
     with os.scandir(split_dir) as classes:
         for cls in classes:
-            if _WNID_RE.fullmatch(cls.name) and cls.is_dir():
-                with os.scandir(cls.path) as files:
-                    if any(f.name.lower().endswith(IMG_EXTENSIONS) and not f.name.startswith(".") for f in files):
-                        return True
+            if _WNID_RE.fullmatch(cls.name) and cls.is_dir() and _has_wnid_images_in(Path(cls.path)):
+                return True
     return False
+
+
+def check_nesting(split_dir: Path) -> None:
+    """Refuse a split unpacked one level too deep, ``<split>/<wnid>/<wnid>/*.JPEG`` (torchvision's
+    test fake has it, and so do many hand unpackings): read as it is, it would have no images.
+    Looks only as far as the first class folder that holds images, so a good layout costs one listing."""
+    if not split_dir.is_dir():
+        return
+    with os.scandir(split_dir) as classes:
+        wnids = sorted(c.name for c in classes if _WNID_RE.fullmatch(c.name) and c.is_dir())
+    for wnid in wnids:
+        with os.scandir(split_dir / wnid) as entries:
+            entries = list(entries)
+        if any(_is_image(e.name) for e in entries):
+            return  # images where they belong
+        inner = next((e.name for e in entries if e.is_dir() and _has_wnid_images_in(Path(e.path))), None)
+        if inner is not None:
+            split = split_dir.name
+            raise ImageNetSetupError(
+                f"{split_dir}/{wnid}/ holds its images one level too deep, in {split}/{wnid}/{inner}/ "
+                f"(the layout is {split}/<wnid>/<image>.JPEG); move each class folder's images up one level, "
+                f"e.g. `cd {split_dir} && for d in */; do mv \"$d\"*/* \"$d\" && rmdir \"$d\"*/; done`, then prepare again.")
+
+
+def _is_image(name: str) -> bool:
+    return name.lower().endswith(IMG_EXTENSIONS) and not name.startswith(".")
+
+
+def _has_wnid_images_in(folder: Path) -> bool:
+    """True if ``folder`` itself holds an image."""
+    with os.scandir(folder) as files:
+        return any(_is_image(f.name) for f in files)
 
 
 def _current_val_dir(root: Path) -> Path:
@@ -633,6 +663,8 @@ def prepare_imagenet(root: Path, *, workers: int | None = None, progress: bool |
 
     source = detect_source(root)
     if source is None:
+        for split in ("train", "val"):
+            check_nesting(root / split)
         raise ImageNetSetupError(manual_instructions(root))
     if source == "layout":
         return
@@ -678,6 +710,11 @@ class ImageNetDataset(Dataset):
     def parquet(self) -> bool:
         """True when the Hugging Face parquet shards are read."""
         return self.spec.reader == "hfparquet"
+
+    def open_split(self, split: str, whole: bool = False) -> Source:
+        if not self.parquet:  # a train/<wnid>/<wnid>/ layout would read as no images at all
+            check_nesting(self.folder / split)
+        return super().open_split(split, whole)
 
     def pending_writes(self) -> str | None:
         if self.parquet:

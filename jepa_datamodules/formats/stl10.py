@@ -124,6 +124,12 @@ def dataset_type(spec: DatasetSpec) -> type[Dataset]:
     return STL10Dataset
 
 
+def class_names(spec: DatasetSpec, folder: Path, **options: Any) -> list[str]:
+    """The names in ``class_names.txt``, one a line, in label order (labels 1..10 on disk are 0..9 here)."""
+    lines = (folder / spec.data_root / "class_names.txt").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip()]
+
+
 def stl10_fold_indices(root: Path, fold: int) -> np.ndarray:
     lines = (root / "fold_indices.txt").read_text().splitlines()
     if not 0 <= fold < len(lines):

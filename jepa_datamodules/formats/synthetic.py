@@ -190,6 +190,11 @@ class SyntheticDataset(Dataset):
     def setting_overrides(self) -> list[str]:
         return [f"data.{key}={value}" for key, value in self.setting.items() if value != self.DEFAULTS[key]]
 
+    @property
+    def classes(self) -> list[str]:
+        """The generator's shapes and textures in label order (``num_classes`` takes the first ones)."""
+        return list(CLASS_NAMES[:self.setting["num_classes"]])
+
 
 def dataset_type(spec: DatasetSpec) -> type[Dataset]:
     return SyntheticDataset

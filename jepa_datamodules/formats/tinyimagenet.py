@@ -41,6 +41,11 @@ def read_classes(root: Path) -> list[str]:
     return wnids
 
 
+def class_names(spec: DatasetSpec, folder: Path) -> list[str]:
+    """The wnids of ``wnids.txt``, sorted: label order."""
+    return read_classes(Path(folder) / spec.data_root)
+
+
 def open_split(spec: DatasetSpec, folder: Path, split: str) -> FileSource:
     """One split of Tiny-ImageNet-200 under ``folder`` (``spec.data_root`` holds ``wnids.txt``)."""
     root = Path(folder) / spec.data_root

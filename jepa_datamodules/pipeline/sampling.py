@@ -11,6 +11,10 @@ Consequences a user can rely on:
   workers or on which worker ran, so a run is reproducible and resumable.
 * ``start_batch`` lets a resumed run continue mid-epoch without repeats or skips, even when
   the trainer's epoch count differs from the stream's (``resume_at``).
+* A loop that never calls ``set_epoch`` (lightly's examples, most hand-written loops) still
+  gets a new order, new views and new masks each epoch: every pass after the first that has
+  no ``set_epoch`` (or ``resume_at``) before it is the next epoch. A Trainer's own
+  ``set_epoch`` calls and resume positions decide wherever they are made.
 
 Block-aware order (``order="blocks"``): a source whose items are cheap to read in groups
 (a parquet row group, a LitData chunk) declares them as ``blocks``, one block id per item.
@@ -122,6 +126,9 @@ class EpochBatchSampler(DistributedSampler):
         # Our epoch minus the trainer's, fixed when a resumed run starts (see resume_at).
         self.epoch_offset = 0
         self._resumed = False
+        # Whether a pass has run, and whether set_epoch / resume_at said where the next one is.
+        self._passes = 0
+        self._epoch_given = False
 
     def resume_at(self, epoch: int, next_batch: int) -> None:
         """Continue the stream at ``next_batch`` of ``epoch``, whatever epoch the trainer counts.
@@ -133,8 +140,10 @@ class EpochBatchSampler(DistributedSampler):
         """
         self.epoch, self.start_batch = int(epoch), int(next_batch)
         self._resumed = True
+        self._epoch_given = True
 
     def set_epoch(self, epoch: int) -> None:
+        self._epoch_given = True
         if self._resumed:
             self._resumed = False
             self.epoch_offset = self.epoch - int(epoch)
@@ -191,6 +200,9 @@ class EpochBatchSampler(DistributedSampler):
         return sequence[np.lexsort((mixing, window))]
 
     def __iter__(self):
+        if self._passes and not self._epoch_given:  # a new pass with no set_epoch: the next epoch
+            self.epoch, self.start_batch = self.epoch + 1, 0
+        self._passes, self._epoch_given = self._passes + 1, False
         self._resumed = False  # iterating without a set_epoch first: epochs count from here as given
         order = self.epoch_order(self.epoch)
         start, self.start_batch = self.start_batch, 0

@@ -13,7 +13,7 @@ import torch
 from jepa_datamodules import SyntheticDataModule
 from jepa_datamodules.pipeline.masks import MultiBlockMaskGenerator
 from jepa_datamodules.pipeline.sampling import EpochBatchSampler
-from tests.helpers.recorder import fit, interrupted_and_resumed
+from tests.helpers.recorder import fit, interrupted_and_resumed, tiny_fit_overrides
 
 # 96 training images in batches of 8: 12 batches per epoch.
 NUM_TRAIN, BATCH = 96, 8
@@ -153,10 +153,8 @@ def test_readme_resume_recipe_through_jepa_fit(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(tmp_path), "OMP_NUM_THREADS": "1"}
     fit_script = Path(sys.executable).with_name("jepa-fit")
     # 64 images in batches of 8: 8 batches per epoch; 5 + 9 steps cross an epoch boundary.
-    common = [f"paths.data_dir={tmp_path / 'data'}", f"paths.log_dir={tmp_path / 'runs'}", "data.num_train=64",
-              "data.num_test=16", "data.batch_size=8", "data.num_workers=0", "mask.min_keep=4", "model.embed_dim=32",
-              "model.depth=1", "model.num_heads=2", "model.predictor_dim=16", "model.predictor_depth=1",
-              "trainer.max_epochs=10", "+callbacks.recorder._target_=recorder.BatchRecorder"]
+    common = [*tiny_fit_overrides(tmp_path), "trainer.max_epochs=10",
+              "+callbacks.recorder._target_=recorder.BatchRecorder"]
 
     def jepa_fit(record: str, *extra: str) -> tuple[str, list]:
         result = subprocess.run([str(fit_script), *common, f"+callbacks.recorder.path={tmp_path / record}", *extra],

@@ -129,9 +129,9 @@ def test_demo_summary_fields():
     fields = [line.split(":", 1)[0] for line in shown.splitlines() if ":" in line]
     source = (REPO / "jepa_datamodules" / "cli" / "fitting.py").read_text()
     printed = re.findall(r'f"(\w[\w /]*?):\s', source)
-    assert fields[:8] == printed[:8] == ["dataset", "steps", "wall time", "images/s", "loss", "probe accuracy",
-                                         "checkpoint", "run directory"]
-    assert fields[8:] == ["picture", "picture"] and "picture" in printed
+    assert fields[:9] == printed[:9] == ["dataset", "steps", "ended by", "wall time", "images/s", "loss",
+                                         "probe accuracy", "checkpoint", "run directory"]
+    assert fields[9:] == ["picture", "picture"] and "picture" in printed
 
 
 @pytest.mark.slow

@@ -62,3 +62,11 @@ def interrupted_and_resumed(make_dm: Callable[[], lightning.LightningDataModule]
     checkpoint = next((tmp_path / "first" / "checkpoints").glob(f"*step={checkpoint_at}.ckpt"))
     second = fit(make_dm(), total, tmp_path / "second", ckpt_path=str(checkpoint))
     return first.seen[:checkpoint_at] + second.seen
+
+
+def tiny_fit_overrides(tmp_path: Path) -> list[str]:
+    """``jepa-fit`` overrides for a quick CPU run: data and runs under ``tmp_path``, 64 synthetic
+    images in batches of 8 (8 batches per epoch), a one-block model."""
+    return [f"paths.data_dir={tmp_path / 'data'}", f"paths.log_dir={tmp_path / 'runs'}", "data.num_train=64",
+            "data.num_test=16", "data.batch_size=8", "data.num_workers=0", "mask.min_keep=4", "model.embed_dim=32",
+            "model.depth=1", "model.num_heads=2", "model.predictor_dim=16", "model.predictor_depth=1"]
