@@ -266,65 +266,24 @@ def _entry(command: str, task: Callable[[DictConfig], Any]) -> Callable[[], Any]
             sys.argv = argv_without_run_folder(sys.argv, command)
             return inner()
 
-    return _suggest_close_keys(main)
+    return _refuse_mistakes(main)
 
 
-def _suggest_close_keys(main: Callable[[], Any]) -> Callable[[], Any]:
-    """When Hydra refuses an override, name the close valid key (``data.batchsize`` -> ``data.batch_size``)."""
+def _refuse_mistakes(main: Callable[[], Any]) -> Callable[[], Any]:
+    """Check the command line before Hydra composes it (``overrides.py``): a mistyped group
+    option, key or environment setting is one ``error:`` sentence and exit status 2."""
 
     @functools.wraps(main)
     def wrapper() -> Any:
-        try:
-            return main()
-        except SystemExit as stop:
-            if stop.code not in (None, 0):
-                try:
-                    hints = close_key_hints(sys.argv[1:])
-                except Exception:  # noqa: BLE001 - a hint must never hide the error being reported
-                    hints = []
-                for hint in hints:
-                    print(f"error: {hint}", file=sys.stderr)
-            raise
+        from .overrides import command_line_problem
+
+        problem = command_line_problem(sys.argv, {"config_module": "jepa_datamodules.conf", **CONFIG})
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            sys.exit(2)
+        return main()
 
     return wrapper
-
-
-def close_key_hints(overrides: list[str]) -> list[str]:
-    """One sentence per ``a.b=value`` override whose key the composed config lacks, naming the
-    closest existing keys. Group choices (``data=cifar10``) are kept; ``+``/``~`` overrides skipped."""
-    import difflib
-    import re
-
-    from hydra import compose, initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
-    from omegaconf import DictConfig
-
-    pattern = re.compile(r"^([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)=")
-    dotted = [m.group(1) for m in map(pattern.match, overrides) if m]
-    choices = [o for o in overrides if re.match(r"^[A-Za-z_][\w/]*=", o)]
-    if not dotted:
-        return []
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_module(config_module="jepa_datamodules.conf", version_base=CONFIG["version_base"]):
-            cfg = compose(CONFIG["config_name"], overrides=choices)
-    except Exception:  # noqa: BLE001 - the group choices themselves are wrong: Hydra's message says so
-        return []
-    hints = []
-    for key in dotted:
-        *parents, last = key.split(".")
-        node: Any = cfg
-        for part in parents:
-            node = node.get(part) if isinstance(node, DictConfig) else None
-        if isinstance(node, DictConfig) and last not in node:
-            valid = [str(k) for k in node.keys() if not str(k).startswith("_")]
-            close = difflib.get_close_matches(last, valid, n=2, cutoff=0.6)
-            where = ".".join(parents)
-            if close:  # otherwise Hydra's own advice (append it with +) is the right one
-                also = "".join(f" or {where}.{c}" for c in close[1:])
-                hints.append(f"{key} is not a setting of {where}; did you mean {where}.{close[0]}{also}? "
-                             f"(`--cfg job` lists every setting.)")
-    return hints
 
 
 register_help()  # conf/config.yaml's hydra.help.template is ${jepa_help:${hydra.job.name}}

@@ -242,18 +242,23 @@ HELP: dict[str, tuple[str, dict[str, str]]] = {
 }
 
 
-def config_groups() -> str:
-    """One line per config group with its options, read from the shipped conf folder. Files
-    named ``_*`` (``data/_base_.yaml``, the keys every data config shares) are not choices,
-    which is why Hydra's own ``$APP_CONFIG_GROUPS`` listing is not used."""
+def group_options() -> dict[str, list[str]]:
+    """``{group: [option, ...]}`` of the shipped conf folder. Files named ``_*``
+    (``data/_base_.yaml``, the keys every data config shares) are not choices."""
     from importlib.resources import files
 
-    lines = []
+    groups = {}
     for group in sorted((p for p in files("jepa_datamodules.conf").iterdir() if p.is_dir()), key=lambda p: p.name):
         options = sorted(p.name[:-5] for p in group.iterdir() if p.name.endswith(".yaml") and not p.name.startswith("_"))
         if options and not group.name.startswith(("_", ".")):
-            lines.append(f"{group.name}: {', '.join(options)}")
-    return "\n".join(lines)
+            groups[group.name] = options
+    return groups
+
+
+def config_groups() -> str:
+    """One line per config group with its options (:func:`group_options`), which is why Hydra's
+    own ``$APP_CONFIG_GROUPS`` listing (it offers ``_base_``) is not used."""
+    return "\n".join(f"{group}: {', '.join(options)}" for group, options in group_options().items())
 
 
 def help_template(command: str) -> str:

@@ -154,7 +154,7 @@ def test_help_and_typos_do_not_import_torch(tmp_path):
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert "Trains the tiny JEPA" in result.stdout
-    assert "Could not override 'dat'" in result.stderr
+    assert "error: dat is not a setting; did you mean data=cifar10?" in result.stderr
     assert result.stdout.strip().splitlines()[-1] == "heavy: []", result.stdout[-500:]
 
 
