@@ -70,7 +70,7 @@ def user_facing(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any
     def wrapper(cfg: DictConfig) -> Any:
         RunFolder.new_job()
         try:
-            with known_noise_filtered():
+            with known_noise_filtered(verbose=bool(cfg.get("verbose", False))):
                 return task(cfg)
         except InstantiationException as error:
             cause = error.__cause__
@@ -138,6 +138,12 @@ def build_trainer(cfg: DictConfig, callbacks: list, **options: Any) -> Any:
                          "fix the trainer.* overrides or pick trainer=cpu, gpu or ddp.") from error
 
 
+def shown_folder(dm: Any) -> Path:
+    """The folder the user knows the dataset by (an own folder's root, not our state beside it)."""
+    data = getattr(dm, "data", None)
+    return data.shown_folder if data is not None else dm.folder
+
+
 def check_masks_for_jepa(dm: Any) -> None:
     """jepa-fit's JEPA needs context and target masks: refuse mask=none before any data is read."""
     from ..pipeline.masks import NoMaskGenerator
@@ -165,7 +171,7 @@ def prepare_task(cfg: DictConfig) -> None:
     start = time.perf_counter()
     RunFolder.work_started()
     dm.prepare_data()
-    print(f"{dm.spec.name}: ready and verified at {dm.folder} ({time.perf_counter() - start:.1f} s)")
+    print(f"{dm.spec.name}: ready and verified at {shown_folder(dm)} ({time.perf_counter() - start:.1f} s)")
     if cfg.format == "litdata":
         from ..streaming import convert_to_litdata
 
@@ -180,7 +186,7 @@ def verify_task(cfg: DictConfig) -> None:
 
     dm = build_datamodule(cfg)
     report, unrecorded = verify(dm.data, dm.command(), full=cfg.full)
-    print(f"{dm.spec.name} at {dm.folder}")
+    print(f"{dm.spec.name} at {shown_folder(dm)}")
     print(report.table())
     if not report.ok:  # its stamp is gone: the next prepare_data checks again instead of trusting it
         bad = ", ".join(c.name for c in report.failures)
@@ -188,7 +194,7 @@ def verify_task(cfg: DictConfig) -> None:
     if unrecorded is not None:
         print(f"warning: {dm.folder} {unrecorded}: the stamp that lets later runs skip this check was not written.",
               file=sys.stderr)
-    print(f"ok: {dm.spec.name} is complete and intact")
+    print(f"ok: {dm.spec.name} is {report.verdict()}")
 
 
 @user_facing

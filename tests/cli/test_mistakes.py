@@ -65,3 +65,28 @@ def test_an_unknown_key_without_a_close_one_says_where_the_keys_are_listed(tmp_p
 def test_a_bad_environment_setting_is_one_sentence(tmp_path):
     line = one_error_line(cli("jepa-prepare", "data=synthetic", cwd=tmp_path, env={"JEPA_PROGRESS_MIN_SECONDS": "abc"}))
     assert line == "error: JEPA_PROGRESS_MIN_SECONDS='abc' is invalid; allowed is a number of seconds, 0 or more."
+
+
+# ------------------------------------------------------------------- small folders, no trace
+def tree(folder: Path) -> dict[str, tuple[int, int, bytes]]:
+    return {str(p.relative_to(folder)): (p.stat().st_mode, p.stat().st_mtime_ns, p.read_bytes() if p.is_file() else b"")
+            for p in sorted(folder.rglob("*"))}
+
+
+@pytest.mark.slow
+def test_a_folder_smaller_than_a_batch_is_refused_and_left_byte_for_byte_unchanged(tmp_path):
+    from tests.helpers.fake_ownimages import make_labelled_folder, make_unlabeled_folder
+
+    make_unlabeled_folder(tmp_path / "photos", count=40)
+    make_labelled_folder(tmp_path / "mine")
+    photos, mine = tree(tmp_path / "photos"), tree(tmp_path / "mine")
+    # The README's command with the defaults (batch 128, drop_last): 39 training images give no step.
+    refused = cli("jepa-fit", "data=imagefolder", f"data.root={tmp_path / 'photos'}", cwd=tmp_path)
+    line = one_error_line(refused)
+    assert "batch_size=128 with drop_last=true gives no training batch" in line and "has 39 images" in line
+    assert "batch_size=39 or less" in line
+    verified = cli("jepa-verify", "data=imagefolder", f"data.root={tmp_path / 'mine'}", cwd=tmp_path)
+    assert verified.returncode == 0, verified.stderr[-2000:]
+    assert "usable, 1 unreadable file skipped" in verified.stdout
+    # Neither the failing command nor the verification wrote anything into the user's folders.
+    assert tree(tmp_path / "photos") == photos and tree(tmp_path / "mine") == mine
