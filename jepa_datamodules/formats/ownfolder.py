@@ -348,6 +348,9 @@ class OwnFolderDataset(Dataset):
                  **rest: Any):
         check_choice("labels", labels, LABEL_MODES)
         self.root = Path(root if root is not None else Path(data_dir) / "imagefolder").expanduser()
+        if self.root.exists() and not self.root.is_dir():
+            raise ValueError(f"Image folder {self.root} is a file, not a folder; point data.root at the folder that "
+                             "holds your images.")
         self.has_val_folder = "val" in split_folders(self.root)
         # Without a val/ folder the only split is train; val (and test) are carved out of it.
         super().__init__(spec.replace(eval_split="val" if self.has_val_folder else "train"), data_dir, **rest)

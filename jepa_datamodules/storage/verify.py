@@ -55,6 +55,9 @@ class VerifyReport:
     nothing_on_disk: bool = False
     # The command that prepares this very dataset, with the user's own settings (paths.data_dir=...).
     prepare_command: str = ""
+    # Whether `prepare force=true` can fetch and extract the copy again (it has archives); an own
+    # folder or a set of parquet shards can only be replaced by its owner.
+    refetchable: bool = True
 
     def add(self, name: str, expected: object, found: object, ok: bool) -> bool:
         self.checks.append(Check(name, str(expected), str(found), bool(ok)))
@@ -100,6 +103,8 @@ class VerifyReport:
             what = f"replace {shown} under {self.folder} with an intact copy"
         else:
             what = f"replace the files named above under {self.folder}"
+        if not self.refetchable:
+            return what
         return f"re-run `{command} force=true` to fetch and extract it again, or {what}"
 
     def summary(self) -> str:

@@ -90,3 +90,20 @@ def test_a_folder_smaller_than_a_batch_is_refused_and_left_byte_for_byte_unchang
     assert "usable, 1 unreadable file skipped" in verified.stdout
     # Neither the failing command nor the verification wrote anything into the user's folders.
     assert tree(tmp_path / "photos") == photos and tree(tmp_path / "mine") == mine
+
+
+def test_a_file_as_the_image_folder_is_named_as_a_file(tmp_path):
+    (tmp_path / "photo.jpg").write_bytes(b"not a folder")
+    line = one_error_line(cli("jepa-verify", "data=imagefolder", f"data.root={tmp_path / 'photo.jpg'}", cwd=tmp_path))
+    assert line == f"error: Image folder {tmp_path / 'photo.jpg'} is a file, not a folder; point data.root at the " \
+                   "folder that holds your images."
+
+
+def test_advice_for_a_broken_own_folder_never_offers_a_download(tmp_path):
+    """Nothing can be fetched for your own images: the fix names the folder, not `force=true`."""
+    (tmp_path / "empty" / "train" / "cat").mkdir(parents=True)
+    result = cli("jepa-verify", "data=imagefolder", f"data.root={tmp_path / 'empty'}", cwd=tmp_path)
+    assert result.returncode == 1
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: imagefolder failed 1 check(s) (read train); ")
+    assert "force=true" not in error and "fetch" not in error and str(tmp_path / "empty") in error
