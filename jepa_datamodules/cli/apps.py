@@ -138,6 +138,33 @@ def build_trainer(cfg: DictConfig, callbacks: list, **options: Any) -> Any:
                          "fix the trainer.* overrides or pick trainer=cpu, gpu or ddp.") from error
 
 
+def check_checkpoint_fits(ckpt_path: str | None, model: Any) -> None:
+    """Refuse, in one sentence, a ``ckpt_path`` saved by a run of another dataset or model (its
+    weights do not fit this model: Lightning would print a long ``size mismatch`` traceback).
+    A file this check cannot read is left to Lightning, which says why."""
+    if not ckpt_path:
+        return
+    import torch
+
+    path = Path(ckpt_path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"ckpt_path={ckpt_path} does not exist; point it at a .ckpt file a jepa-fit run "
+                                "saved (its summary prints the path), or leave ckpt_path unset to start afresh.")
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("state_dict", {})
+    except Exception:  # noqa: BLE001 - not ours to judge: Lightning reports it
+        return
+    ours = model.state_dict()
+    wrong = [f"{key} is {list(saved[key].shape)} there, {list(value.shape)} here" for key, value in ours.items()
+             if key in saved and tuple(saved[key].shape) != tuple(value.shape)]
+    missing = [key for key in ours if key not in saved]
+    if wrong or missing:
+        detail = wrong[0] if wrong else f"it has no {missing[0]}"
+        raise ValueError(f"ckpt_path={ckpt_path} was saved by a run of another dataset or model ({detail}); resume it "
+                         "with the data= and model.* settings it was trained with, or leave ckpt_path unset to start "
+                         "afresh.")
+
+
 def shown_folder(dm: Any) -> Path:
     """The folder the user knows the dataset by (an own folder's root, not our state beside it)."""
     data = getattr(dm, "data", None)
@@ -248,6 +275,7 @@ def fit_task(cfg: DictConfig) -> dict[str, Any]:
     dm = build_datamodule(cfg)
     check_masks_for_jepa(dm)
     model = build_model(cfg, dm)
+    check_checkpoint_fits(cfg.ckpt_path, model)
     summary = FitSummary(Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir),
                          mean=dm.spec.mean, std=dm.spec.std, patch_size=dm.hparams.patch_size, started=started,
                          mask=getattr(dm, "mask_generator", None))

@@ -107,3 +107,22 @@ def test_advice_for_a_broken_own_folder_never_offers_a_download(tmp_path):
     error = result.stderr.strip().splitlines()[-1]
     assert error.startswith("error: imagefolder failed 1 check(s) (read train); ")
     assert "force=true" not in error and "fetch" not in error and str(tmp_path / "empty") in error
+
+
+TINY_MODEL = ["data.num_train=64", "data.num_test=16", "data.batch_size=8", "data.num_workers=0",
+              "trainer.max_steps=1", "model.depth=1", "model.num_heads=2", "model.predictor_dim=16",
+              "model.predictor_depth=1"]
+
+
+@pytest.mark.slow
+def test_a_checkpoint_of_another_model_is_one_sentence(tmp_path):
+    first = cli("jepa-fit", "data=synthetic", "model.embed_dim=32", *TINY_MODEL, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-2000:]
+    (checkpoint,) = (tmp_path / "runs").rglob("*.ckpt")
+    line = one_error_line(cli("jepa-fit", "data=synthetic", "model.embed_dim=64", *TINY_MODEL,
+                              f"ckpt_path={checkpoint}", cwd=tmp_path))
+    assert line.startswith(f"error: ckpt_path={checkpoint} was saved by a run of another dataset or model (")
+    assert "is [" in line and "there, [" in line and "model.* settings it was trained with" in line
+    line = one_error_line(cli("jepa-fit", "data=synthetic", *TINY_MODEL, f"ckpt_path={tmp_path / 'gone.ckpt'}",
+                              cwd=tmp_path))
+    assert line.startswith(f"error: ckpt_path={tmp_path / 'gone.ckpt'} does not exist;")
