@@ -57,9 +57,48 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+class Sweep:
+    """The jobs of a ``--multirun``: a job that fails with the user's error prints its sentence
+    and the sweep goes on; at the end one line says which failed (``report``)."""
+
+    jobs = 0
+    failures: list[tuple[str, int]] = []  # (the job's overrides, exit status)
+
+    @staticmethod
+    def active() -> bool:
+        try:
+            from hydra.core.hydra_config import HydraConfig
+            from hydra.types import RunMode
+
+            return HydraConfig.get().mode == RunMode.MULTIRUN
+        except ValueError:  # not inside a Hydra app
+            return False
+
+    @classmethod
+    def failed(cls, status: int) -> None:
+        from hydra.core.hydra_config import HydraConfig
+
+        cls.failures.append((" ".join(HydraConfig.get().overrides.task), status))
+
+    @classmethod
+    def report(cls) -> None:
+        """After the sweep: one sentence naming the failed jobs, and exit with the worst status."""
+        if not cls.failures:
+            return
+        names = "; ".join(label for label, _ in cls.failures)
+        rest = cls.jobs - len(cls.failures)
+        print(f"error: {len(cls.failures)} of {cls.jobs} jobs failed ({names}), each with its sentence above; "
+              f"the other {rest} completed.", file=sys.stderr)
+        sys.exit(max(status for _, status in cls.failures))
+
+
 def _fail(message: str, status: int = 2) -> None:
+    """The user's error as one sentence; exits, except in a --multirun, whose other jobs go on."""
     print(f"error: {message}", file=sys.stderr)
     RunFolder.current().failed(f"error: {message}")
+    if Sweep.active():
+        Sweep.failed(status)
+        return
     sys.exit(status)
 
 
@@ -69,24 +108,25 @@ def user_facing(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any
     @functools.wraps(task)
     def wrapper(cfg: DictConfig) -> Any:
         RunFolder.new_job()
+        Sweep.jobs += 1
         try:
             with known_noise_filtered(verbose=bool(cfg.get("verbose", False))):
                 return task(cfg)
         except InstantiationException as error:
             cause = error.__cause__
             if isinstance(cause, _user_errors()):
-                _fail(str(cause))
+                return _fail(str(cause))
             RunFolder.current().failed(f"{type(error).__name__}: {error}", sys.exc_info())
             raise
         except _user_errors() as error:
-            _fail(str(error), 1 if type(error).__name__ == "VerificationError" else 2)
+            return _fail(str(error), 1 if type(error).__name__ == "VerificationError" else 2)
         except Exception as error:
             from ..storage.files import is_storage_error, storage_error
 
             if isinstance(error, OSError) and is_storage_error(error):
                 # A read-only, full or unwritable place that no check of ours named first: still one sentence.
                 where = Path(error.filename).parent if error.filename else Path.cwd()
-                _fail(str(storage_error(error, where, Path(error.filename).name if error.filename else "a file")))
+                return _fail(str(storage_error(error, where, Path(error.filename).name if error.filename else "a file")))
             # A bug, not the user's mistake: into the run's log, then Hydra prints the traceback.
             RunFolder.current().failed(f"{type(error).__name__}: {error}", sys.exc_info())
             raise
@@ -252,7 +292,7 @@ def verify_task(cfg: DictConfig) -> None:
     print(report.table())
     if not report.ok:  # its stamp is gone: the next prepare_data checks again instead of trusting it
         bad = ", ".join(c.name for c in report.failures)
-        _fail(f"{dm.spec.name} failed {len(report.failures)} check(s) ({bad}); {report.fix()}.", 1)
+        return _fail(f"{dm.spec.name} failed {len(report.failures)} check(s) ({bad}); {report.fix()}.", 1)
     if unrecorded is not None:
         print(f"warning: {dm.folder} {unrecorded}: the stamp that lets later runs skip this check was not written.",
               file=sys.stderr)
@@ -350,7 +390,9 @@ def _refuse_mistakes(main: Callable[[], Any]) -> Callable[[], Any]:
         if problem:
             print(f"error: {problem}", file=sys.stderr)
             sys.exit(2)
-        return main()
+        result = main()
+        Sweep.report()
+        return result
 
     return wrapper
 

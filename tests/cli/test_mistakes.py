@@ -126,3 +126,14 @@ def test_a_checkpoint_of_another_model_is_one_sentence(tmp_path):
     line = one_error_line(cli("jepa-fit", "data=synthetic", *TINY_MODEL, f"ckpt_path={tmp_path / 'gone.ckpt'}",
                               cwd=tmp_path))
     assert line.startswith(f"error: ckpt_path={tmp_path / 'gone.ckpt'} does not exist;")
+
+
+@pytest.mark.slow
+def test_a_multirun_goes_on_past_a_failed_job_and_names_it_at_the_end(tmp_path):
+    result = cli("jepa-prepare", "--multirun", "data=imagefolder,synthetic", "data.progress=false", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "synthetic: ready and verified at" in result.stdout  # the job after the failure still ran
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 2 and errors[0].startswith(f"error: Image folder {tmp_path / 'data' / 'imagefolder'} does not")
+    assert errors[1] == ("error: 1 of 2 jobs failed (data=imagefolder data.progress=False), each with its sentence "
+                         "above; the other 1 completed.")
