@@ -17,6 +17,7 @@ answer in well under a second.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 import time
 from pathlib import Path
@@ -92,9 +93,17 @@ class Sweep:
         sys.exit(max(status for _, status in cls.failures))
 
 
+def _is_rank_zero() -> bool:
+    """Whether this process is the first of a multi-process run as the launchers mark it (Lightning's
+    DDP sets LOCAL_RANK and NODE_RANK in every process, torchrun RANK, SLURM SLURM_PROCID); True alone."""
+    return all(os.environ.get(name, "0") in ("", "0") for name in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
+
+
 def _fail(message: str, status: int = 2) -> None:
-    """The user's error as one sentence; exits, except in a --multirun, whose other jobs go on."""
-    print(f"error: {message}", file=sys.stderr)
+    """The user's error as one sentence (once: by rank 0 of a DDP run, every rank exits with it);
+    exits, except in a --multirun, whose other jobs go on."""
+    if _is_rank_zero():
+        print(f"error: {message}", file=sys.stderr)
     RunFolder.current().failed(f"error: {message}")
     if Sweep.active():
         Sweep.failed(status)

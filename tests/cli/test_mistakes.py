@@ -137,3 +137,19 @@ def test_a_multirun_goes_on_past_a_failed_job_and_names_it_at_the_end(tmp_path):
     assert len(errors) == 2 and errors[0].startswith(f"error: Image folder {tmp_path / 'data' / 'imagefolder'} does not")
     assert errors[1] == ("error: 1 of 2 jobs failed (data=imagefolder data.progress=False), each with its sentence "
                          "above; the other 1 completed.")
+
+
+@pytest.mark.parametrize(("env", "printed"), [({}, True), ({"LOCAL_RANK": "0", "NODE_RANK": "0"}, True),
+                                              ({"LOCAL_RANK": "1", "NODE_RANK": "0"}, False), ({"RANK": "3"}, False)])
+def test_an_error_of_a_ddp_run_is_printed_once_by_rank_zero(env, printed, monkeypatch, capsys):
+    """Every rank of a DDP run meets the same mistake: each exits with its status, only rank 0 prints it."""
+    from jepa_datamodules.cli import apps
+
+    for name in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit) as stop:
+        apps._fail("batch_size=0 is invalid; allowed is a positive integer.")
+    assert stop.value.code == 2
+    assert capsys.readouterr().err == ("error: batch_size=0 is invalid; allowed is a positive integer.\n" if printed else "")
