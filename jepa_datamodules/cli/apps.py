@@ -388,16 +388,17 @@ def _entry(command: str, task: Callable[[DictConfig], Any]) -> Callable[[], Any]
 
 
 def _refuse_mistakes(main: Callable[[], Any]) -> Callable[[], Any]:
-    """Check the command line before Hydra composes it (``overrides.py``): a mistyped group
-    option, key or environment setting is one ``error:`` sentence and exit status 2."""
+    """Check the command line before Hydra composes it (``overrides.py``): each mistyped group
+    option, key or environment setting is one ``error:`` sentence, and the exit status 2."""
 
     @functools.wraps(main)
     def wrapper() -> Any:
-        from .overrides import command_line_problem
+        from .overrides import command_line_problems
 
-        problem = command_line_problem(sys.argv, {"config_module": "jepa_datamodules.conf", **CONFIG})
-        if problem:
+        problems = command_line_problems(sys.argv, {"config_module": "jepa_datamodules.conf", **CONFIG})
+        for problem in problems:  # one sentence per mistake
             print(f"error: {problem}", file=sys.stderr)
+        if problems:
             sys.exit(2)
         result = main()
         Sweep.report()

@@ -25,25 +25,25 @@ from .console import group_options
 _NOUN = {"data": "dataset", "mask": "mask recipe", "trainer": "trainer", "paths": "paths setting", "bench": "bench setting"}
 
 
-def command_line_problem(argv: list[str], config: dict[str, str]) -> str | None:
-    """The first mistake in ``argv``'s overrides as one sentence, or None when Hydra may go on.
+def command_line_problems(argv: list[str], config: dict[str, str]) -> list[str]:
+    """The mistakes in ``argv``'s overrides, one sentence each; empty when Hydra may go on.
 
     ``config``: ``config_module`` and ``config_name`` of the app (composed only when a key is set).
     """
     problem = environment_problem()
     if problem:
-        return problem
+        return [problem]
     words = [arg for arg in argv[1:] if "=" in arg and not arg.startswith("-")]
     if not words:
-        return None
+        return []
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     try:
         overrides = OverridesParser.create().parse_overrides(words)
     except Exception:  # noqa: BLE001 - Hydra's parser explains its own syntax errors
-        return None
+        return []
     groups = group_options()
-    keys, choices, swept = [], [], False
+    keys, choices, swept, problems = [], [], False, []
     for override in overrides:
         name = override.key_or_group
         if name.startswith("hydra") or override.is_delete():
@@ -51,24 +51,19 @@ def command_line_problem(argv: list[str], config: dict[str, str]) -> str | None:
         if name in groups:
             values = list(override.sweep_string_iterator()) if override.is_sweep_override() else \
                 [override.get_value_element_as_str()]
-            for value in values:
-                if value not in groups[name]:
-                    return unknown_option(name, value, groups[name])
+            problems += [unknown_option(name, value, groups[name]) for value in values if value not in groups[name]]
             swept = swept or override.is_sweep_override()
             choices.append(override.input_line)
         else:
             keys.append(override)
-    if not keys or swept:  # a sweep over datasets: each job's keys differ, Hydra checks them per job
-        return None
+    if problems or not keys or swept:  # a sweep over datasets: each job's keys differ, Hydra checks them per job
+        return problems
     cfg = _compose(config, choices)
     if cfg is None:
-        return None
-    for override in keys:
-        problem = unknown_key(cfg, override.key_or_group, override.get_value_element_as_str(),
-                              added=override.is_add() or override.is_force_add(), groups=groups)
-        if problem:
-            return problem
-    return None
+        return []
+    problems = [unknown_key(cfg, override.key_or_group, override.get_value_element_as_str(),
+                            added=override.is_add() or override.is_force_add(), groups=groups) for override in keys]
+    return [problem for problem in problems if problem]
 
 
 def environment_problem() -> str | None:

@@ -153,3 +153,13 @@ def test_an_error_of_a_ddp_run_is_printed_once_by_rank_zero(env, printed, monkey
         apps._fail("batch_size=0 is invalid; allowed is a positive integer.")
     assert stop.value.code == 2
     assert capsys.readouterr().err == ("error: batch_size=0 is invalid; allowed is a positive integer.\n" if printed else "")
+
+
+def test_each_mistake_on_the_line_gets_its_own_sentence(tmp_path):
+    result = cli("jepa-fit", "data=cifar100", "data.batchsize=8", "data.labeltype=coarse", cwd=tmp_path)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.splitlines() == [
+        "error: data.batchsize is not a setting of data; did you mean data.batch_size or data.patch_size? "
+        "(`--cfg job` lists every setting.)",
+        "error: data.labeltype is not a setting of data; did you mean data.label_type? (`--cfg job` lists every setting.)",
+    ]
