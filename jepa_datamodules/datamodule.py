@@ -91,7 +91,7 @@ class JEPADataModule(LightningDataModule):
         self,
         data_dir: str | Path = "data",
         batch_size: int = 128,
-        num_workers: int = 4,
+        num_workers: int | None = None,
         pin_memory: bool | None = None,
         persistent_workers: bool | None = None,
         prefetch_factor: int | None = None,
@@ -130,7 +130,8 @@ class JEPADataModule(LightningDataModule):
             data_dir: root of all datasets; this one lives in ``<data_dir>/<name>``.
             batch_size: batch size per device (per DDP rank); the global batch is
                 ``batch_size * world_size``.
-            num_workers: loader processes; 0 loads in the main process.
+            num_workers: loader processes; 0 loads in the main process; None (the default): as
+                many as the CPUs this process may use, at most ``DEFAULT_MAX_WORKERS`` [8].
             pin_memory: pin batches in page-locked memory; None pins only when CUDA is present.
             persistent_workers: keep loader processes between epochs; None keeps them when
                 ``num_workers > 0``.
@@ -216,8 +217,11 @@ class JEPADataModule(LightningDataModule):
         check_positive("batch_size", batch_size)
         if global_batch_size is not None:
             check_positive("global_batch_size", global_batch_size)
-        if num_workers < 0:
-            raise ValueError(f"num_workers={num_workers} is invalid; allowed is 0 or more (0 loads in the main process).")
+        if num_workers is None:
+            num_workers = self.hparams.num_workers = fitted_workers()
+        if not isinstance(num_workers, int) or num_workers < 0:
+            raise ValueError(f"num_workers={num_workers} is invalid; allowed is 0 or more (0 loads in the main process), "
+                             "or None for as many as the machine has CPUs.")
         check_positive("image_size", image_size)
         check_positive("patch_size", patch_size)
         if image_size % patch_size:
@@ -360,6 +364,7 @@ class JEPADataModule(LightningDataModule):
                 evaluation = val  # test = the carved-out val, not the whole train split
         else:
             val = evaluation
+        self.check_batches({"train": len(train), "val": len(val), "test": len(evaluation)})
         self.train_order = self._train_order(train)
         self.datasets = {
             "train": ViewDataset(train, self.train_view, hp.seed),
@@ -395,6 +400,23 @@ class JEPADataModule(LightningDataModule):
         if order == "blocks":
             reserve_blocks(train, hp.shuffle_window + 1)  # the window, plus the next block at a window's edge
         return order
+    def check_batches(self, sizes: dict[str, int]) -> None:
+        """Refuse, in one sentence, a split that would give no batch at all (a run that trains
+        0 steps, or validates on nothing): a split with no images, or a train split smaller than
+        one batch per device when ``drop_last`` drops it."""
+        world, _ = self._world()
+        batch = self.per_device_batch_size()
+        for split, size in sizes.items():
+            if size == 0:
+                raise ValueError(f"The {split} split of {self.spec.name} at {self.data.shown_folder} has no images, "
+                                 "so it gives no batch; add images there, or pick another dataset or folder.")
+        per_device = sizes["train"] // world
+        if self.hparams.drop_last and per_device < batch:
+            devices = f" per device ({sizes['train']} over {world} devices)" if world > 1 else ""
+            fits = max(1, per_device)
+            raise ValueError(f"batch_size={batch} with drop_last=true gives no training batch: the train split of "
+                             f"{self.spec.name} has {per_device} images{devices}; allowed is batch_size={fits} or "
+                             f"less (or drop_last=false for one smaller batch per epoch).")
 
     # ------------------------------------------------------------------ dataloaders
     def _world(self) -> tuple[int, int]:
@@ -570,6 +592,20 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list) or type(value).__name__ == "ListConfig":
         return [_plain(v) for v in value]
     return value
+
+
+#: The most loader processes ``num_workers=None`` starts: more rarely speeds a JEPA input pipeline up.
+DEFAULT_MAX_WORKERS = 8
+
+
+def fitted_workers() -> int:
+    """``num_workers=None``: the CPUs this process may use (its affinity, e.g. a SLURM allocation), at
+    most :data:`DEFAULT_MAX_WORKERS`; never more than torch's DataLoader suggests for the machine."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, min(DEFAULT_MAX_WORKERS, cpus))
 
 
 def _check_seed(seed: Any) -> None:
@@ -751,8 +787,8 @@ class ImageFolderDataModule(JEPADataModule):
     files are ignored; every image is converted to RGB; undecodable files are skipped
     (see ``formats/ownfolder.py``) and listed by ``jepa-verify data=imagefolder``. Nothing is
     downloaded; ``prepare_data`` writes only the file index (``.index-<split>.npz``) and
-    the verification stamp, into ``root``, or into a user cache folder when ``root`` is
-    read-only (``ownfolder.state_folder``).
+    the verification stamp, under ``data_dir`` (``imagefolder-state/``), or into a user cache
+    folder when ``data_dir`` is read-only (``ownfolder.state_folder``); ``root`` is never written.
     """
 
     spec_name = "imagefolder"

@@ -138,6 +138,7 @@ def check(dataset: Dataset, command: str | None = None, *, full: bool = False,
     report = dataset.verify(full=full, known_md5=dict(known_md5 or {}), quick=quick,
                             md5=lambda path: dl.file_md5(path, progress=dataset.progress))
     report.prepare_command = command or default_command(dataset)
+    report.refetchable = bool(dataset.spec.archives)
     return report
 
 

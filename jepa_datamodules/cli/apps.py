@@ -17,6 +17,7 @@ answer in well under a second.
 from __future__ import annotations
 
 import functools
+import os
 import shlex
 import signal
 import sys
@@ -59,9 +60,56 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+class Sweep:
+    """The jobs of a ``--multirun``: a job that fails with the user's error prints its sentence
+    and the sweep goes on; at the end one line says which failed (``report``)."""
+
+    jobs = 0
+    failures: list[tuple[str, int]] = []  # (the job's overrides, exit status)
+
+    @staticmethod
+    def active() -> bool:
+        try:
+            from hydra.core.hydra_config import HydraConfig
+            from hydra.types import RunMode
+
+            return HydraConfig.get().mode == RunMode.MULTIRUN
+        except ValueError:  # not inside a Hydra app
+            return False
+
+    @classmethod
+    def failed(cls, status: int) -> None:
+        from hydra.core.hydra_config import HydraConfig
+
+        cls.failures.append((" ".join(HydraConfig.get().overrides.task), status))
+
+    @classmethod
+    def report(cls) -> None:
+        """After the sweep: one sentence naming the failed jobs, and exit with the worst status."""
+        if not cls.failures:
+            return
+        names = "; ".join(label for label, _ in cls.failures)
+        rest = cls.jobs - len(cls.failures)
+        print(f"error: {len(cls.failures)} of {cls.jobs} jobs failed ({names}), each with its sentence above; "
+              f"the other {rest} completed.", file=sys.stderr)
+        sys.exit(max(status for _, status in cls.failures))
+
+
+def _is_rank_zero() -> bool:
+    """Whether this process is the first of a multi-process run as the launchers mark it (Lightning's
+    DDP sets LOCAL_RANK and NODE_RANK in every process, torchrun RANK, SLURM SLURM_PROCID); True alone."""
+    return all(os.environ.get(name, "0") in ("", "0") for name in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
+
+
 def _fail(message: str, status: int = 2) -> None:
-    print(f"error: {message}", file=sys.stderr)
+    """The user's error as one sentence (once: by rank 0 of a DDP run, every rank exits with it);
+    exits, except in a --multirun, whose other jobs go on."""
+    if _is_rank_zero():
+        print(f"error: {message}", file=sys.stderr)
     RunFolder.current().failed(f"error: {message}")
+    if Sweep.active():
+        Sweep.failed(status)
+        return
     sys.exit(status)
 
 
@@ -71,24 +119,25 @@ def user_facing(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any
     @functools.wraps(task)
     def wrapper(cfg: DictConfig) -> Any:
         RunFolder.new_job()
+        Sweep.jobs += 1
         try:
-            with known_noise_filtered():
+            with known_noise_filtered(verbose=bool(cfg.get("verbose", False))):
                 return task(cfg)
         except InstantiationException as error:
             cause = error.__cause__
             if isinstance(cause, _user_errors()):
-                _fail(str(cause))
+                return _fail(str(cause))
             RunFolder.current().failed(f"{type(error).__name__}: {error}", sys.exc_info())
             raise
         except _user_errors() as error:
-            _fail(str(error), 1 if type(error).__name__ == "VerificationError" else 2)
+            return _fail(str(error), 1 if type(error).__name__ == "VerificationError" else 2)
         except Exception as error:
             from ..storage.files import is_storage_error, storage_error
 
             if isinstance(error, OSError) and is_storage_error(error):
                 # A read-only, full or unwritable place that no check of ours named first: still one sentence.
                 where = Path(error.filename).parent if error.filename else Path.cwd()
-                _fail(str(storage_error(error, where, Path(error.filename).name if error.filename else "a file")))
+                return _fail(str(storage_error(error, where, Path(error.filename).name if error.filename else "a file")))
             # A bug, not the user's mistake: into the run's log, then Hydra prints the traceback.
             RunFolder.current().failed(f"{type(error).__name__}: {error}", sys.exc_info())
             raise
@@ -147,6 +196,39 @@ def build_trainer(cfg: DictConfig, callbacks: list, **options: Any) -> Any:
                          "fix the trainer.* overrides or pick trainer=cpu, gpu or ddp.") from error
 
 
+def check_checkpoint_fits(ckpt_path: str | None, model: Any) -> None:
+    """Refuse, in one sentence, a ``ckpt_path`` saved by a run of another dataset or model (its
+    weights do not fit this model: Lightning would print a long ``size mismatch`` traceback).
+    A file this check cannot read is left to Lightning, which says why."""
+    if not ckpt_path:
+        return
+    import torch
+
+    path = Path(ckpt_path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"ckpt_path={ckpt_path} does not exist; point it at a .ckpt file a jepa-fit run "
+                                "saved (its summary prints the path), or leave ckpt_path unset to start afresh.")
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("state_dict", {})
+    except Exception:  # noqa: BLE001 - not ours to judge: Lightning reports it
+        return
+    ours = model.state_dict()
+    wrong = [f"{key} is {list(saved[key].shape)} there, {list(value.shape)} here" for key, value in ours.items()
+             if key in saved and tuple(saved[key].shape) != tuple(value.shape)]
+    missing = [key for key in ours if key not in saved]
+    if wrong or missing:
+        detail = wrong[0] if wrong else f"it has no {missing[0]}"
+        raise ValueError(f"ckpt_path={ckpt_path} was saved by a run of another dataset or model ({detail}); resume it "
+                         "with the data= and model.* settings it was trained with, or leave ckpt_path unset to start "
+                         "afresh.")
+
+
+def shown_folder(dm: Any) -> Path:
+    """The folder the user knows the dataset by (an own folder's root, not our state beside it)."""
+    data = getattr(dm, "data", None)
+    return data.shown_folder if data is not None else dm.folder
+
+
 def check_masks_for_jepa(dm: Any) -> None:
     """jepa-fit's JEPA needs context and target masks: refuse mask=none before any data is read."""
     from ..pipeline.masks import NoMaskGenerator
@@ -157,8 +239,43 @@ def check_masks_for_jepa(dm: Any) -> None:
 
 
 # --------------------------------------------------------------------- the tasks
+def already_prepared(cfg: DictConfig) -> Any:
+    """The dataset ``cfg.data`` picks, when a stamp records this very copy as verified and
+    ``jepa-prepare`` has nothing to do; else None. Answered from the stamp alone, without the
+    DataModule (it imports torch and Lightning: seconds of a command with nothing to do).
+    Anything unusual (another command-line mode, an option this shortcut does not know) takes
+    the full path, which refuses bad settings in its own words."""
+    if cfg.force or cfg.instructions or cfg.format is not None or cfg.get("resize") is not None:
+        return None
+    try:
+        from importlib.resources import files
+
+        from hydra.core.hydra_config import HydraConfig
+        from omegaconf import OmegaConf
+
+        from ..formats.dataset import open_dataset
+        from ..preparation import is_prepared
+
+        name = HydraConfig.get().runtime.choices.get("data")
+        shared = set(OmegaConf.load(files("jepa_datamodules.conf").joinpath("data", "_base_.yaml").open()))
+        data = OmegaConf.to_container(cfg.data, resolve=True)
+        options = {key: value for key, value in data.items() if key not in shared and key != "_target_"}
+        variant = options.pop("variant", None)
+        dataset = open_dataset(name, data["data_dir"], seed=data["seed"], progress=False,
+                               variant=None if variant is None else str(variant), **options)
+        return dataset if is_prepared(dataset) else None
+    except Exception:  # noqa: BLE001 - the full path below gives the real answer
+        return None
+
+
 @user_facing
 def prepare_task(cfg: DictConfig) -> None:
+    start = time.perf_counter()
+    ready = already_prepared(cfg)
+    if ready is not None:
+        print(f"{ready.spec.name}: ready and verified at {ready.shown_folder} ({time.perf_counter() - start:.1f} s)")
+        RunFolder.current().discard()  # nothing was made
+        return
     dm = build_datamodule(cfg, prepare_only_ok=True, force=cfg.force)
     if cfg.format is not None and getattr(dm, "prepare_only", False):
         raise ValueError(f"format={cfg.format} converts one dataset; run `jepa-prepare data=<name> format={cfg.format} output=...` per dataset.")
@@ -174,7 +291,7 @@ def prepare_task(cfg: DictConfig) -> None:
     start = time.perf_counter()
     RunFolder.work_started()
     dm.prepare_data()
-    print(f"{dm.spec.name}: ready and verified at {dm.folder} ({time.perf_counter() - start:.1f} s)")
+    print(f"{dm.spec.name}: ready and verified at {shown_folder(dm)} ({time.perf_counter() - start:.1f} s)")
     if cfg.format == "litdata":
         from ..streaming import convert_to_litdata
 
@@ -189,15 +306,15 @@ def verify_task(cfg: DictConfig) -> None:
 
     dm = build_datamodule(cfg)
     report, unrecorded = verify(dm.data, dm.command(), full=cfg.full)
-    print(f"{dm.spec.name} at {dm.folder}")
+    print(f"{dm.spec.name} at {shown_folder(dm)}")
     print(report.table())
     if not report.ok:  # its stamp is gone: the next prepare_data checks again instead of trusting it
         bad = ", ".join(c.name for c in report.failures)
-        _fail(f"{dm.spec.name} failed {len(report.failures)} check(s) ({bad}); {report.fix()}.", 1)
+        return _fail(f"{dm.spec.name} failed {len(report.failures)} check(s) ({bad}); {report.fix()}.", 1)
     if unrecorded is not None:
         print(f"warning: {dm.folder} {unrecorded}: the stamp that lets later runs skip this check was not written.",
               file=sys.stderr)
-    print(f"ok: {dm.spec.name} is complete and intact")
+    print(f"ok: {dm.spec.name} is {report.verdict()}")
 
 
 @user_facing
@@ -218,6 +335,7 @@ def fit_task(cfg: DictConfig) -> dict[str, Any]:
     dm = build_datamodule(cfg)
     check_masks_for_jepa(dm)
     model = build_model(cfg, dm)
+    check_checkpoint_fits(cfg.ckpt_path, model)
     summary = FitSummary(Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir),
                          mean=dm.spec.mean, std=dm.spec.std, patch_size=dm.hparams.patch_size, started=started,
                          mask=getattr(dm, "mask_generator", None))
@@ -294,65 +412,27 @@ def _entry(command: str, task: Callable[[DictConfig], Any]) -> Callable[[], Any]
             sys.argv = argv_without_run_folder(sys.argv, command)
             return inner()
 
-    return _suggest_close_keys(main)
+    return _refuse_mistakes(main)
 
 
-def _suggest_close_keys(main: Callable[[], Any]) -> Callable[[], Any]:
-    """When Hydra refuses an override, name the close valid key (``data.batchsize`` -> ``data.batch_size``)."""
+def _refuse_mistakes(main: Callable[[], Any]) -> Callable[[], Any]:
+    """Check the command line before Hydra composes it (``overrides.py``): each mistyped group
+    option, key or environment setting is one ``error:`` sentence, and the exit status 2."""
 
     @functools.wraps(main)
     def wrapper() -> Any:
-        try:
-            return main()
-        except SystemExit as stop:
-            if stop.code not in (None, 0):
-                try:
-                    hints = close_key_hints(sys.argv[1:])
-                except Exception:  # noqa: BLE001 - a hint must never hide the error being reported
-                    hints = []
-                for hint in hints:
-                    print(f"error: {hint}", file=sys.stderr)
-            raise
+        from .overrides import command_line_problems
+
+        problems = command_line_problems(sys.argv, {"config_module": "jepa_datamodules.conf", **CONFIG})
+        for problem in problems:  # one sentence per mistake
+            print(f"error: {problem}", file=sys.stderr)
+        if problems:
+            sys.exit(2)
+        result = main()
+        Sweep.report()
+        return result
 
     return wrapper
-
-
-def close_key_hints(overrides: list[str]) -> list[str]:
-    """One sentence per ``a.b=value`` override whose key the composed config lacks, naming the
-    closest existing keys. Group choices (``data=cifar10``) are kept; ``+``/``~`` overrides skipped."""
-    import difflib
-    import re
-
-    from hydra import compose, initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
-    from omegaconf import DictConfig
-
-    pattern = re.compile(r"^([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)=")
-    dotted = [m.group(1) for m in map(pattern.match, overrides) if m]
-    choices = [o for o in overrides if re.match(r"^[A-Za-z_][\w/]*=", o)]
-    if not dotted:
-        return []
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_module(config_module="jepa_datamodules.conf", version_base=CONFIG["version_base"]):
-            cfg = compose(CONFIG["config_name"], overrides=choices)
-    except Exception:  # noqa: BLE001 - the group choices themselves are wrong: Hydra's message says so
-        return []
-    hints = []
-    for key in dotted:
-        *parents, last = key.split(".")
-        node: Any = cfg
-        for part in parents:
-            node = node.get(part) if isinstance(node, DictConfig) else None
-        if isinstance(node, DictConfig) and last not in node:
-            valid = [str(k) for k in node.keys() if not str(k).startswith("_")]
-            close = difflib.get_close_matches(last, valid, n=2, cutoff=0.6)
-            where = ".".join(parents)
-            if close:  # otherwise Hydra's own advice (append it with +) is the right one
-                also = "".join(f" or {where}.{c}" for c in close[1:])
-                hints.append(f"{key} is not a setting of {where}; did you mean {where}.{close[0]}{also}? "
-                             f"(`--cfg job` lists every setting.)")
-    return hints
 
 
 register_help()  # conf/config.yaml's hydra.help.template is ${jepa_help:${hydra.job.name}}

@@ -12,8 +12,10 @@ dependency noise they keep out of a researcher's log.
   removes it again, Hydra's own ``.hydra/`` and log only, never anything else, so a bad value
   or a dataset the command cannot use leaves no empty run behind.
 - Noise: ``known_noise_filtered`` drops Lightning's adverts and the dependency deprecation
-  warnings a user cannot act on, for the duration of a command only (never at import, never
-  for the user's own code); ``lightning_logs_through_hydra`` prints Lightning's lines once.
+  warnings a user cannot act on, and (unless ``verbose=true``) the framework's INFO lines and
+  model summary, for the duration of a command only (never at import, never for the user's
+  own code); the package's log warnings print as ``warning: <sentence>``, once each;
+  ``lightning_logs_through_hydra`` prints Lightning's lines once.
 
 Imports neither torch nor Lightning.
 """
@@ -97,28 +99,95 @@ class RunFolder:
                 self.path.parent.rmdir()
 
 
+# Loggers whose INFO lines are the framework talking about itself ("GPU available: False", the
+# model summary table, "`Trainer.fit` stopped", LitData's "max_cache_size is unset ..."): off in
+# our commands unless verbose=true; their warnings and errors still show.
+CHATTY_LOGGERS = ("lightning.pytorch", "lightning.fabric", "litdata")
+# Warnings about settings our commands chose, not the user: short smoke runs have fewer steps
+# than Lightning's logging interval, which is what they are for.
+_OUR_SETTINGS_WARNINGS = (r"The number of training batches \(\d+\) is smaller than the logging interval",)
+
+
 @contextlib.contextmanager
-def known_noise_filtered() -> Iterator[None]:
+def known_noise_filtered(verbose: bool = False) -> Iterator[None]:
     """Silence, for the duration of a command only, what our commands trigger in dependencies
     and a user cannot act on: Lightning's adverts ("Tip: ... litlogger / litmodels"), its
     tensorboardX notice (we log to CSV on purpose) and torch's ``LeafSpec`` deprecation that
-    Lightning's own code triggers. The user's code, run outside our commands, sees them all."""
+    Lightning's own code triggers. Unless ``verbose`` (``verbose=true`` on the command line), also
+    the framework's INFO lines (:data:`CHATTY_LOGGERS`) and the logging-interval warning of short
+    runs. The package's own log warnings print as one ``warning: <sentence>`` line, once each.
+    The user's code, run outside our commands, sees them all."""
 
     def not_an_advert(record: logging.LogRecord) -> bool:
         return "Tip: For seamless cloud" not in str(record.msg)
 
+    def not_framework_info(record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or not record.name.startswith(CHATTY_LOGGERS)
+
     loggers = [logging.getLogger(f"lightning.{part}.utilities.rank_zero") for part in ("pytorch", "fabric")]
+    # On the root logger's handlers (the terminal and the run's log), not on the loggers: Lightning
+    # sets its loggers' level to INFO when it is imported, which happens inside the command.
+    handlers = [] if verbose else list(logging.getLogger().handlers)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"Starting from v1\.9\.0, `tensorboardX` has been removed")
         warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+        for message in ([] if verbose else _OUR_SETTINGS_WARNINGS):
+            warnings.filterwarnings("ignore", message=message)
         warnings.showwarning = _notices_as_lines(warnings.showwarning)  # catch_warnings puts it back
         for logger in loggers:
             logger.addFilter(not_an_advert)
+        for handler in handlers:
+            handler.addFilter(not_framework_info)
+        restore = _package_log_lines()
         try:
             yield
         finally:
+            restore()
             for logger in loggers:
                 logger.removeFilter(not_an_advert)
+            for handler in handlers:
+                handler.removeFilter(not_framework_info)
+
+
+class _PackageLines(logging.Formatter):
+    """The terminal's formatter for the package's own records: ``warning: <message>`` (``error:``
+    for errors, the bare message for INFO), like the ``error:`` lines; every other logger's records
+    keep the formatter the terminal had (Hydra's ``[time][name][LEVEL] - message``)."""
+
+    def __init__(self, other: logging.Formatter | None):
+        super().__init__()
+        self.other = other or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        if not record.name.startswith("jepa_datamodules"):
+            return self.other.format(record)
+        prefix = "" if record.levelno < logging.WARNING else "warning: " if record.levelno < logging.ERROR else "error: "
+        return prefix + record.getMessage()
+
+
+def _package_log_lines() -> Callable[[], None]:
+    """Point the terminal handlers of the root logger at :class:`_PackageLines` and drop a
+    package line already printed; returns what puts them back."""
+    first: dict[str, logging.LogRecord] = {}  # message -> the record that printed it (on every handler)
+
+    def once(record: logging.LogRecord) -> bool:
+        if not record.name.startswith("jepa_datamodules"):
+            return True
+        return first.setdefault(f"{record.levelno}:{record.getMessage()}", record) is record
+
+    terminals = [h for h in logging.getLogger().handlers
+                 if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)]
+    formatters = [h.formatter for h in terminals]
+    for handler in terminals:
+        handler.setFormatter(_PackageLines(handler.formatter))
+        handler.addFilter(once)
+
+    def restore() -> None:
+        for handler, formatter in zip(terminals, formatters):
+            handler.setFormatter(formatter)
+            handler.removeFilter(once)
+
+    return restore
 
 
 def _notices_as_lines(show: Callable[..., None]) -> Callable[..., None]:
@@ -199,7 +268,8 @@ HELP: dict[str, tuple[str, dict[str, str]]] = {
          "trainer.max_steps=N": "stop after N optimizer steps [-1: trainer.max_epochs decides]",
          "trainer.max_epochs=N": "epochs to train [1]",
          "data.batch_size=N": "images per device per step",
-         "data.num_workers=N": "loader processes",
+         "data.num_workers=N": "loader processes [null: the CPUs this process may use, at most 8]",
+         "verbose=true": "also the framework's INFO lines (devices, model summary)",
          "data.image_size=PX data.patch_size=PX": "view size and patch side (the patch grid is their ratio)",
          "ckpt_path=FILE": "resume from a Lightning checkpoint (mid-epoch resume is exact)",
          **_COMMON_KEYS}),
@@ -242,18 +312,23 @@ HELP: dict[str, tuple[str, dict[str, str]]] = {
 }
 
 
-def config_groups() -> str:
-    """One line per config group with its options, read from the shipped conf folder. Files
-    named ``_*`` (``data/_base_.yaml``, the keys every data config shares) are not choices,
-    which is why Hydra's own ``$APP_CONFIG_GROUPS`` listing is not used."""
+def group_options() -> dict[str, list[str]]:
+    """``{group: [option, ...]}`` of the shipped conf folder. Files named ``_*``
+    (``data/_base_.yaml``, the keys every data config shares) are not choices."""
     from importlib.resources import files
 
-    lines = []
+    groups = {}
     for group in sorted((p for p in files("jepa_datamodules.conf").iterdir() if p.is_dir()), key=lambda p: p.name):
         options = sorted(p.name[:-5] for p in group.iterdir() if p.name.endswith(".yaml") and not p.name.startswith("_"))
         if options and not group.name.startswith(("_", ".")):
-            lines.append(f"{group.name}: {', '.join(options)}")
-    return "\n".join(lines)
+            groups[group.name] = options
+    return groups
+
+
+def config_groups() -> str:
+    """One line per config group with its options (:func:`group_options`), which is why Hydra's
+    own ``$APP_CONFIG_GROUPS`` listing (it offers ``_base_``) is not used."""
+    return "\n".join(f"{group}: {', '.join(options)}" for group, options in group_options().items())
 
 
 def help_template(command: str) -> str:

@@ -42,10 +42,14 @@ def chance_verdict(accuracy: float, n: int, chance: float, alpha: float = CHANCE
     correct = round(accuracy * n)
     tail = binomial_tails(n, chance)
     p_value = tail[min(max(correct, 0), n)]
-    needed = next((k for k in range(n + 1) if tail[k] <= alpha), n + 1) / n
+    passing = next((k for k in range(n + 1) if tail[k] <= alpha), None)
+    needed = passing / n if passing is not None else None
     above = p_value < alpha
     evidence = f"n={n:,} validation images, one-sided binomial p {'< 0.001' if p_value < 0.001 else f'= {p_value:.3f}'}"
-    if above:
+    if needed is None:  # even every answer right would not be evidence at this n
+        text = (f"not tested, too few validation images (n={n:,}; even {n} of {n} right is not above chance "
+                f"{chance:.3f} at p < {alpha})")
+    elif above:
         text = f"above chance {chance:.3f} ({evidence})"
     else:
         text = f"not distinguishable from chance {chance:.3f} ({evidence}; above chance needs >= {needed:.3f})"
@@ -189,7 +193,10 @@ class FitSummary(Callback):
         import matplotlib.pyplot as plt
         from matplotlib.ticker import MaxNLocator
 
-        figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
+        # Unlabeled images have no probe: the loss panel alone, not an empty probe panel.
+        probed = chance is not None or bool(self.probe_curve)
+        figure, axes = plt.subplots(1, 2 if probed else 1, figsize=(9 if probed else 4.5, 3.2), squeeze=False)
+        left, right = axes[0][0], axes[0][-1]
         left.plot(range(1, len(losses) + 1), losses, lw=1, marker="o" if len(losses) < 20 else None)
         left.set(xlabel="step", ylabel="JEPA loss (smooth-L1)", yscale="log", title="training loss")
         last_step = max([len(losses)] + [step for step, _ in self.probe_curve])
@@ -198,11 +205,12 @@ class FitSummary(Callback):
             right.plot(steps, accuracy, marker="o", label="probe accuracy")
         if chance is not None:
             right.axhline(chance, ls="--", color="tab:red", lw=1.5, label=f"chance {chance:.3f}")
-        right.set(xlabel="step", ylabel="accuracy", title="online linear probe (val)", ylim=(0, 1))
-        for axis in (left, right):  # whole steps from 0, also for a 3-step smoke run
+        if probed:
+            right.set(xlabel="step", ylabel="accuracy", title="online linear probe (val)", ylim=(0, 1))
+            right.legend(loc="upper left", fontsize="small")
+        for axis in {left, right}:  # whole steps from 0, also for a 3-step smoke run
             axis.set_xlim(0, max(1, last_step) * 1.05)
             axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-        right.legend(loc="upper left", fontsize="small")
         figure.tight_layout()
         try:
             return atomic_write(self.run_dir / "training.png", lambda handle: figure.savefig(handle, dpi=110, format="png"))
@@ -256,13 +264,20 @@ class FitSummary(Callback):
             f"images/s:       {summary['images_per_second']:.1f}\n"
             f"loss:           {loss}\n"
             f"probe accuracy: {probe}\n"
-            f"checkpoint:     {checkpoint or 'none saved (trainer.enable_checkpointing=false)'}\n"
+            f"checkpoint:     {checkpoint or self.no_checkpoint(trainer)}\n"
             f"run directory:  {self.run_dir}\n"
             + (f"val:            {val}\n" if val else "")
             + "".join(f"picture:        {path}\n" for path in self.pictures.values())
             + "".join(f"note:           {note}\n" for note in self.notes)
         )
         return summary
+
+    @staticmethod
+    def no_checkpoint(trainer: Trainer | None) -> str:
+        """Why no checkpoint was saved, as it happened."""
+        if getattr(trainer, "checkpoint_callback", None) is None:
+            return "none saved (checkpointing is off: trainer.enable_checkpointing=false)"
+        return "none saved (checkpointing is on, but the run ended before a checkpoint was due)"
 
     @staticmethod
     def checkpoint(trainer: Trainer | None) -> str | None:

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import IO, Any, Collection, Iterable, Sequence
 
 from ..catalog import SPECS, DatasetSpec, dataset_folder, dataset_names, get_spec, parquet_spec
+from ..formats.ownfolder import STATE_NAME as OWN_FOLDER_STATE
 from ..storage.download import DownloadError
 from ..storage.files import free_space, lock_path, staging_entries
 from ..storage.files import human_bytes  # one formatter for every size the package prints
@@ -289,10 +290,31 @@ def inventory_table(data_dir: str | Path) -> str:
                          f"entr{'y' if count == 1 else 'ies'} of {spec.name} left by killed runs "
                          f"({', '.join(str(p) for p in state.leftovers[:3])}{' ...' if count > 3 else ''}); "
                          f"the next `jepa-prepare data={spec.name}` removes them, or delete them by hand.")
+    lines += package_state_lines(data_dir)
     auto = [spec.name for spec, _ in rows if spec.auto_download]
     lines += ["", f"jepa-prepare data=<name> prepares one dataset; data=all-auto prepares {', '.join(auto)} in turn.",
               "jepa-verify data=<name> checks a downloaded one. Sizes are decimal (1 GB = 10^9 bytes)."]
     return "\n".join(lines)
+
+
+# What the package keeps under data_dir besides the datasets: (folder name, what it holds, who rebuilds it).
+PACKAGE_STATE = (
+    ("bench-standins", "jepa-bench's stand-in datasets (bench/run.py)", "jepa-bench makes one again when it needs it"),
+    (OWN_FOLDER_STATE, "the file indexes and stamps of your own image folders (formats/ownfolder.py)",
+     "the next run on a folder lists and checks it again"),
+)
+
+
+def package_state_lines(data_dir: Path) -> list[str]:
+    """One line per folder of :data:`PACKAGE_STATE` present under ``data_dir``: its size and how to free it."""
+    lines = []
+    for name, what, rebuilt_by in PACKAGE_STATE:
+        folder = data_dir / name
+        if folder.is_dir() and not folder.is_symlink():
+            count = len(_visible_entries(folder))
+            lines.append(f"also: {human_bytes(disk_usage(folder))} in {folder.absolute()}, {what}, {count} "
+                         f"entr{'y' if count == 1 else 'ies'}; `rm -rf {folder.absolute()}` frees it ({rebuilt_by}).")
+    return lines
 
 
 def print_inventory(cfg: Any, file: IO[str] | None = None) -> None:

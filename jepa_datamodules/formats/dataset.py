@@ -95,6 +95,11 @@ class Dataset:
         return dataset_folder(self.data_dir, self.spec)
 
     @property
+    def shown_folder(self) -> Path:
+        """The folder a user knows this dataset by (an own folder's ``root``; ``folder`` holds our state)."""
+        return self.folder
+
+    @property
     def num_classes(self) -> int:
         return self.spec.num_classes
 

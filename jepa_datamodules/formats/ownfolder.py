@@ -45,7 +45,7 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 from ..catalog import DatasetSpec
 from ..choices import check_choice
 from ..notices import Notice
-from ..storage.files import user_cache_path
+from ..storage.files import unwritable, user_cache_path
 from ..storage.verify import VerifyReport
 from .base import Source
 from .dataset import Dataset
@@ -250,7 +250,7 @@ def list_images(top: Path, cache: Path | None = None, cache_key: str = "") -> li
 def listing_key(top: Path) -> str:
     """Changes when a file is added to or removed from ``top``, a folder in it, or one level
     deeper (names at the top, folder mtimes below); deeper changes need ``force=true``.
-    Hidden entries (the package's own ``.jepa-imagefolder``) do not count."""
+    Hidden entries do not count."""
     entries: list[tuple[str, int]] = []
     with os.scandir(top) as level1:
         for first in level1:
@@ -341,7 +341,7 @@ def open_split(spec: DatasetSpec, folder: Path, split: str, *, root: Path, label
 class OwnFolderDataset(Dataset):
     """Your own folder of images (options ``root`` [None = ``<data_dir>/imagefolder``] and
     ``labels``, one of :data:`LABEL_MODES`). Nothing is fetched: preparing lists and checks
-    the files; the index and stamp go to :func:`state_folder`."""
+    the files; the index and stamp go to :func:`state_folder`, never into ``root``."""
 
     label_files = False  # labels come from folder names (or are all -1)
 
@@ -349,6 +349,9 @@ class OwnFolderDataset(Dataset):
                  **rest: Any):
         check_choice("labels", labels, LABEL_MODES)
         self.root = Path(root if root is not None else Path(data_dir) / "imagefolder").expanduser()
+        if self.root.exists() and not self.root.is_dir():
+            raise ValueError(f"Image folder {self.root} is a file, not a folder; point data.root at the folder that "
+                             "holds your images.")
         self.has_val_folder = "val" in split_folders(self.root)
         # Without a val/ folder the only split is train; val (and test) are carved out of it.
         super().__init__(spec.replace(eval_split="val" if self.has_val_folder else "train"), data_dir, **rest)
@@ -356,7 +359,11 @@ class OwnFolderDataset(Dataset):
 
     @property
     def folder(self) -> Path:
-        return state_folder(self.root)
+        return state_folder(self.root, self.data_dir)
+
+    @property
+    def shown_folder(self) -> Path:
+        return self.root
 
     @functools.cached_property
     def classes(self) -> list[str]:
@@ -399,7 +406,7 @@ class OwnFolderDataset(Dataset):
         """Images and classes per split, and every file checked: undecodable ones are listed
         (they are skipped in training). ``full`` also decodes every JPEG completely; ``quick``
         (inside ``prepare_data``) checks a seeded sample of :data:`PREPARE_SAMPLE` files per split."""
-        report = VerifyReport(self.spec.name, self.folder)
+        report = VerifyReport(self.spec.name, self.root)
         for split in split_folders(self.root):
             try:
                 source = self.open_split(split)
@@ -417,7 +424,7 @@ class OwnFolderDataset(Dataset):
             # Each undecodable file by name: training skips it (the next image of its class
             # stands in), so these rows do not fail the verification.
             for i, why in bad:
-                report.add(f"skipped {split}/{source.paths[i]}", "decodes", why, True)
+                report.skip(f"{split}/{source.paths[i]}", why)
         return report
 
     def tracked_files(self) -> list[str]:
@@ -452,16 +459,18 @@ def dataset_type(spec: DatasetSpec) -> type[Dataset]:
     return OwnFolderDataset
 
 
-#: The hidden folder inside ``root`` that holds the index cache and the verification stamp.
-STATE_NAME = ".jepa-imagefolder"
+#: The folder under ``data_dir`` that holds one state folder per image folder used.
+STATE_NAME = "imagefolder-state"
 
 
-def state_folder(root: Path) -> Path:
-    """Where the index cache, lock and verification stamp of ``root`` go: ``root/.jepa-imagefolder``
-    (hidden, so never taken for images) when ``root`` is writable, else
-    ``$XDG_CACHE_HOME/jepa_datamodules/imagefolder/<name>-<hash of root>`` (``~/.cache`` when
-    unset), so a read-only share is never written to."""
+def state_folder(root: Path, data_dir: Path) -> Path:
+    """Where the index cache, lock and verification stamp of the image folder ``root`` go:
+    ``<data_dir>/imagefolder-state/<name>-<hash of root>``, never inside ``root`` (your folder
+    stays byte for byte as it was), or, when ``data_dir`` cannot be written,
+    ``$XDG_CACHE_HOME/jepa_datamodules/imagefolder/<name>-<hash of root>`` (``~/.cache`` when unset)."""
     root = Path(root).expanduser()
-    if not root.exists() or os.access(root, os.W_OK):
-        return root / STATE_NAME
-    return user_cache_path("imagefolder", root, f"{root.name}-{{digest}}")
+    name = f"{root.name or 'root'}-{{digest}}"
+    if unwritable(Path(data_dir).expanduser()) is None:
+        digest_path = user_cache_path("imagefolder", root, name)  # the same name, under data_dir instead
+        return Path(data_dir).expanduser() / STATE_NAME / digest_path.name
+    return user_cache_path("imagefolder", root, name)

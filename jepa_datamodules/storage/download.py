@@ -188,7 +188,7 @@ def fetch(
     if not url_list:
         raise DownloadError(
             f"No download URL is known for {dest.name}. Place the file at {dest} by hand, "
-            f"or {_FIX_HINT}."
+            f"or {_fix_hint()}."
         )
 
     try:
@@ -215,7 +215,7 @@ def _fetch_urls(url_list: list[str], dest: Path, part: _PartFile, opener: urllib
                 expected_md5: str | None, size: int | None, retries: int, backoff: float, timeout: float,
                 chunk_size: int, show: bool) -> Path:
     """fetch's loop over URLs and attempts; filesystem errors propagate as ``OSError``."""
-    tried: list[tuple[str, int]] = []
+    tried: list[tuple[str, int, str]] = []
     last_error = "no attempt was made"
     for url in url_list:
         attempts = 0
@@ -254,15 +254,31 @@ def _fetch_urls(url_list: list[str], dest: Path, part: _PartFile, opener: urllib
             else:
                 os.replace(part.path, dest)
                 return dest
-        tried.append((url, attempts))
+        tried.append((url, attempts, last_error))
         if len(url_list) > 1:
             logger.warning("Giving up on %s for %s: %s", url, dest.name, last_error)
 
-    summary = ", ".join(f"{u} ({n} attempt{'s' if n != 1 else ''})" for u, n in tried)
-    raise DownloadError(
-        f"Could not download {dest.name} to {dest}: tried {summary}; last error: {last_error}. "
-        f"Place the file at {dest} by hand, or {_FIX_HINT}."
-    )
+    if len(tried) == 1:
+        url, n, _ = tried[0]
+        summary = f"tried {url} ({n} attempt{'s' if n != 1 else ''}); last error: {last_error}"
+    else:  # each URL's own error: a mirror's real cause is not the upstream one tried after it
+        summary = "tried " + "; ".join(f"{u} ({n} attempt{'s' if n != 1 else ''}: {_without_url(e, u)})"
+                                       for u, n, e in tried)
+    raise DownloadError(f"Could not download {dest.name} to {dest}: {summary}. Place the file at {dest} by hand, "
+                        f"or {_fix_hint()}.")
+
+
+def _without_url(text: str, url: str) -> str:
+    return text.replace(f" (from {url})", "")
+
+
+def _fix_hint() -> str:
+    """The mirror advice, as the end of a sentence: to set one, or to mend the one that is set."""
+    configured = os.environ.get(MIRROR_ENV, "").strip()
+    if configured:
+        return (f"put an intact copy on the mirror ${MIRROR_ENV} names ({configured}), or point ${MIRROR_ENV} "
+                "or data.mirrors at one that has it")
+    return _FIX_HINT
 
 
 def _with_url(text: str, url: str) -> str:

@@ -40,6 +40,7 @@ class Check:
     expected: str
     found: str
     ok: bool
+    skipped: bool = False  # an unreadable file the dataset can do without (an own folder's): shown, not failed
 
 
 @dataclass
@@ -54,10 +55,30 @@ class VerifyReport:
     nothing_on_disk: bool = False
     # The command that prepares this very dataset, with the user's own settings (paths.data_dir=...).
     prepare_command: str = ""
+    # Whether `prepare force=true` can fetch and extract the copy again (it has archives); an own
+    # folder or a set of parquet shards can only be replaced by its owner.
+    refetchable: bool = True
 
     def add(self, name: str, expected: object, found: object, ok: bool) -> bool:
         self.checks.append(Check(name, str(expected), str(found), bool(ok)))
         return ok
+
+    def skip(self, relative_path: str, why: str) -> None:
+        """Name ``relative_path`` as unreadable but skipped in training: the copy stays usable."""
+        self.checks.append(Check(f"unreadable {relative_path}", "decodes", why, True, skipped=True))
+
+    @property
+    def skipped(self) -> list[str]:
+        """The unreadable files that training skips (relative to ``folder``)."""
+        return [c.name[len("unreadable "):] for c in self.checks if c.skipped]
+
+    def verdict(self) -> str:
+        """What a passing verification found: "complete and intact", or "usable, N unreadable files skipped (...)"."""
+        skipped = self.skipped
+        if not skipped:
+            return "complete and intact"
+        shown = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+        return f"usable, {len(skipped)} unreadable file{'s' if len(skipped) != 1 else ''} skipped ({shown})"
 
     @property
     def ok(self) -> bool:
@@ -82,16 +103,18 @@ class VerifyReport:
             what = f"replace {shown} under {self.folder} with an intact copy"
         else:
             what = f"replace the files named above under {self.folder}"
+        if not self.refetchable:
+            return what
         return f"re-run `{command} force=true` to fetch and extract it again, or {what}"
 
     def summary(self) -> str:
         if self.ok:
-            return f"{self.dataset} at {self.folder} is complete and intact ({len(self.checks)} checks passed)."
+            return f"{self.dataset} at {self.folder} is {self.verdict()} ({len(self.checks)} checks passed)."
         bad = "; ".join(f"{c.name}: expected {c.expected}, found {c.found}" for c in self.failures)
         return f"{self.dataset} at {self.folder} failed verification ({bad}); {self.fix()}."
 
     def table(self) -> str:
-        rows = [("check", "expected", "found", "ok")] + [(c.name, c.expected, c.found, "ok" if c.ok else "FAIL") for c in self.checks]
+        rows = [("check", "expected", "found", "ok")] + [(c.name, c.expected, c.found, "skipped" if c.skipped else "ok" if c.ok else "FAIL") for c in self.checks]
         widths = [min(60, max(len(r[i]) for r in rows)) for i in range(4)]
         lines = ["  ".join(cell[:60].ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))

@@ -55,6 +55,20 @@ def test_table_lists_every_spec_with_its_facts(tmp_path):
     assert "free on its filesystem" in text.splitlines()[0]
 
 
+def test_the_packages_own_folders_are_shown_with_their_size_and_how_to_free_them(tmp_path):
+    """Bench stand-ins and own-folder indexes live under data_dir too: jepa-datasets shows them."""
+    (tmp_path / "bench-standins" / "imagenet-5000-v1").mkdir(parents=True)
+    (tmp_path / "bench-standins" / "imagenet-5000-v1" / "a.jpg").write_bytes(b"x" * 200_000)
+    assert "imagefolder-state" not in inventory_table(tmp_path)  # only what is there
+    (tmp_path / "imagefolder-state" / "mine-0123").mkdir(parents=True)
+    lines = [line for line in inventory_table(tmp_path).splitlines() if line.startswith("also: ")]
+    assert len(lines) == 2
+    standins = tmp_path / "bench-standins"
+    assert lines[0].startswith(f"also: 2") and f"in {standins}, jepa-bench's stand-in datasets" in lines[0]
+    assert f"1 entry; `rm -rf {standins}` frees it" in lines[0]
+    assert f"`rm -rf {tmp_path / 'imagefolder-state'}` frees it" in lines[1]
+
+
 def test_markdown_table_has_one_row_per_spec():
     rows = markdown_table().splitlines()
     assert rows[0] == "| name | auto-download | archive | images | classes | native resolution | default image / patch |"

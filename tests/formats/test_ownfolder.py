@@ -25,6 +25,18 @@ TINY = ["data.image_size=32", "data.patch_size=4", "data.batch_size=4", "data.nu
         "model.predictor_depth=1", "model.num_heads=2"]
 
 
+@pytest.fixture(autouse=True)
+def _data_dir_in_tmp(tmp_path, monkeypatch):
+    """The DataModules' default data_dir ("data", where the folders' index and stamp go) inside the test's folder."""
+    monkeypatch.chdir(tmp_path)
+
+
+def tree(folder: Path) -> dict[str, tuple[int, bytes]]:
+    """Every entry under ``folder`` with its mode and bytes: what "left byte for byte unchanged" compares."""
+    return {str(p.relative_to(folder)): (p.stat().st_mode, p.read_bytes() if p.is_file() else b"")
+            for p in sorted(folder.rglob("*"))}
+
+
 def pixels(source, index: int) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the skip warning of the corrupt file
@@ -55,9 +67,10 @@ def test_undecodable_file_is_listed_and_skipped_without_changing_batch_size_or_o
     dm = ImageFolderDataModule(root=tmp_path / "mine", seed=3, mask=MultiBlockMaskGenerator(min_keep=4),
                                **{**SMALL, "batch_size": 3})
     report = dm.verify()
-    assert report.ok
-    skipped = [c for c in report.checks if c.name.startswith("skipped")]
-    assert [c.name for c in skipped] == ["skipped train/dog/truncated.jpg"]
+    assert report.ok and report.skipped == ["train/dog/truncated.jpg"]
+    assert report.verdict() == "usable, 1 unreadable file skipped (train/dog/truncated.jpg)"
+    skipped = [c for c in report.checks if c.skipped]
+    assert [c.name for c in skipped] == ["unreadable train/dog/truncated.jpg"]
     assert "truncated" in skipped[0].found
     train = dm.open_split("train")
     bad = train.paths.index("dog/truncated.jpg")
@@ -127,36 +140,40 @@ def test_labels_argument_says_what_it_means(tmp_path):
     assert not (tmp_path / "nowhere").exists()  # nothing created where there was nothing
 
 
-def test_index_cache_lives_next_to_the_data_and_follows_new_files(tmp_path):
+def test_index_and_stamp_live_under_data_dir_and_the_folder_is_left_as_it_was(tmp_path):
     make_labelled_folder(tmp_path / "mine")
-    before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "mine").rglob("*"))
-    dm = ImageFolderDataModule(root=tmp_path / "mine", **SMALL)
+    before = tree(tmp_path / "mine")
+    dm = ImageFolderDataModule(root=tmp_path / "mine", data_dir=tmp_path / "data", **SMALL)
     dm.prepare_data()
-    after = sorted(p.relative_to(tmp_path) for p in (tmp_path / "mine").rglob("*"))
-    added = sorted(set(after) - set(before))
-    # One hidden folder (index cache + stamp) and the hidden lock beside it: nothing else is written into root.
-    assert added and all(p.parts[1] in (STATE_NAME, f".{STATE_NAME}.lock") for p in added), added
-    assert (tmp_path / "mine" / STATE_NAME / ".index-train.npz").is_file()
+    dm.setup()
+    assert tree(tmp_path / "mine") == before  # nothing of ours inside the user's folder
+    assert dm.folder.parent == tmp_path / "data" / STATE_NAME and dm.folder.name.startswith("mine-")
+    assert (dm.folder / ".index-train.npz").is_file()
     cat = tmp_path / "mine" / "train" / "cat"
     (cat / "new.jpg").write_bytes((cat / "a.jpg").read_bytes())
-    assert len(ImageFolderDataModule(root=tmp_path / "mine", **SMALL).open_split("train")) == 12
+    assert len(ImageFolderDataModule(root=tmp_path / "mine", data_dir=tmp_path / "data", **SMALL).open_split("train")) == 12
+    # Another folder of the same name elsewhere keeps its own index.
+    make_unlabeled_folder(tmp_path / "other" / "mine", count=5)
+    other = ImageFolderDataModule(root=tmp_path / "other" / "mine", data_dir=tmp_path / "data", **SMALL)
+    assert other.folder != dm.folder and other.folder.parent == dm.folder.parent
 
 
-def test_read_only_root_keeps_its_index_in_the_user_cache(tmp_path, monkeypatch):
+def test_read_only_data_dir_keeps_the_index_in_the_user_cache(tmp_path, monkeypatch):
     source, mounted = tmp_path / "src", tmp_path / "ro"
     make_labelled_folder(source)
+    (source / "data").mkdir()
     mounted.mkdir()
     if subprocess.run(["mount", "--bind", "-o", "ro", str(source), str(mounted)], capture_output=True).returncode:
         pytest.skip("a read-only bind mount needs mount privileges")
     try:
         assert not os.access(mounted, os.W_OK)
         monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-        dm = ImageFolderDataModule(root=mounted, **SMALL)
+        dm = ImageFolderDataModule(root=mounted, data_dir=mounted / "data", **SMALL)
         dm.prepare_data()
         dm.setup()
         assert str(dm.folder).startswith(str(tmp_path / "cache" / "jepa_datamodules" / "imagefolder"))
         assert (dm.folder / ".index-train.npz").is_file() and len(dm.datasets["train"]) == 11
-        assert not (source / STATE_NAME).exists()
+        assert not any((source / "data").iterdir())
     finally:
         subprocess.run(["umount", str(mounted)], check=True)
 
@@ -169,12 +186,17 @@ def test_jepa_fit_and_verify_on_your_own_folder_from_the_command_line(tmp_path):
     verify = subprocess.run([str(BIN / "jepa-verify"), "data=imagefolder", f"data.root={tmp_path / 'mine'}", *common],
                             capture_output=True, text=True, cwd=tmp_path, timeout=300, env=env)
     assert verify.returncode == 0, verify.stderr[-3000:]
-    assert "skipped train/dog/truncated.jpg" in verify.stdout
+    assert "unreadable train/dog/truncated.jpg" in verify.stdout
+    assert verify.stdout.splitlines()[0] == f"imagefolder at {tmp_path / 'mine'}"  # the user's folder, not our state
+    assert verify.stdout.splitlines()[-1] == "ok: imagefolder is usable, 1 unreadable file skipped (train/dog/truncated.jpg)"
     fit = subprocess.run([str(BIN / "jepa-fit"), "data=imagefolder", f"data.root={tmp_path / 'mine'}", *common, *TINY],
                          capture_output=True, text=True, cwd=tmp_path, timeout=600, env=env)
     assert fit.returncode == 0, fit.stderr[-3000:]
     assert "dataset:        imagefolder" in fit.stdout and "steps:          2" in fit.stdout
     assert "val:            the val/ folder of" in fit.stdout
+    # 2 validation images cannot show a 2-class probe above chance: said so, no impossible threshold.
+    assert "probe accuracy: " in fit.stdout and "not tested, too few validation images (n=2;" in fit.stdout
+    assert "needs >=" not in fit.stdout
     make_unlabeled_folder(tmp_path / "photos", count=40)
     fit = subprocess.run([str(BIN / "jepa-fit"), "data=imagefolder", f"data.root={tmp_path / 'photos'}", *common, *TINY],
                          capture_output=True, text=True, cwd=tmp_path, timeout=600, env=env)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -18,8 +19,15 @@ ROOT = REPO
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     out = tmp_path_factory.mktemp("wheel")
+    # Built from a copy: setuptools writes build/ and *.egg-info beside the sources it builds, and
+    # `make test` must leave the repository as it found it.
+    source = tmp_path_factory.mktemp("source") / "repo"
+    skipped = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    top = {".git", ".venv", "build", "dist", ".pytest_cache", "data", "outputs"}  # conf/data/ is source: top level only
+    shutil.copytree(ROOT, source, ignore=lambda folder, names: set(skipped(folder, names)) | (
+        top & set(names) if Path(folder) == ROOT else set()))
     build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(out), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(out), str(source)],
         capture_output=True, text=True, check=True)
     (path,) = out.glob("jepa_datamodules-*.whl")
     return path, build.stdout + build.stderr

@@ -206,6 +206,8 @@ def _own_data(views_on: str, **kwargs):
     options = dict(image_size=32, patch_size=4, batch_size=3, num_workers=0, progress=False, views_on=views_on,
                    mask=MultiBlockMaskGenerator(min_keep=4))
     cls = ImageFolderDataModule if "root" in kwargs else ImageNetDataModule
+    if "root" in kwargs:  # the folder's index and stamp go under data_dir: beside the test's folder, not ./data
+        kwargs.setdefault("data_dir", kwargs["root"].parent / "data")
     dm = cls(**{**options, **kwargs})
     dm.prepare_data()
     dm.setup()

@@ -246,6 +246,23 @@ def test_env_mirror_is_tried_before_upstream(files, tmp_path, monkeypatch):
     assert dest.read_bytes() == data["small.bin"]
 
 
+def test_a_bad_local_mirror_is_named_with_its_own_error_and_a_fix_that_can_work(tmp_path, monkeypatch):
+    """$JEPA_DATA_MIRROR points at a folder without the file, upstream is unreachable: the final
+    sentence names the mirror's own cause and says to mend that mirror (it is already set)."""
+    shelf = tmp_path / "shelf"
+    shelf.mkdir()
+    monkeypatch.setenv(MIRROR_ENV, str(shelf))
+    dead = f"http://127.0.0.1:{_free_port()}/f.bin"
+    with pytest.raises(DownloadError) as err:
+        fetch(candidate_urls("f.bin", [dead]), tmp_path / "out" / "f.bin", retries=0, backoff=0.0, progress=False)
+    message = str(err.value)
+    mirror_part, upstream_part = message.split("; ", 1)
+    assert (shelf / "f.bin").as_uri() in mirror_part and "f.bin" in mirror_part and "1 attempt:" in mirror_part
+    assert dead in upstream_part
+    assert f"put an intact copy on the mirror ${MIRROR_ENV} names ({shelf})" in message
+    assert f"set data.mirrors or ${MIRROR_ENV} to a mirror" not in message
+
+
 def test_candidate_urls_order_and_deduplication(monkeypatch):
     monkeypatch.setenv(MIRROR_ENV, "http://c/data,,http://a")
     urls = candidate_urls(

@@ -47,7 +47,7 @@ def test_own_folder_converts_to_its_files_bytes_and_trains_the_same(tmp_path):
     root = tmp_path / "mine"
     make_labelled_folder(root)
     mask = MultiBlockMaskGenerator(min_keep=4)
-    files = ImageFolderDataModule(root=root, mask=mask, **SMALL)
+    files = ImageFolderDataModule(root=root, data_dir=tmp_path / "data", mask=mask, **SMALL)
     files.prepare_data()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
