@@ -30,6 +30,9 @@ _WHERE = {
     "NoMaskGenerator": "pipeline.masks",
     "StorageError": "storage.files",
     "TinyJEPA": "cli.tinyjepa",
+    "EvalDataModule": "evaluation.protocols",
+    "KNNMonitor": "evaluation.monitor",
+    "imagenet_subset": "evaluation.subsets",
 }
 
 __all__ = sorted(_WHERE)
