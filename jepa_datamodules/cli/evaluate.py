@@ -168,7 +168,7 @@ def eval_task(cfg: DictConfig) -> dict[str, Any]:
     train, evaluation = splits["train"], splits["eval"]
     classes = edm.num_classes
     knn = knn_predict(train.features.to(device), train.labels, evaluation.features.to(device), classes,
-                      int(settings.knn.k), float(settings.knn.temperature))
+                      int(settings.knn.k), float(settings.knn.temperature), bool(settings.knn.standardize))
     linear = settings.linear
     probe = train_linear_probe(train.features.to(device), train.labels, classes, epochs=int(linear.epochs),
                                lr=float(linear.lr), weight_decay=float(linear.weight_decay),
@@ -186,7 +186,8 @@ def eval_task(cfg: DictConfig) -> dict[str, Any]:
         **edm.describe(), "checkpoint": str(ckpt), "features": hook_name, "feature_dim": int(train.features.shape[1]),
         "device": str(device), "extraction_images_per_second": images / seconds if seconds else None,
         "extracted_images": images, "cache": str(cache.folder) if cache is not None else None,
-        "knn_settings": {"k": int(settings.knn.k), "temperature": float(settings.knn.temperature)},
+        "knn_settings": {"k": int(settings.knn.k), "temperature": float(settings.knn.temperature),
+                         "standardize": bool(settings.knn.standardize)},
         "linear_settings": OmegaConf.to_container(linear, resolve=True), **results,
     }
     try:
@@ -211,7 +212,7 @@ def summary_text(summary: dict[str, Any], dm: Any, notes: list[str]) -> str:
     extraction = (f"{summary['extracted_images']:,} images at {speed:,.0f} images/s on {summary['device']}" if speed
                   else f"read from the cache ({summary['cache']})")
     knn, linear = summary["knn_settings"], summary["linear_settings"]
-    knn_setting = f"k={knn['k']}, T={knn['temperature']}"
+    knn_setting = f"k={knn['k']}, T={knn['temperature']}{', standardized' if knn['standardize'] else ''}"
     linear_setting = f"logistic regression, {linear['epochs']} epochs"
     return (
         f"\n== jepa-eval summary ==\n"

@@ -23,12 +23,24 @@ def check_knn_settings(k: Any, temperature: Any) -> None:
 
 def knn_predict(train_features: torch.Tensor, train_labels: torch.Tensor, test_features: torch.Tensor,
                 num_classes: int, k: int = KNN_K, temperature: float = KNN_TEMPERATURE,
-                chunk: int = 1024) -> torch.Tensor:
+                standardize: bool = True, chunk: int = 1024) -> torch.Tensor:
     """Weighted kNN on cosine similarity (DINO's ``knn_classifier``): each of the ``k`` nearest
     train features votes for its class with weight ``exp(similarity / temperature)``; returns
-    the predicted class of every test feature. ``chunk`` test rows are scored at a time."""
+    the predicted class of every test feature. ``chunk`` test rows are scored at a time.
+
+    ``standardize`` [True]: first subtract the train features' per-dimension mean and divide
+    by their standard deviation, so that no dimension's scale decides the cosine (features
+    that concatenate differently scaled parts, such as the tiny JEPA's mean and spread over
+    patches: on an 8-step synthetic checkpoint kNN top-1 went from 0.145 to 0.254). False is
+    DINO's exact procedure (L2 normalization only).
+    """
     check_knn_settings(k, temperature)
-    bank = F.normalize(train_features.float(), dim=1)
+    train_features, test_features = train_features.float(), test_features.float()
+    if standardize:
+        mean, std = train_features.mean(0), train_features.std(0).clamp_min(1e-6)
+        train_features = (train_features - mean) / std
+        test_features = (test_features - mean.to(test_features.device)) / std.to(test_features.device)
+    bank = F.normalize(train_features, dim=1)
     labels = train_labels.to(bank.device)
     k = min(k, len(bank))
     predictions = []

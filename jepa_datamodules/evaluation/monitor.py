@@ -38,10 +38,12 @@ class KNNMonitor(Callback):
         k: neighbours [20]; temperature: vote temperature [0.07] (DINO's defaults).
         features: ``features(model, images) -> (batch, dim)``; None calls the model's
             ``forward_features(images)``.
+        standardize: standardize features with the bank's statistics first [True]
+            (``metrics.knn_predict``; False: DINO's exact kNN).
     """
 
     def __init__(self, eval_datamodule: EvalDataModule, every_n_epochs: int = 1, k: int = KNN_K,
-                 temperature: float = KNN_TEMPERATURE, features: FeatureHook | None = None):
+                 temperature: float = KNN_TEMPERATURE, features: FeatureHook | None = None, standardize: bool = True):
         if not isinstance(eval_datamodule, EvalDataModule):
             raise ValueError(f"eval_datamodule={type(eval_datamodule).__name__} is invalid; allowed is an "
                              "EvalDataModule(datamodule, protocol='knn').")
@@ -50,7 +52,7 @@ class KNNMonitor(Callback):
         check_knn_settings(k, temperature)
         self.eval_datamodule = eval_datamodule
         self.every_n_epochs = every_n_epochs
-        self.k, self.temperature = k, temperature
+        self.k, self.temperature, self.standardize = k, temperature, standardize
         self.features = features or forward_features
         self.history: list[tuple[int, float]] = []
 
@@ -76,5 +78,5 @@ class KNNMonitor(Callback):
             model.train(was_training)
         bank, queries = splits
         predictions = knn_predict(bank.features.to(model.device), bank.labels, queries.features.to(model.device),
-                                  dm.num_classes, self.k, self.temperature)
+                                  dm.num_classes, self.k, self.temperature, self.standardize)
         return float((predictions.cpu() == queries.labels).float().mean())
