@@ -74,12 +74,16 @@ def item_names(source: Any) -> list[str]:
         return [item_name(p) for p in source.paths]
     shards = getattr(source, "shards", None)
     if shards is not None:  # ParquetSource: the image.path column, read alone
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         names: list[str] = []
         for shard in shards:
-            column = pq.read_table(shard, columns=["image.path"]).column("image").combine_chunks()
-            names += [item_name(p) for p in column.field("path").to_pylist()]
+            table = pq.read_table(shard, columns=["image.path"])  # the bytes are never read
+            # pyarrow returns the nested field as its own column, or (older versions) a one-field struct.
+            column = table.column(0).combine_chunks()
+            paths = column.field("path") if pa.types.is_struct(column.type) else column
+            names += [item_name(p) for p in paths.to_pylist()]
         return names
     raise ValueError(f"{type(source).__name__} names no files, so a SimCLR subset cannot be mapped onto it; "
                      "allowed are ImageNet's folder layout and its Hugging Face parquet shards.")
@@ -109,7 +113,7 @@ def subset_indices(subset: str, source: Any, dataset: str, classes: Sequence[str
     position = {name: i for i, name in enumerate(item_names(source))}
     missing = [name for name in wanted if name not in position]
     if missing:
-        raise ValueError(f"{len(missing)} of the {len(wanted):,} files of subset={subset} are not in the {dataset} train "
+        raise ValueError(f"{len(missing):,} of the {len(wanted):,} files of subset={subset} are not in the {dataset} train "
                          f"split (e.g. {', '.join(missing[:3])}); allowed is a complete ImageNet train split "
                          f"(run `jepa-verify data={dataset}`), or subset=null.")
     return np.sort(np.array([position[name] for name in wanted], dtype=np.int64))
