@@ -64,7 +64,8 @@ class KNNMonitor(Callback):
             return
         top1 = self.evaluate(pl_module, trainer.world_size, trainer.global_rank)
         self.history.append((trainer.current_epoch, top1))
-        pl_module.log("knn/top1", top1, prog_bar=True, sync_dist=False)  # the same value on every rank
+        # Every rank computed it from the same gathered features: the mean over ranks is that value.
+        pl_module.log("knn/top1", top1, prog_bar=True, sync_dist=True)
 
     def evaluate(self, model: LightningModule, world: int = 1, rank: int = 0) -> float:
         """kNN top-1 of ``model``'s features now (model in eval mode meanwhile)."""
