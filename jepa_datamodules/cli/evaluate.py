@@ -148,8 +148,11 @@ def eval_task(cfg: DictConfig) -> dict[str, Any]:
     model.to(device).eval()
     cache = FeatureCache(cache_folder(ckpt)) if settings.cache else None
     dm = edm.datamodule
-    identity = {"data": OmegaConf.to_container(cfg.data, resolve=True), "eval": edm.describe(), "hook": hook_name,
-                "image_size": dm.hparams.image_size}
+    # What the features depend on: the dataset and its views, the selection, the hook (not how they are loaded).
+    loading = {"num_workers", "pin_memory", "persistent_workers", "prefetch_factor", "progress", "batch_size",
+               "global_batch_size", "mask", "download", "mirrors", "retries", "timeout", "force"}
+    data = {k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if k not in loading}
+    identity = {"data": data, "eval": edm.describe(), "hook": hook_name, "image_size": dm.hparams.image_size}
     splits: dict[str, SplitFeatures] = {}
     extracted: list[SplitFeatures] = []
     notes: list[str] = []

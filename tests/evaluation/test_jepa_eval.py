@@ -55,7 +55,8 @@ def test_jepa_eval_on_a_tiny_jepa_checkpoint_is_above_chance_and_caches_features
     cached = list(Path(checkpoint + ".features").glob("features-*.pt"))
     assert len(cached) == 2  # train and eval features, beside the checkpoint
 
-    second = cli("jepa-eval", *SMALL, f"ckpt_path={checkpoint}", "eval.knn.k=5", cwd=tmp_path)
+    # Loader settings do not change the features: still read from the cache.
+    second = cli("jepa-eval", *SMALL, f"ckpt_path={checkpoint}", "eval.knn.k=5", "data.batch_size=32", cwd=tmp_path)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "extraction:     read from the cache" in second.stdout
     again = json.loads((_run_dir(second.stdout) / "summary.json").read_text())
