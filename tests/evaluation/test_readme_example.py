@@ -32,3 +32,13 @@ def test_readme_evaluation_example_builds_its_loaders(served, tmp_path):
     batch = next(iter(probe.train_dataloader()))
     assert set(batch) == {"images", "labels", "indices"} and batch["images"].shape[1:] == (3, 32, 32)
     assert monitor.every_n_epochs == 5 and monitor.eval_datamodule is knn
+
+
+def test_readme_eval_summary_is_the_one_jepa_eval_prints():
+    """The summary the README shows has jepa-eval's fields, in its order."""
+    shown = re.search(r"== jepa-eval summary ==\n(.*?)```", (REPO / "README.md").read_text(), flags=re.S).group(1)
+    fields = [line.split(":", 1)[0] for line in shown.splitlines() if ":" in line]
+    source = (REPO / "jepa_datamodules" / "cli" / "evaluate.py").read_text()
+    printed = re.findall(r'f"(\w[\w -]*?):\s{2,}', source)
+    assert fields == printed[:len(fields)] == ["dataset", "checkpoint", "features", "extraction", "kNN top-1",
+                                               "linear top-1", "picture", "wall time"]
