@@ -31,6 +31,9 @@ _WHERE = {
     "SaveOnInterrupt": "cli.interrupt",
     "StorageError": "storage.files",
     "TinyJEPA": "cli.tinyjepa",
+    "EvalDataModule": "evaluation.protocols",
+    "KNNMonitor": "evaluation.monitor",
+    "imagenet_subset": "evaluation.subsets",
 }
 
 __all__ = sorted(_WHERE)

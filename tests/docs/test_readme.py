@@ -26,6 +26,8 @@ ELSEWHERE = {
     "jepa-bench data=cifar10": "tests/bench/test_bench.py",
     "python train.py fit --data jepa_datamodules.CIFAR10DataModule --data.mask jepa_datamodules.MultiBlockMaskGenerator "
     "--data.mask.num_targets 2": "tests/cli/test_user_apps.py::test_lightning_cli_fits_with_the_default_mask_and_a_mask_given_by_class_path",
+    "jepa-eval data=synthetic ckpt_path=<path>":
+        "tests/evaluation/test_jepa_eval.py::test_jepa_eval_on_a_tiny_jepa_checkpoint_is_above_chance_and_caches_features",
     "jepa-fit trainer.max_steps=100": "tests/datamodule/test_resume.py::test_readme_resume_recipe_through_jepa_fit",
     "jepa-fit trainer.max_steps=200 ckpt_path=<path>": "tests/datamodule/test_resume.py::test_readme_resume_recipe_through_jepa_fit",
     # The performance table's commands take minutes each: tests/bench/test_bench.py runs

@@ -29,6 +29,7 @@ LAYERS = {
     "jepa_datamodules.streaming": 4,
     "jepa_datamodules.preparation": 4,
     "jepa_datamodules.datamodule": 5,
+    "jepa_datamodules.evaluation": 5,
     "jepa_datamodules.cli": 6,
     "jepa_datamodules.bench": 6,
 }
