@@ -26,9 +26,14 @@ NOISE = re.compile(r"Tip:|litlogger|litmodels|tensorboardX|[Dd]eprecat|Warning:|
 
 
 def cli(command: str, *args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    """A console script with stdin, stdout and stderr not terminals, as in a batch job."""
-    return subprocess.run([str(BIN / command), *args], capture_output=True, text=True, cwd=cwd, timeout=900,
-                          stdin=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
+    """A console script with stdin, stdout and stderr not terminals, as in a batch job.
+
+    The output is decoded from bytes, not read with ``text=True``: universal newlines would
+    turn every carriage return into a newline, and a check for ``\r`` could never fail."""
+    result = subprocess.run([str(BIN / command), *args], capture_output=True, cwd=cwd, timeout=900,
+                            stdin=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
+    result.stdout, result.stderr = result.stdout.decode(errors="replace"), result.stderr.decode(errors="replace")
+    return result
 
 
 # ----------------------------------------------------------------------------- progress lines
