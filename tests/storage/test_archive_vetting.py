@@ -87,3 +87,82 @@ def test_nested_hard_link_inside_the_archive_extracts_without_the_data_filter(tm
     target = safe_extract(archive, tmp_path / "ds", progress=False)
     assert (target / "top/sub/copy.txt").read_bytes() == b"content of a"
     assert os.path.samefile(target / "top/sub/copy.txt", target / "top/a.txt")
+
+
+def _symlink(name: str, target: str) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = tarfile.SYMTYPE, target
+    return info
+
+
+def test_nested_symlink_climbing_out_is_refused(tmp_path):
+    archive = _tar(tmp_path / "climb.tar", [tarfile.TarInfo("top/a.txt"), _symlink("top/up", "../../outside")],
+                   {"top/a.txt": b"a"})
+    with pytest.raises(DownloadError, match="member 'top/up' is a symlink to '../../outside', which points outside"):
+        safe_extract(archive, tmp_path / "ds", progress=False)
+    assert not (tmp_path / "ds").exists()
+
+
+def test_symlinks_resolved_from_their_own_folder_and_links_to_links_extract(tmp_path):
+    archive = _tar(tmp_path / "links.tar", [
+        tarfile.TarInfo("top/a.txt"),
+        _symlink("top/alias.txt", "../top/a.txt"),  # up to the root and back down: inside
+        _symlink("top/again.txt", "alias.txt"),  # a link to a link (itself vetted) is fine
+    ], {"top/a.txt": b"content of a"})
+    target = safe_extract(archive, tmp_path / "ds", progress=False)
+    assert (target / "top/again.txt").read_bytes() == b"content of a"
+    assert os.readlink(target / "top/alias.txt") == "../top/a.txt"
+
+
+def test_an_archive_without_a_suffix_is_recognised_by_its_content(tmp_path):
+    tar = _tar(tmp_path / "download-1", [tarfile.TarInfo("t/x.txt")], {"t/x.txt": b"from a tar"})
+    zipped = tmp_path / "download-2"
+    with zipfile.ZipFile(zipped, "w") as zf:
+        zf.writestr("z/y.txt", "from a zip")
+    assert (safe_extract(tar, tmp_path / "a", progress=False) / "t/x.txt").read_bytes() == b"from a tar"
+    assert (safe_extract(zipped, tmp_path / "b", progress=False) / "z/y.txt").read_bytes() == b"from a zip"
+    upper = tmp_path / "SHOUTED.ZIP"
+    upper.write_bytes(zipped.read_bytes())
+    assert (safe_extract(upper, tmp_path / "c", progress=False) / "z/y.txt").read_text() == "from a zip"
+
+
+def test_a_tar_members_filter_extracts_only_the_chosen_members(tmp_path):
+    archive = _tar(tmp_path / "a.tar", [tarfile.TarInfo("images/0.bin"), tarfile.TarInfo("docs/readme")],
+                   {"images/0.bin": b"0", "docs/readme": b"r"})
+    target = safe_extract(archive, tmp_path / "ds", progress=False, members_filter=lambda n: n.startswith("images/"))
+    assert sorted(str(p.relative_to(target)) for p in target.rglob("*")) == ["images", "images/0.bin"]
+
+
+@pytest.mark.parametrize("filtered", [True, False], ids=["with-data-filter", "without-data-filter"])
+def test_extracted_modes_come_from_the_umask_not_the_archive(tmp_path, monkeypatch, filtered):
+    if not filtered:
+        monkeypatch.delattr(tarfile, "data_filter", raising=False)
+    elif not hasattr(tarfile, "data_filter"):
+        pytest.skip("this Python has no tarfile.data_filter")
+    folder, private = tarfile.TarInfo("top"), tarfile.TarInfo("top/secret.txt")
+    folder.type, folder.mode, private.mode = tarfile.DIRTYPE, 0o700, 0o600
+    archive = _tar(tmp_path / "modes.tar", [folder, private], {"top/secret.txt": b"s"})
+    previous = os.umask(0o022)
+    try:
+        target = safe_extract(archive, tmp_path / "new" / "deeper" / "ds", progress=False)  # parents made too
+    finally:
+        os.umask(previous)
+    assert (os.stat(target / "top").st_mode & 0o777, os.stat(target / "top/secret.txt").st_mode & 0o777) == (0o755, 0o644)
+
+
+@pytest.mark.parametrize("kind", ["tar", "zip"])
+def test_extraction_reports_plain_lines_in_a_log_and_nothing_when_silenced(tmp_path, monkeypatch, capfd, kind):
+    from jepa_datamodules import progress
+
+    monkeypatch.setattr(progress, "LINE_MIN_SECONDS", 0.0)
+    if kind == "tar":
+        archive = _tar(tmp_path / "a.tar", [tarfile.TarInfo(f"f{i}") for i in range(3)], {f"f{i}": b"x" for i in range(3)})
+    else:
+        archive = tmp_path / "a.zip"
+        with zipfile.ZipFile(archive, "w") as zf:
+            for i in range(3):
+                zf.writestr(f"f{i}", "x")
+    safe_extract(archive, tmp_path / "quiet", progress=False)
+    assert capfd.readouterr().err == ""
+    safe_extract(archive, tmp_path / "logged")  # stderr is not a terminal here: plain lines
+    assert capfd.readouterr().err.splitlines()[-1].startswith(f"extract {archive.name}: done, 100 % (3 of 3 files)")
