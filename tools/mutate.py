@@ -71,11 +71,14 @@ def _copy_tree(destination: Path) -> None:
             shutil.copy2(source, destination / name)
 
 
-def _config(module: str) -> str:
-    """The [tool.mutmut] table that mutates ``module`` only and runs only its tests."""
+def _config(module: str, work: Path) -> str:
+    """The [tool.mutmut] table that mutates ``module`` only and runs only its tests; everything
+    else at the top of the tree goes along (tests read README.md, conf/, docs/, ...)."""
     tests = ", ".join(json.dumps(t) for t in TESTS[module])
+    others = ", ".join(json.dumps(p.name) for p in sorted(work.iterdir()) if p.name not in (PACKAGE, "tests"))
     return (f"\n[tool.mutmut]\nsource_paths = [\"{PACKAGE}/\"]\n"
             f"only_mutate = [\"{PACKAGE}/{module}\"]\n"
+            f"also_copy = [{others}]\n"
             f"pytest_add_cli_args_test_selection = [{tests}]\n"
             "pytest_add_cli_args = [\"-p\", \"no:cacheprovider\", \"-m\", \"not slow\"]\n")
 
@@ -86,8 +89,9 @@ def mutate(module: str, mutmut: Path, jobs: int) -> dict[str, int]:
         shutil.rmtree(work)
     work.mkdir(parents=True)
     _copy_tree(work)
+    config = _config(module, work)
     with open(work / "pyproject.toml", "a") as handle:
-        handle.write(_config(module))
+        handle.write(config)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
     subprocess.run([str(mutmut), "run", "--max-children", str(jobs)], cwd=work, env=env, check=True)
     subprocess.run([str(mutmut), "export-cicd-stats"], cwd=work, env=env, check=True, capture_output=True)

@@ -121,6 +121,10 @@ def test_an_archive_without_a_suffix_is_recognised_by_its_content(tmp_path):
         zf.writestr("z/y.txt", "from a zip")
     assert (safe_extract(tar, tmp_path / "a", progress=False) / "t/x.txt").read_bytes() == b"from a tar"
     assert (safe_extract(zipped, tmp_path / "b", progress=False) / "z/y.txt").read_bytes() == b"from a zip"
+    # A tar whose last member is a zip also looks like a zip (its end record is near the end): a tar it is.
+    both = _tar(tmp_path / "download-3", [tarfile.TarInfo("inner.zip")], {"inner.zip": zipped.read_bytes()})
+    assert zipfile.is_zipfile(both)
+    assert (safe_extract(both, tmp_path / "d", progress=False) / "inner.zip").read_bytes() == zipped.read_bytes()
     upper = tmp_path / "SHOUTED.ZIP"
     upper.write_bytes(zipped.read_bytes())
     assert (safe_extract(upper, tmp_path / "c", progress=False) / "z/y.txt").read_text() == "from a zip"
