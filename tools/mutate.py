@@ -54,7 +54,8 @@ TESTS: dict[str, list[str]] = {
     "pipeline/batching.py": ["tests/pipeline/test_consumers.py", "tests/pipeline/test_randomness.py"],
     "pipeline/transforms.py": ["tests/pipeline/test_transforms.py", "tests/pipeline/test_device_jitter.py"],
     "pipeline/device_views.py": ["tests/pipeline/test_device_views.py", "tests/pipeline/test_device_jitter.py"],
-    "adapters.py": ["tests/pipeline/test_consumers.py", "tests/pipeline/test_mask_forms.py"],
+    "adapters.py": ["tests/pipeline/test_consumers.py", "tests/pipeline/test_mask_forms.py",
+                    "tests/pipeline/test_adapter_contracts.py"],
     "preparation.py": ["tests/preparation/test_prepare.py", "tests/storage/test_storage.py",
                        "tests/storage/test_read_only_copies.py"],
 }
