@@ -32,8 +32,8 @@ WORK = REPO / "build" / "mutate"
 # storage/, formats/, pipeline/, adapters.py and preparation.py.
 TESTS: dict[str, list[str]] = {
     "storage/extract.py": ["tests/storage/test_download.py", "tests/storage/test_archive_vetting.py"],
-    "storage/files.py": ["tests/storage/test_leftovers.py", "tests/storage/test_read_only_copies.py",
-                         "tests/storage/test_download.py"],
+    "storage/files.py": ["tests/storage/test_file_helpers.py", "tests/storage/test_leftovers.py",
+                         "tests/storage/test_read_only_copies.py", "tests/storage/test_download.py"],
     "storage/download.py": ["tests/storage/test_download.py"],
     "storage/verify.py": ["tests/storage/test_storage.py", "tests/preparation/test_prepare.py"],
     "storage/locks.py": ["tests/storage/test_download.py", "tests/storage/test_leftovers.py"],
