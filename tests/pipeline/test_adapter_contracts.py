@@ -21,22 +21,27 @@ def _masked(hierarchical: bool) -> dict:
     return {"images": torch.zeros(4, 3, 32, 32, dtype=torch.uint8), "context_masks": contexts, "target_masks": targets}
 
 
+def whole(sentence: str) -> str:
+    """A pattern that matches ``sentence`` and nothing around it."""
+    return f"^{re.escape(sentence)}$"
+
+
 def test_each_wrong_call_says_what_is_allowed():
     unmasked = {"images": torch.zeros(2, 3, 8, 8, dtype=torch.uint8)}
-    with pytest.raises(ValueError, match=re.escape(
+    with pytest.raises(ValueError, match=whole(
             "The batch has no masks (mask=None or NoMaskGenerator); build the DataModule with a "
             "MultiBlockMaskGenerator or HierarchicalMaskGenerator for ijepa_batch.")):
         ijepa_batch(unmasked)
-    with pytest.raises(ValueError, match=re.escape(
+    with pytest.raises(ValueError, match=whole(
             "The batch has no masks (mask=None or NoMaskGenerator); nothing to convert.")):
         boolean_masks(unmasked, 64)
-    with pytest.raises(ValueError, match=re.escape(
+    with pytest.raises(ValueError, match=whole(
             "level=0 is only for hierarchical masks; leave it None for multi-block masks.")):
         ijepa_batch(_masked(hierarchical=False), level=0)
     hierarchical = _masked(hierarchical=True)
     levels = len(hierarchical["target_masks"])
     for level in (None, -1, levels, 1.0):
-        with pytest.raises(ValueError, match=re.escape(
+        with pytest.raises(ValueError, match=whole(
                 f"level={level!r} is not allowed with hierarchical masks: pass level=0..{levels - 1} "
                 "(one level's target blocks per call; levels differ in K).")):
             ijepa_batch(hierarchical, level=level)
