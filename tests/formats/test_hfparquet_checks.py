@@ -18,7 +18,7 @@ def _failures(data_dir) -> dict[str, str]:
 def test_a_split_without_its_first_shard_fails_verification(release):
     data_dir, _ = release
     (data_dir / "imagenet" / "data" / "validation-00000-of-00002.parquet").unlink()
-    assert _failures(data_dir)["shards validation"] == "1 of 2: missing 00000"
+    assert _failures(data_dir).get("shards validation") == "1 of 2: missing 00000"
 
 
 def test_a_complete_set_of_fewer_shards_than_the_release_fails_verification(release):
@@ -26,7 +26,7 @@ def test_a_complete_set_of_fewer_shards_than_the_release_fails_verification(rele
     shards = data_dir / "imagenet" / "data"
     (shards / "validation-00001-of-00002.parquet").unlink()
     (shards / "validation-00000-of-00002.parquet").rename(shards / "validation-00000-of-00001.parquet")
-    assert _failures(data_dir)["shards validation"] == "1 shards (the release has 2)"
+    assert _failures(data_dir).get("shards validation") == "1 shards (the release has 2)"
 
 
 def test_the_row_group_cache_gives_up_the_least_recently_used_group(release, monkeypatch):

@@ -31,6 +31,15 @@ def test_two_sizes_that_would_read_alike_are_shown_with_three_decimals(tmp_path,
         check_free_space(tmp_path, 2_712_000_000, "extract x.tar")
 
 
+def test_free_space_is_enough_when_it_equals_the_need_and_one_byte_can_be_too_much(tmp_path, monkeypatch):
+    monkeypatch.setattr(files.shutil, "disk_usage", lambda path: types.SimpleNamespace(free=1000))
+    check_free_space(tmp_path, 1000, "download x.tar")  # exactly fits
+    check_free_space(tmp_path, 0, "download x.tar")
+    monkeypatch.setattr(files.shutil, "disk_usage", lambda path: types.SimpleNamespace(free=0))
+    with pytest.raises(StorageError, match="needs 1 B at .*, only 0 B free"):
+        check_free_space(tmp_path, 1, "download x.tar")
+
+
 def test_remove_path_removes_links_not_what_they_point_to_and_tolerates_absence(tmp_path):
     kept = tmp_path / "kept"
     (kept / "sub").mkdir(parents=True)

@@ -47,7 +47,7 @@ def test_two_read_only_copies_with_the_same_name_keep_separate_indexes(tmpfs, tm
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
     copies = [_read_only_imagenet(tmpfs, "a", WNIDS), _read_only_imagenet(tmpfs, "b", WNIDS[::-1])]
     for data in copies:
-        with pytest.warns(UserWarning, match="passed verification"):
+        with pytest.warns(UserWarning, match=r"is on a read-only file system: imagenet at .* passed verification"):
             ImageNetDataModule(data_dir=data, **SMALL).prepare_data()
     index = cache / "jepa_datamodules" / "index"
     written = {p: p.stat().st_mtime_ns for p in index.iterdir()}
