@@ -13,7 +13,8 @@ import pytest
 from jepa_datamodules import StorageError
 from jepa_datamodules.storage import files
 from jepa_datamodules.storage.files import (TEMP_GRACE_S, check_free_space, human_bytes, remove_path,
-                                            remove_stale_staging, staging_entries, temp_name, user_cache_path)
+                                            remove_stale_staging, staging_entries, staging_folder, temp_name,
+                                            user_cache_path)
 from jepa_datamodules.storage.locks import dataset_lock
 
 
@@ -38,6 +39,14 @@ def test_free_space_is_enough_when_it_equals_the_need_and_one_byte_can_be_too_mu
     monkeypatch.setattr(files.shutil, "disk_usage", lambda path: types.SimpleNamespace(free=0))
     with pytest.raises(StorageError, match="needs 1 B at .*, only 0 B free"):
         check_free_space(tmp_path, 1, "download x.tar")
+
+
+def test_a_staging_folder_is_a_fresh_hidden_sibling_with_its_parents_made(tmp_path):
+    target = tmp_path / "not" / "yet" / "ds"  # synthetic.generate calls it on a folder whose parents may not exist
+    first, second = staging_folder(target), staging_folder(target)
+    assert first != second and first.parent == second.parent == target.parent
+    assert first.is_dir() and list(first.iterdir()) == [] and first.name.startswith(".ds.partial-")
+    assert not target.exists()
 
 
 def test_remove_path_removes_links_not_what_they_point_to_and_tolerates_absence(tmp_path):
