@@ -10,6 +10,7 @@ For each module, mutmut (https://mutmut.readthedocs.io) makes small changes to i
 flipped comparison, a changed constant, a dropped call, ...) and runs the test files that
 cover it against each change; a change no test notices ("survived") is a promise no test
 defends. Each module runs in its own copy of the working tree under ``build/mutate/<module>/``
+(``storage__extract`` for ``storage/extract.py``)
 (git's tracked and untracked, not ignored files), so the checkout is never changed and other
 modules' results are kept. The summary is printed per module; ``cd build/mutate/<module> &&
 mutmut show <name>`` shows one survivor's diff. The last results are in docs/mutation.md.
