@@ -96,7 +96,8 @@ class LoopbackServer:
         self._lock = threading.Condition()
         self._faults: list[_Fault] = []
         self._no_range: set[str | None] = set()
-        self._log: list[Request] = []
+        self._log: list[tuple[int, Request]] = []  # (arrival number, request): logged on completion
+        self._arrivals = 0
         self._active = 0
         self._closing = threading.Event()
         self._httpd: _Server | None = None
@@ -205,7 +206,9 @@ class LoopbackServer:
         """Copy of the request log, oldest first (waits up to 5 s for requests in progress)."""
         with self._lock:
             self._lock.wait_for(lambda: self._active == 0, timeout=5.0)
-            return list(self._log)
+            # Oldest by arrival: a handler logs when it is done, and under load the next request's
+            # handler (the client moved on as soon as the answer came) can finish first.
+            return [entry for _, entry in sorted(self._log, key=lambda item: item[0])]
 
     def count(self, path: str) -> int:
         """Number of logged requests (any method, any status) for ``path``."""
@@ -217,13 +220,15 @@ class LoopbackServer:
         key = _norm(path)
         return sum(r.bytes_sent for r in self.requests if r.path == key)
 
-    def _begin(self) -> None:
+    def _begin(self) -> int:
         with self._lock:
             self._active += 1
+            self._arrivals += 1
+            return self._arrivals
 
-    def _record(self, entry: Request) -> None:
+    def _record(self, arrival: int, entry: Request) -> None:
         with self._lock:
-            self._log.append(entry)
+            self._log.append((arrival, entry))
             self._active -= 1
             self._lock.notify_all()
 
@@ -265,12 +270,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         owner = self.server.owner
         path = _norm(urllib.parse.unquote(urllib.parse.urlsplit(self.path).path)) or "/"
         range_start, range_end = _parse_range(self.headers.get("Range"))
-        owner._begin()
+        arrival = owner._begin()
         status, sent, linger = 0, 0, None
         try:
             status, sent, linger = self._respond(owner, path, range_start, range_end, with_body)
         finally:
-            owner._record(Request(path, range_start, status, sent))
+            owner._record(arrival, Request(path, range_start, status, sent))
         if linger is not None:
             # A stall is logged before it starts, so reading the log never waits it out.
             linger()

@@ -1,0 +1,61 @@
+"""What killed runs left behind, told from what live runs are writing: a fresh temporary file
+may be a writer's that is still running, a folder's own swaps are its own to remove, and a
+staging entry deep inside a dataset is guarded by the dataset's lock, not by one of its own."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from jepa_datamodules.catalog import get_spec
+from jepa_datamodules.cli.inventory import disk_state
+from jepa_datamodules.storage.files import TEMP_GRACE_S, remove_stale_staging, staging_entries, temp_name
+from jepa_datamodules.storage.locks import dataset_lock
+
+
+def _aged(path: Path, seconds: float) -> Path:
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+    return path
+
+
+def test_a_fresh_temporary_file_is_kept_and_an_old_one_removed(tmp_path):
+    folder = tmp_path / "cifar10"
+    folder.mkdir()
+    fresh = temp_name(folder / "labels.npy")
+    fresh.write_bytes(b"a writer is still filling this")
+    old = temp_name(folder / "images.npy")
+    old.write_bytes(b"left by a run killed two hours ago")
+    _aged(old, TEMP_GRACE_S + 600)
+    _aged(fresh, 60)  # a minute ago: well inside the grace period
+    assert staging_entries(folder) == [old]
+    with dataset_lock(folder):
+        assert remove_stale_staging(folder) == [old]
+    assert fresh.read_bytes() == b"a writer is still filling this" and not old.exists()
+
+
+def test_the_folders_own_swaps_go_while_a_live_neighbours_staging_stays(tmp_path):
+    folder, neighbour = tmp_path / "stl10", tmp_path / "cifar10"
+    own_old, own_partial = tmp_path / ".stl10.old-1a2b3c4d", tmp_path / ".stl10.partial-5e6f7a8b"
+    live = tmp_path / ".cifar10.partial-9c0d1e2f"
+    for path in (folder, own_old / "sub", own_partial, live):
+        path.mkdir(parents=True)
+    (own_old / "sub" / "x.bin").write_bytes(b"old copy")
+    with dataset_lock(neighbour):  # another job is extracting cifar10 right now
+        with dataset_lock(folder):  # remove_stale_staging is called holding the folder's lock
+            removed = remove_stale_staging(folder)
+        assert sorted(removed) == sorted([own_old, own_partial])
+        assert not own_old.exists() and not own_partial.exists() and live.is_dir()
+    with dataset_lock(folder):
+        assert remove_stale_staging(folder) == [live]  # its job is gone now
+
+
+def test_staging_inside_a_dataset_is_live_while_the_dataset_lock_is_held(data_dir):
+    imagenet = data_dir / "imagenet"
+    partial = imagenet / "train" / ".n01440764.partial"
+    partial.mkdir(parents=True)
+    (partial / "n01440764_1.JPEG").write_bytes(b"\xff\xd8" + b"\0" * 1000)
+    with dataset_lock(imagenet):  # jepa-prepare unpacking the class right now
+        assert disk_state(get_spec("imagenet"), data_dir).leftovers == ()
+    assert disk_state(get_spec("imagenet"), data_dir).leftovers == (partial,)  # its run is gone
