@@ -12,7 +12,7 @@ from tests.helpers.fake_imagenet import make_imagenet_layout
 from tests.helpers.fake_ownimages import make_labelled_folder
 from tests.helpers.fakes import IMAGENETTE_WNIDS, TINY_WNIDS, catalog_override
 
-SMALL = dict(num_workers=0, progress=False, image_size=32, patch_size=4)
+SMALL = dict(num_workers=0, progress=False, image_size=32, patch_size=4, batch_size=2)
 
 
 def check(dm, expected: list[str]) -> None:

@@ -1,5 +1,5 @@
 """The README's evaluation example, run as written except for where the data comes from and
-a shot count the small fake CIFAR-100 (2 train images per class) can give."""
+a shot count and a batch size the small fake CIFAR-100 (2 train images per class) can give."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def test_readme_evaluation_example_builds_its_loaders(served, tmp_path):
     code = next(block for block in blocks if "EvalDataModule" in block)
     substitutions = {
         'CIFAR100DataModule(data_dir="data", batch_size=256)':
-            f'CIFAR100DataModule(data_dir={str(tmp_path / "data")!r}, batch_size=256, num_workers=0, '
+            f'CIFAR100DataModule(data_dir={str(tmp_path / "data")!r}, batch_size=64, num_workers=0, '
             f'mirrors=[{server.url!r}], image_size=32, patch_size=4, progress=False)',
         "shots=10)": "shots=2)",
     }

@@ -109,7 +109,7 @@ def test_imagenet100_takes_the_listed_files_of_its_classes(tmp_path, monkeypatch
 def test_imagenet1k_with_files_missing_names_them(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     _folder_imagenet(tmp_path / "data", "1percent")
-    dm = ImageNetDataModule(data_dir=tmp_path / "data", source="folders", image_size=32, patch_size=8, num_workers=0,
+    dm = ImageNetDataModule(data_dir=tmp_path / "data", source="folders", image_size=32, patch_size=8, num_workers=0, batch_size=8,
                             progress=False)
     present = sum(len(v) for v in _listed("1percent").values())
     with pytest.raises(ValueError) as error:

@@ -92,7 +92,7 @@ def test_image_datasets_stream_from_s3_with_the_files_batches(kind, route, s3_en
     files.setup()
     assert {k: len(v) for k, v in full.datasets.items()} == {k: len(v) for k, v in files.datasets.items()}
 
-    blocks = streamed(num_workers=0, **remote)
+    blocks = streamed(shuffle="blocks", num_workers=0, **remote)
     assert assert_same_batches(files_in_block_order(files, blocks), blocks) > 1
     assert not (tmp_path / "absent").exists() and not (tmp_path / "empty").exists()  # nothing written, nothing needed
 
