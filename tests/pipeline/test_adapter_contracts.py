@@ -1,5 +1,5 @@
 """The adapters' contracts beyond the happy path: each wrong call is one sentence saying what
-is allowed, ``ijepa_batches`` passes the level on, boolean masks are bool, and ``to_device``
+is allowed, ``ijepa_loader`` passes the level on, boolean masks are bool, and ``to_device``
 moves every tensor, masks included (on a machine with CUDA)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from jepa_datamodules import HierarchicalMaskGenerator, MultiBlockMaskGenerator
-from jepa_datamodules.adapters import boolean_masks, ijepa_batch, ijepa_batches, indices_to_boolean, to_device
+from jepa_datamodules.adapters import boolean_masks, ijepa_batch, ijepa_loader, indices_to_boolean, to_device
 from tests.pipeline.test_consumers import small_synthetic
 
 
@@ -49,14 +49,18 @@ def test_each_wrong_call_says_what_is_allowed():
         assert ijepa_batch(hierarchical, level=level)[2] == list(hierarchical["target_masks"][level])
 
 
-def test_ijepa_batches_passes_the_level_on(tmp_path):
+def test_ijepa_loader_passes_the_level_on(tmp_path):
     dm = small_synthetic(tmp_path, mask=HierarchicalMaskGenerator(min_keep=4))
-    loader = dm.train_dataloader()
-    pairs = zip(itertools.islice(ijepa_batches(loader, dm, level=1), 2), itertools.islice(loader, 2))
-    for (images, masks_enc, masks_pred), batch in pairs:
-        assert images.dtype == torch.float32
+    reference = small_synthetic(tmp_path, mask=HierarchicalMaskGenerator(min_keep=4))  # the same stream, as dicts
+    pairs = zip(itertools.islice(iter(ijepa_loader(dm, level=1)), 2), itertools.islice(iter(reference.train_dataloader()), 2))
+    count = 0
+    for ([images, labels], masks_enc, masks_pred), batch in pairs:
+        assert images.dtype == torch.float32 and torch.equal(labels, batch["labels"])
         assert all(torch.equal(a, b) for a, b in zip(masks_pred, batch["target_masks"][1]))
+        assert not all(torch.equal(a, b) for a, b in zip(masks_pred, batch["target_masks"][0]))
         assert all(torch.equal(a, b) for a, b in zip(masks_enc, batch["context_masks"]))
+        count += 1
+    assert count == 2
 
 
 def test_boolean_masks_are_bool():
