@@ -44,6 +44,13 @@ class EvalRecorder(lightning.LightningModule):
         path = Path(self.out_dir) / f"rank{self.global_rank}.json"
         path.write_text(json.dumps({"world": self.trainer.world_size, "validated": self.validated,
                                     "knn": monitor.history}))
+        # on_fit_end comes after the strategy's teardown: nothing collective is left, so each
+        # spawned rank closes its gloo group before it exits. Left open, a rank that exits
+        # while the other is still in gloo's threads died once with SIGABRT ("terminate called
+        # without an active exception") on a fresh-clone run, after all records were written.
+        if torch.distributed.is_initialized():
+            torch.distributed.barrier()
+            torch.distributed.destroy_process_group()
 
 
 @pytest.mark.slow
