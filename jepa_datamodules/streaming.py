@@ -53,6 +53,7 @@ import io
 import multiprocessing
 import os
 import sys
+import threading
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
@@ -432,12 +433,16 @@ class ChunkCache:
         self.storage_options = dict(storage_options)
         self.max_bytes = int(max_bytes)
         self.gets = 0
+        self._count_lock = threading.Lock()
         self.keep_recent = 1
         self._downloader: Any = None
         self._index: dict | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_downloader": None, "gets": 0}
+        return {**self.__dict__, "_downloader": None, "gets": 0, "_count_lock": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _count_lock=threading.Lock())
 
     def _get(self, name: str, local: Path) -> None:
         """Download ``name`` to ``local`` with one request (a no-op while another process holds its lock)."""
@@ -455,7 +460,9 @@ class ChunkCache:
             raise DownloadError(f"Could not read {self.url}/{name} ({type(error).__name__}: {error}); check that the "
                                 "endpoint (storage_options.endpoint_url) is reachable and the credentials are "
                                 "valid.") from error
-        self.gets += local.is_file() and not had
+        if local.is_file() and not had:
+            with self._count_lock:  # prefetch threads download side by side
+                self.gets += 1
 
     def index(self, refresh: bool = False) -> dict:
         """The remote ``index.json``. The main process fetches it again when it opens the split

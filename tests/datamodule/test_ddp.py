@@ -27,7 +27,7 @@ from jepa_datamodules.pipeline.sampling import BatchKey, EpochBatchSampler
 from jepa_datamodules.pipeline.transforms import TrainView
 from tests.helpers.fakes import archive_override, catalog_override, make_cifar
 from tests.helpers.loopback import LoopbackServer
-from tests.helpers.recorder import Recorder
+from tests.helpers.recorder import Recorder, close_process_group
 
 
 
@@ -42,6 +42,9 @@ class RankRecorder(Recorder):
     def on_train_end(self) -> None:
         path = Path(self.out_dir) / f"rank{self.global_rank}.json"
         path.write_text(json.dumps({"world_size": self.trainer.world_size, "seen": self.seen}))
+
+    def on_fit_end(self) -> None:
+        close_process_group()
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from jepa_datamodules import EvalDataModule, KNNMonitor, SyntheticDataModule
+from tests.helpers.recorder import close_process_group
 
 
 def colour_features(model, images: torch.Tensor) -> torch.Tensor:
@@ -44,13 +45,7 @@ class EvalRecorder(lightning.LightningModule):
         path = Path(self.out_dir) / f"rank{self.global_rank}.json"
         path.write_text(json.dumps({"world": self.trainer.world_size, "validated": self.validated,
                                     "knn": monitor.history}))
-        # on_fit_end comes after the strategy's teardown: nothing collective is left, so each
-        # spawned rank closes its gloo group before it exits. Left open, a rank that exits
-        # while the other is still in gloo's threads died once with SIGABRT ("terminate called
-        # without an active exception") on a fresh-clone run, after all records were written.
-        if torch.distributed.is_initialized():
-            torch.distributed.barrier()
-            torch.distributed.destroy_process_group()
+        close_process_group()
 
 
 @pytest.mark.slow
