@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from .choices import check_choice
+from .errors import ConfigError
 
 __all__ = ["HJEPAFeed", "IJEPALoader", "boolean_masks", "hjepa_feed", "ijepa_batch", "ijepa_loader",
            "indices_to_boolean", "to_device"]
@@ -67,17 +68,17 @@ def ijepa_batch(batch: dict[str, Any], level: int | None = None) -> tuple[torch.
         ``[B, K]`` LongTensors with one K per list.
     """
     if "context_masks" not in batch:
-        raise ValueError("The batch has no masks (mask=None or NoMaskGenerator); build the DataModule with "
+        raise ConfigError("The batch has no masks (mask=None or NoMaskGenerator); build the DataModule with "
                          "a MultiBlockMaskGenerator or HierarchicalMaskGenerator for ijepa_batch.")
     targets = batch["target_masks"]
     hierarchical = bool(targets) and isinstance(targets[0], (list, tuple))
     if hierarchical:
         if level is None or not isinstance(level, int) or not 0 <= level < len(targets):
-            raise ValueError(f"level={level!r} is not allowed with hierarchical masks: pass level=0..{len(targets) - 1} "
+            raise ConfigError(f"level={level!r} is not allowed with hierarchical masks: pass level=0..{len(targets) - 1} "
                              "(one level's target blocks per call; levels differ in K).")
         targets = targets[level]
     elif level is not None:
-        raise ValueError(f"level={level!r} is only for hierarchical masks; leave it None for multi-block masks.")
+        raise ConfigError(f"level={level!r} is only for hierarchical masks; leave it None for multi-block masks.")
     return batch["images"], list(batch["context_masks"]), list(targets)
 
 
@@ -149,7 +150,7 @@ def boolean_masks(batch: dict[str, Any], num_patches: int) -> tuple[torch.Tensor
     come level after level, in the order of the generator's ``levels``.
     """
     if "context_masks" not in batch:
-        raise ValueError("The batch has no masks (mask=None or NoMaskGenerator); nothing to convert.")
+        raise ConfigError("The batch has no masks (mask=None or NoMaskGenerator); nothing to convert.")
     context = indices_to_boolean(list(batch["context_masks"]), num_patches).any(dim=1)
     blocks = [t for item in batch["target_masks"] for t in (item if isinstance(item, (list, tuple)) else [item])]
     return context, indices_to_boolean(blocks, num_patches)
@@ -193,7 +194,7 @@ class HJEPAFeed:
         for batch in self.loader:
             batch = to_device(batch, self.datamodule, self.device)
             if "context_masks" not in batch:
-                raise ValueError("The batch has no masks (mask=None or NoMaskGenerator); build the DataModule with "
+                raise ConfigError("The batch has no masks (mask=None or NoMaskGenerator); build the DataModule with "
                                  "a MultiBlockMaskGenerator or HierarchicalMaskGenerator for hjepa_feed.")
             self.last = batch
             yield batch["images"], batch["labels"]
@@ -202,11 +203,11 @@ class HJEPAFeed:
         """The last batch's masks per level, or stacked with ``form="blocks"`` (see the class
         docstring), on ``device`` [None = where the batch is]."""
         if self.last is None:
-            raise ValueError("masking_fn gives the masks of the batch the loader yielded last; none has been "
+            raise ConfigError("masking_fn gives the masks of the batch the loader yielded last; none has been "
                              "yielded yet: iterate the loader first (for images, labels in loader: ...).")
         rows = len(self.last["images"])
         if not isinstance(batch_size, int) or not 0 < batch_size <= rows:
-            raise ValueError(f"batch_size={batch_size!r} is invalid for the last batch of {rows} images; "
+            raise ConfigError(f"batch_size={batch_size!r} is invalid for the last batch of {rows} images; "
                              f"allowed is 1..{rows} (a smaller size takes the first rows).")
         if self.form == "blocks":
             context, targets = boolean_masks(self.last, self.num_patches)

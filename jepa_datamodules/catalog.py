@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .choices import check_choice, choice_message
+from .errors import ConfigError
 
 CATALOG_ENV = "JEPA_CATALOG"
 
@@ -337,7 +338,7 @@ def get_spec(name: str, variant: str | None = None) -> DatasetSpec:
     """The spec called ``name`` (in ``variant``, where it has variants; None = its default),
     with any ``$JEPA_CATALOG`` overrides applied."""
     if name not in SPECS:
-        raise ValueError(choice_message(name, SPECS, noun="dataset"))
+        raise ConfigError(choice_message(name, SPECS, noun="dataset"))
     return _apply_overrides(select_variant(SPECS[name], variant))
 
 
@@ -365,7 +366,7 @@ def _apply_overrides(spec: DatasetSpec) -> DatasetSpec:
         return spec
     unknown = set(changes) - {f.name for f in dataclasses.fields(DatasetSpec)}
     if unknown:
-        raise ValueError(
+        raise ConfigError(
             f"{path} overrides unknown spec fields {sorted(unknown)} for '{spec.name}'; "
             f"allowed are {sorted(f.name for f in dataclasses.fields(DatasetSpec))}."
         )

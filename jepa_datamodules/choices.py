@@ -8,6 +8,7 @@ wrong one through :func:`check_choice`, so the sentence reads the same everywher
 from __future__ import annotations
 
 from typing import Any, Iterable
+from .errors import ConfigError
 
 
 def choice_message(value: Any, allowed: Iterable[Any], argument: str | None = None, *,
@@ -23,10 +24,10 @@ def check_choice(argument: str, value: Any, allowed: Iterable[Any], *, note: str
     when ``value`` is not one of ``allowed``; ``note`` goes before the final full stop."""
     allowed = list(allowed)
     if value not in allowed:
-        raise ValueError(choice_message(value, allowed, f"argument {argument}", note=note))
+        raise ConfigError(choice_message(value, allowed, f"argument {argument}", note=note))
 
 
 def check_positive(argument: str, value: Any) -> None:
     """Raise ``ValueError`` (``<argument>=<value> is invalid; allowed is a positive integer.``)."""
     if not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{argument}={value} is invalid; allowed is a positive integer.")
+        raise ConfigError(f"{argument}={value} is invalid; allowed is a positive integer.")

@@ -39,6 +39,7 @@ from .pipeline.transforms import EvalView, TrainView, check_crop_scale, normaliz
 from .preparation import FetchSettings, check, prepare, setting_overrides
 from .storage.verify import VerifyReport
 from .streaming import DEFAULT_CACHE_BYTES, open_input
+from .errors import ConfigError
 
 
 def _default_mask() -> MaskGenerator:
@@ -220,17 +221,17 @@ class JEPADataModule(LightningDataModule):
         if num_workers is None:
             num_workers = self.hparams.num_workers = fitted_workers()
         if not isinstance(num_workers, int) or num_workers < 0:
-            raise ValueError(f"num_workers={num_workers} is invalid; allowed is 0 or more (0 loads in the main process), "
+            raise ConfigError(f"num_workers={num_workers} is invalid; allowed is 0 or more (0 loads in the main process), "
                              "or None for as many as the machine has CPUs.")
         check_positive("image_size", image_size)
         check_positive("patch_size", patch_size)
         if image_size % patch_size:
-            raise ValueError(f"image_size={image_size} is not a multiple of patch_size={patch_size}; "
+            raise ConfigError(f"image_size={image_size} is not a multiple of patch_size={patch_size}; "
                              f"allowed are sizes with image_size % patch_size == 0 (e.g. 224/16, 96/8, 32/4).")
         check_crop_scale(crop_scale)
         check_choice("shuffle", shuffle, SHUFFLES)
         if isinstance(shuffle_window, bool) or not isinstance(shuffle_window, int) or shuffle_window <= 0:
-            raise ValueError(f"shuffle_window={shuffle_window} is invalid; allowed is a positive integer "
+            raise ConfigError(f"shuffle_window={shuffle_window} is invalid; allowed is a positive integer "
                              "(the number of blocks whose items are mixed together, e.g. 8).")
         #: LitData chunks to read instead of the dataset's own files (``format="litdata"``); None: the files.
         self.stream = open_input(format, input, storage_options, stream_cache_dir, stream_cache_bytes)
@@ -240,14 +241,14 @@ class JEPADataModule(LightningDataModule):
                 self.data.adopt_facts(self.stream.facts)
         val_fraction = self.hparams.val_fraction = self.data.resolve_val_fraction(val_fraction)
         if not 0 <= val_fraction < 1:
-            raise ValueError(f"val_fraction={val_fraction} is invalid; allowed is 0 <= val_fraction < 1.")
+            raise ConfigError(f"val_fraction={val_fraction} is invalid; allowed is 0 <= val_fraction < 1.")
         check_choice("views_on", views_on, VIEWS_ON)
         self.grid = (image_size // patch_size, image_size // patch_size)
         try:
             self.mask_generator = mask.with_grid(self.grid) if mask is not None else None
         except ValueError as error:  # the default mask included: say how to go without
             name = type(mask).__name__.removeprefix("LazyInstance_")  # jsonargparse's lazy default
-            raise ValueError(f"mask={name}: {error} Or pass mask=None for batches without masks.") from None
+            raise ConfigError(f"mask={name}: {error} Or pass mask=None for batches without masks.") from None
         self.train_view = TrainView(image_size, crop_scale, crop_ratio, hflip, color_jitter)
         self.eval_view = EvalView(image_size, eval_crop_fraction)
         self.device_views = DeviceViews(image_size, spec.mean, spec.std, color_jitter=color_jitter > 0)
@@ -388,7 +389,7 @@ class JEPADataModule(LightningDataModule):
         blocks = block_ids(train)
         where = f"{self.spec.name} ({'LitData chunks at ' + self.stream.input if self.stream else 'its own files'})"
         if hp.shuffle == "blocks" and blocks is None:
-            raise ValueError(f"shuffle='blocks' needs a source that declares blocks (parquet row groups, LitData chunks), "
+            raise ConfigError(f"shuffle='blocks' needs a source that declares blocks (parquet row groups, LitData chunks), "
                              f"and {where} has none; allowed here is shuffle='auto' or 'full'.")
         order = "blocks" if hp.shuffle != "full" and blocks is not None else "full"
         if order == "full" and blocks is not None and getattr(train, "remote", False):
@@ -408,13 +409,13 @@ class JEPADataModule(LightningDataModule):
         batch = self.per_device_batch_size()
         for split, size in sizes.items():
             if size == 0:
-                raise ValueError(f"The {split} split of {self.spec.name} at {self.data.shown_folder} has no images, "
+                raise ConfigError(f"The {split} split of {self.spec.name} at {self.data.shown_folder} has no images, "
                                  "so it gives no batch; add images there, or pick another dataset or folder.")
         per_device = sizes["train"] // world
         if self.hparams.drop_last and per_device < batch:
             devices = f" per device ({sizes['train']} over {world} devices)" if world > 1 else ""
             fits = max(1, per_device)
-            raise ValueError(f"batch_size={batch} with drop_last=true gives no training batch: the train split of "
+            raise ConfigError(f"batch_size={batch} with drop_last=true gives no training batch: the train split of "
                              f"{self.spec.name} has {per_device} images{devices}; allowed is batch_size={fits} or "
                              f"less (or drop_last=false for one smaller batch per epoch).")
 
@@ -431,7 +432,7 @@ class JEPADataModule(LightningDataModule):
         if total is None:
             return self.hparams.batch_size
         if total % world:
-            raise ValueError(f"global_batch_size={total} does not divide across {world} devices; "
+            raise ConfigError(f"global_batch_size={total} does not divide across {world} devices; "
                              f"allowed are multiples of {world}, or set batch_size (per device) instead.")
         return total // world
 
@@ -523,7 +524,7 @@ class JEPADataModule(LightningDataModule):
                                            "data.batch_size"),
                                           ("world size", state.get("world_size"), world, "trainer.devices")):
             if saved is not None and int(saved) != now:
-                raise ValueError(f"Cannot resume with {name} {now}: the checkpoint's stream position counts batches "
+                raise ConfigError(f"Cannot resume with {name} {now}: the checkpoint's stream position counts batches "
                                  f"of {name} {saved}; resume with {setting} as the checkpoint was made "
                                  f"({name} {saved}), or start a new run without ckpt_path.")
 
@@ -611,7 +612,7 @@ def fitted_workers() -> int:
 def _check_seed(seed: Any) -> None:
     # lightning-hydra-template's `seed: null` would otherwise fail much later, in a loader worker.
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ValueError(f"seed={seed!r} is invalid; allowed is an integer (e.g. seed=0): it seeds the split, "
+        raise ConfigError(f"seed={seed!r} is invalid; allowed is an integer (e.g. seed=0): it seeds the split, "
                          "the shuffles, the augmentations and the masks.")
 
 

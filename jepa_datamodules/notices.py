@@ -8,5 +8,13 @@ cached). From Python it is an ordinary ``UserWarning`` (filter it, or catch it w
 """
 
 
+from .errors import render
+
+
 class Notice(UserWarning):
-    """A warning whose message is one complete sentence for the user."""
+    """A warning whose message is one complete sentence for the user. Settings and fixes in it
+    are marked (``errors.setting`` / ``errors.action``): ``str`` speaks them in Python's terms,
+    the console scripts as overrides."""
+
+    def __str__(self) -> str:
+        return render(self.args[0]) if self.args else ""

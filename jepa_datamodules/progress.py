@@ -25,6 +25,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
 from .choices import choice_message
+from .errors import ConfigError
 
 __all__ = ["LINE_EVERY_FRACTION", "LINE_EVERY_SECONDS", "LINE_MIN_SECONDS", "LineWatcher", "PlainProgress", "mode",
            "progress_bar", "stderr_is_terminal", "track"]
@@ -43,7 +44,7 @@ def _min_seconds(text: str | None) -> float:
     except ValueError:
         value = -1.0
     if not value >= 0:
-        raise ValueError(f"{MIN_SECONDS_ENV}={text!r} is invalid; allowed is a number of seconds, 0 or more.")
+        raise ConfigError(f"{MIN_SECONDS_ENV}={text!r} is invalid; allowed is a number of seconds, 0 or more.")
     return value
 
 
@@ -67,7 +68,7 @@ def mode(progress: bool | str | None) -> str:
     """
     if isinstance(progress, str):
         if progress not in _MODES:
-            raise ValueError(choice_message(progress, ("None", "True", "False"), "argument progress",
+            raise ConfigError(choice_message(progress, ("None", "True", "False"), "argument progress",
                                             note=" (or one of 'bar', 'lines', 'off')"))
         return progress
     if progress is None:

@@ -68,6 +68,7 @@ from .progress import LineWatcher
 from .progress import mode as progress_mode
 from .formats.base import Source, load_encoded
 from .storage.download import DownloadError
+from .errors import ConfigError, FormatError
 
 # One chunk file of this size holds ~640 ImageNet JPEGs or ~20,000 CIFAR images; LitData
 # recommends chunks of tens of MB so that object-store requests stay few and large.
@@ -269,11 +270,11 @@ def convert_to_litdata(dm: Any, output: str | os.PathLike | None, *, chunk_bytes
     """
     litdata = _require_litdata()
     if output is None or not str(output).strip():
-        raise ValueError("output=None is invalid for format=litdata; allowed is a folder or a URL such as "
+        raise ConfigError("output=None is invalid for format=litdata; allowed is a folder or a URL such as "
                          "s3://bucket/prefix (jepa-prepare ... format=litdata output=<where>).")
     hp = dm.hparams
     if hp.get("format", "files") != "files":
-        raise ValueError(f"format={hp.format!r}: convert_to_litdata reads a dataset from its own files; "
+        raise ConfigError(f"format={hp.format!r}: convert_to_litdata reads a dataset from its own files; "
                          "build the DataModule with format='files' to convert it.")
     storage_options = dict(storage_options if storage_options is not None else (hp.get("storage_options") or {}))
     _allow_plain_http(storage_options)
@@ -283,7 +284,7 @@ def convert_to_litdata(dm: Any, output: str | os.PathLike | None, *, chunk_bytes
     verbose = shown == "bar"  # LitData's own bar; in a log, LineWatcher's plain lines instead
     workers = num_workers if num_workers is not None else max(1, min(4, os.cpu_count() or 1))
     if workers <= 0:
-        raise ValueError(f"num_workers={workers} is invalid; allowed is a positive integer.")
+        raise ConfigError(f"num_workers={workers} is invalid; allowed is a positive integer.")
     _check_resize(resize, quality)
     quality = DEFAULT_QUALITY if quality is None else quality
     spec = dm.spec
@@ -294,7 +295,7 @@ def convert_to_litdata(dm: Any, output: str | os.PathLike | None, *, chunk_bytes
     for split in wanted:
         source = dm.open_split(split)
         if resize is not None and len(source) and load_encoded(source, 0) is None:
-            raise ValueError(f"resize={resize} applies to datasets stored as image files (image folders, parquet shards); "
+            raise ConfigError(f"resize={resize} applies to datasets stored as image files (image folders, parquet shards); "
                              f"{spec.name} stores raw pixel arrays at their native {spec.resolution} px: leave resize unset.")
         url = split_url(output, split)
         options = dict(chunk_bytes=chunk_bytes, storage_options=storage_options, mode="overwrite" if force else None,
@@ -313,7 +314,7 @@ def convert_to_litdata(dm: Any, output: str | os.PathLike | None, *, chunk_bytes
                              num_workers=1, **{**options, "verbose": False})
         except RuntimeError as error:
             if "already contains an optimized" in str(error):
-                raise ValueError(f"{url} already holds a converted dataset; allowed is a new output, or force=true "
+                raise ConfigError(f"{url} already holds a converted dataset; allowed is a new output, or force=true "
                                  "to overwrite it.") from error
             raise
         written[split] = url
@@ -330,12 +331,12 @@ def convert_to_litdata(dm: Any, output: str | os.PathLike | None, *, chunk_bytes
 
 def _check_resize(resize: int | None, quality: int | None) -> None:
     if resize is not None and (not isinstance(resize, int) or isinstance(resize, bool) or resize <= 0):
-        raise ValueError(f"resize={resize} is invalid; allowed is a positive integer (the stored short side in "
+        raise ConfigError(f"resize={resize} is invalid; allowed is a positive integer (the stored short side in "
                          "pixels, e.g. 256) or null to store the files as they are.")
     if quality is not None and (not isinstance(quality, int) or isinstance(quality, bool) or not 1 <= quality <= 100):
-        raise ValueError(f"quality={quality} is invalid; allowed is an integer from 1 to 100 (JPEG quality, e.g. 90).")
+        raise ConfigError(f"quality={quality} is invalid; allowed is an integer from 1 to 100 (JPEG quality, e.g. 90).")
     if quality is not None and resize is None:
-        raise ValueError(f"quality={quality} only applies with resize=<short side>; set resize too, or leave quality "
+        raise ConfigError(f"quality={quality} only applies with resize=<short side>; set resize too, or leave quality "
                          "unset (without resize the files are stored byte for byte).")
 
 
@@ -372,7 +373,7 @@ def parse_bytes(value: int | str, argument: str = "stream_cache_bytes") -> int:
     except (KeyError, ValueError):
         amount = 0
     if isinstance(value, bool) or amount <= 0:
-        raise ValueError(f"{argument}={value!r} is invalid; allowed is a positive number of bytes or a size such as "
+        raise ConfigError(f"{argument}={value!r} is invalid; allowed is a positive number of bytes or a size such as "
                          "'4GB' or '512MiB'.")
     return int(amount)
 
@@ -547,14 +548,14 @@ def read_single_item(url: str, storage_options: dict, cache_dir: str | os.PathLi
             cache.ensure(0)
         except DownloadError as error:
             if any(word in str(error) for word in ("NoSuchKey", "Not Found", "404")):
-                raise FileNotFoundError(f"{url} is not a LitData dataset ({what} missing); create it with "
+                raise FormatError(f"{url} is not a LitData dataset ({what} missing); create it with "
                                         "jepa-prepare data=<name> format=litdata output=<where>.") from error
             raise
         folder = str(cache.folder)
     try:
         return litdata.StreamingDataset(folder, batch_decode=0)[0]
     except (FileNotFoundError, ValueError) as error:
-        raise FileNotFoundError(f"{url} is not a LitData dataset ({what} missing: {error}); create it with "
+        raise FormatError(f"{url} is not a LitData dataset ({what} missing: {error}); create it with "
                                 "jepa-prepare data=<name> format=litdata output=<where>.") from error
 
 
@@ -593,7 +594,7 @@ class LitDataSource(Source):
         self.labels = np.asarray(labels_item["labels"], dtype=np.int64)
         self.sizes = self._chunk_sizes(refresh=True)
         if sum(self.sizes) != len(self.labels):
-            raise ValueError(f"{url} holds {sum(self.sizes)} items but {len(self.labels)} labels; the conversion is "
+            raise ConfigError(f"{url} holds {sum(self.sizes)} items but {len(self.labels)} labels; the conversion is "
                              "damaged: convert again with jepa-prepare ... format=litdata force=true.")
         self.chunk_starts = np.concatenate([[0], np.cumsum(self.sizes)]).astype(np.int64)
         # Not kept: loader workers forked from this process must not share its connections.
@@ -607,7 +608,7 @@ class LitDataSource(Source):
 
         index = Path(self.url.removeprefix("file://")) / "index.json"
         if not index.is_file():
-            raise FileNotFoundError(f"{self.url} is not a LitData dataset (items missing: no {index.name}); create it "
+            raise FormatError(f"{self.url} is not a LitData dataset (items missing: no {index.name}); create it "
                                     "with jepa-prepare data=<name> format=litdata output=<where>.")
         return [int(chunk["chunk_size"]) for chunk in json.loads(index.read_text())["chunks"]]
 
@@ -620,7 +621,7 @@ class LitDataSource(Source):
             # iterator but made random access ~90x slower here (2.1 ms vs 0.023 ms per 32x32 item).
             return litdata.StreamingDataset(url, batch_decode=0)
         except (FileNotFoundError, ValueError) as error:
-            raise FileNotFoundError(
+            raise FormatError(
                 f"{url} is not a LitData dataset ({what} missing: {error}); create it with "
                 f"jepa-prepare data=<name> format=litdata output=<where>.") from error
 
@@ -786,7 +787,7 @@ class LitDataInput:
         """Raise for a set option among ``names`` (STL-10's ``fold``): the chunks hold whole splits."""
         for name in names:
             if options.get(name) is not None:
-                raise ValueError(f"{name}={options[name]} is not available with format=litdata (the chunks hold whole "
+                raise ConfigError(f"{name}={options[name]} is not available with format=litdata (the chunks hold whole "
                                  f"splits); allowed is {name}=None, or format=files.")
 
     def open_split(self, split: str) -> LitDataSource:
@@ -800,10 +801,10 @@ def open_input(format: str, input: str | None, storage_options: dict | None = No
     The arguments are checked here, each bad combination refused with one sentence."""
     check_choice("format", format, FORMATS)
     if format != "files" and not input:
-        raise ValueError(f"input={input!r} is invalid with format={format}; allowed is the folder or URL "
+        raise ConfigError(f"input={input!r} is invalid with format={format}; allowed is the folder or URL "
                          "(s3://bucket/prefix) that jepa-prepare ... format=litdata output=<where> wrote.")
     if format == "files" and input is not None:
-        raise ValueError(f"input={input!r} is only read with format=litdata; set format=litdata "
+        raise ConfigError(f"input={input!r} is only read with format=litdata; set format=litdata "
                          "or leave input unset to read the dataset's own files.")
     parse_bytes(cache_bytes)
     if format == "files":

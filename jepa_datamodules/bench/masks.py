@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from ..pipeline.masks import HierarchicalMaskGenerator, MultiBlockMaskGenerator, _check_grid, _check_int
+from ..errors import ConfigError
 
 __all__ = ["mask_coverage", "per_sample_multiblock_baseline", "time_mask_generators"]
 
@@ -138,7 +139,7 @@ def mask_coverage(mask_generator: MultiBlockMaskGenerator | HierarchicalMaskGene
     """
     grid = mask_generator.grid
     if grid is None:
-        raise ValueError("mask_generator has grid=None: call with_grid((rows, cols)) first.")
+        raise ConfigError("mask_generator has grid=None: call with_grid((rows, cols)) first.")
     rows, cols = grid
     g = torch.Generator().manual_seed(seed)
     target_hits = torch.zeros(rows * cols, dtype=torch.float64)

@@ -65,6 +65,7 @@ from ..formats.base import Source
 from ..formats.writing import balanced_labels, photo_like, texture_bank
 from ..storage.files import atomic_write_text, staging_folder
 from .masks import median_ms
+from ..errors import ConfigError
 
 # Which stand-ins exist: the dataset name -> the writer of its on-disk format.
 STANDIN_KINDS = ("cifar10", "cifar100", "stl10", "imagenet")
@@ -103,7 +104,7 @@ def run_bench(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str
     directory] receives ``bench.json``. Returns what the JSON holds.
     """
     if cfg.bench.get("mode", "pipelines") != "pipelines":
-        raise ValueError(f"bench.mode={cfg.bench.mode} is not run by run_bench, which compares pipelines (bench=default); "
+        raise ConfigError(f"bench.mode={cfg.bench.mode} is not run by run_bench, which compares pipelines (bench=default); "
                          "bench=sources runs through jepa_datamodules.bench.sources.run_sources (jepa-bench picks it).")
     settings = _check_settings(cfg.bench)
     load_before = os.getloadavg()
@@ -176,7 +177,7 @@ def setting_count(bench: DictConfig, name: str, low: int) -> int:
     """``bench.<name>``, an integer >= ``low``, or one sentence saying so."""
     value = bench.get(name)
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise ValueError(f"bench.{name}={value} is invalid; allowed is an integer >= {low}.")
+        raise ConfigError(f"bench.{name}={value} is invalid; allowed is an integer >= {low}.")
     return value
 
 
@@ -186,7 +187,7 @@ def _check_settings(bench: DictConfig) -> dict[str, Any]:
 
     kind = bench.get("synthetic_like")
     if kind is not None and kind not in STANDIN_KINDS:
-        raise ValueError(choice_message(kind, STANDIN_KINDS, "bench.synthetic_like",
+        raise ConfigError(choice_message(kind, STANDIN_KINDS, "bench.synthetic_like",
                                         note=" (or null: the real data when prepared, else a stand-in)"))
     standin_images = bench.get("standin_images")
     if standin_images is not None:
@@ -247,12 +248,12 @@ def build_bench_datamodule(cfg: DictConfig, settings: dict[str, Any]):
     name = dm.spec.name
     kind = settings["synthetic_like"]
     if kind is not None and kind != name:
-        raise ValueError(f"bench.synthetic_like={kind} does not match data={name}; a stand-in imitates the dataset "
+        raise ConfigError(f"bench.synthetic_like={kind} does not match data={name}; a stand-in imitates the dataset "
                          f"being benchmarked, so use data={kind} bench.synthetic_like={kind}.")
     if kind is None and (name == "synthetic" or is_prepared(dm.data)):
         return dm, {"kind": "real", "folder": str(dm.folder)}
     if name not in STANDIN_KINDS:
-        raise ValueError(f"{name} is not prepared at {dm.folder} and has no stand-in (stand-ins exist for "
+        raise ConfigError(f"{name} is not prepared at {dm.folder} and has no stand-in (stand-ins exist for "
                          f"{', '.join(STANDIN_KINDS)}); run `jepa-prepare data={name}` first.")
     if kind is None:
         print(f"note: {dm.spec.title} is not prepared at {dm.folder}; benchmarking a generated stand-in in its format "

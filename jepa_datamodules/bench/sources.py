@@ -53,6 +53,7 @@ from ..choices import choice_message
 from ..storage.files import staging_folder
 from . import run as bench
 from .latency_proxy import LatencyProxy
+from ..errors import ConfigError
 
 #: The rows, in the order they run.
 ROWS = ("folder", "parquet", "litdata_local", "litdata_s3", "litdata_own")
@@ -80,7 +81,7 @@ def run_sources(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[s
     """
     settings = check_settings(cfg.bench)
     if OmegaConf.select(cfg, "data._target_") != "jepa_datamodules.ImageNetDataModule":
-        raise ValueError(f"bench=sources reads ImageNet-style JPEGs in each storage form; data={cfg.data._target_} is "
+        raise ConfigError(f"bench=sources reads ImageNet-style JPEGs in each storage form; data={cfg.data._target_} is "
                          "not ImageNet: use jepa-bench bench=sources data=imagenet.")
     load_before = os.getloadavg()
     cfg = _loader_config(cfg, settings)
@@ -135,13 +136,13 @@ def check_settings(bench_cfg: DictConfig) -> dict[str, Any]:
 
     latency = bench_cfg.get("latency_ms")
     if isinstance(latency, bool) or not isinstance(latency, (int, float)) or latency < 0:
-        raise ValueError(f"bench.latency_ms={latency} is invalid; allowed is a number of milliseconds >= 0.")
+        raise ConfigError(f"bench.latency_ms={latency} is invalid; allowed is a number of milliseconds >= 0.")
     rows = list(bench_cfg.get("rows") or [])
     for row in rows:
         if row not in ROWS:
-            raise ValueError(choice_message(row, ROWS, "bench.rows"))
+            raise ConfigError(choice_message(row, ROWS, "bench.rows"))
     if not rows:
-        raise ValueError(f"bench.rows={rows} is invalid; allowed is a list of rows from {', '.join(ROWS)}.")
+        raise ConfigError(f"bench.rows={rows} is invalid; allowed is a list of rows from {', '.join(ROWS)}.")
     window = bench_cfg.get("shuffle_window")
     if window is not None:
         window = count("shuffle_window", 1)

@@ -30,6 +30,7 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 
 from ..choices import choice_message
+from ..errors import ConfigError, JEPADataError
 
 from .console import (
     NO_RUN_FOLDER_COMMANDS,
@@ -39,25 +40,9 @@ from .console import (
     lightning_logs_through_hydra,
     register_help,
 )
+from .terms import console_text
 
 CONFIG = {"version_base": "1.3", "config_path": "pkg://jepa_datamodules.conf", "config_name": "config"}
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from ..storage.download import DownloadError
-    from ..formats.base import FormatError
-    from ..storage.files import StorageError
-    from ..storage.verify import VerificationError
-
-    errors: list[type[BaseException]] = [ValueError, DownloadError, FormatError, VerificationError, FileNotFoundError,
-                                         StorageError]
-    try:
-        from ..formats.imagenet import ImageNetSetupError
-
-        errors.append(ImageNetSetupError)
-    except ImportError:
-        pass
-    return tuple(errors)
 
 
 class Sweep:
@@ -125,19 +110,19 @@ def user_facing(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any
                 return task(cfg)
         except InstantiationException as error:
             cause = error.__cause__
-            if isinstance(cause, _user_errors()):
-                return _fail(str(cause))
+            if isinstance(cause, JEPADataError):
+                return _fail(console_text(cause), cause.exit_status)
             RunFolder.current().failed(f"{type(error).__name__}: {error}", sys.exc_info())
             raise
-        except _user_errors() as error:
-            return _fail(str(error), 1 if type(error).__name__ == "VerificationError" else 2)
+        except JEPADataError as error:  # the package's own: one sentence; anything else is a bug
+            return _fail(console_text(error), error.exit_status)
         except Exception as error:
             from ..storage.files import is_storage_error, storage_error
 
             if isinstance(error, OSError) and is_storage_error(error):
                 # A read-only, full or unwritable place that no check of ours named first: still one sentence.
                 where = Path(error.filename).parent if error.filename else Path.cwd()
-                return _fail(str(storage_error(error, where, Path(error.filename).name if error.filename else "a file")))
+                return _fail(console_text(storage_error(error, where, Path(error.filename).name if error.filename else "a file")))
             # A bug, not the user's mistake: into the run's log, then Hydra prints the traceback.
             RunFolder.current().failed(f"{type(error).__name__}: {error}", sys.exc_info())
             raise
@@ -170,7 +155,7 @@ def user_overrides(name: str) -> list[str] | None:
 def build_datamodule(cfg: DictConfig, prepare_only_ok: bool = False, **overrides: Any):
     dm = hydra.utils.instantiate(cfg.data, **overrides)
     if getattr(dm, "prepare_only", False) and not prepare_only_ok:
-        raise ValueError(f"data={dm.spec.name} only works with jepa-prepare; pick one dataset (e.g. data=cifar10) for this command.")
+        raise ConfigError(f"data={dm.spec.name} only works with jepa-prepare; pick one dataset (e.g. data=cifar10) for this command.")
     if hasattr(dm, "command"):
         dm.cli_overrides = user_overrides(dm.spec_name)
     return dm
@@ -186,13 +171,13 @@ def build_trainer(cfg: DictConfig, callbacks: list, **options: Any) -> Any:
     for key in _TRAINER_INTEGERS:
         value = cfg.trainer.get(key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
-            raise ValueError(f"trainer.{key}={value!r} is invalid; allowed is a whole number"
+            raise ConfigError(f"trainer.{key}={value!r} is invalid; allowed is a whole number"
                              f"{' (-1 = no limit)' if key in ('max_steps', 'max_epochs') else ''}.")
     try:
         return hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, **options)
     except InstantiationException as error:
         cause = error.__cause__ or error
-        raise ValueError(f"The trainer settings are invalid ({type(cause).__name__}: {cause}); "
+        raise ConfigError(f"The trainer settings are invalid ({type(cause).__name__}: {cause}); "
                          "fix the trainer.* overrides or pick trainer=cpu, gpu or ddp.") from error
 
 
@@ -206,7 +191,7 @@ def check_checkpoint_fits(ckpt_path: str | None, model: Any) -> None:
 
     path = Path(ckpt_path).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"ckpt_path={ckpt_path} does not exist; point it at a .ckpt file a jepa-fit run "
+        raise ConfigError(f"ckpt_path={ckpt_path} does not exist; point it at a .ckpt file a jepa-fit run "
                                 "saved (its summary prints the path), or leave ckpt_path unset to start afresh.")
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("state_dict", {})
@@ -218,7 +203,7 @@ def check_checkpoint_fits(ckpt_path: str | None, model: Any) -> None:
     missing = [key for key in ours if key not in saved]
     if wrong or missing:
         detail = wrong[0] if wrong else f"it has no {missing[0]}"
-        raise ValueError(f"ckpt_path={ckpt_path} was saved by a run of another dataset or model ({detail}); resume it "
+        raise ConfigError(f"ckpt_path={ckpt_path} was saved by a run of another dataset or model ({detail}); resume it "
                          "with the data= and model.* settings it was trained with, or leave ckpt_path unset to start "
                          "afresh.")
 
@@ -234,7 +219,7 @@ def check_masks_for_jepa(dm: Any) -> None:
     from ..pipeline.masks import NoMaskGenerator
 
     if dm.mask_generator is None or isinstance(dm.mask_generator, NoMaskGenerator):
-        raise ValueError("mask=none gives batches without context and target masks, which the JEPA model of "
+        raise ConfigError("mask=none gives batches without context and target masks, which the JEPA model of "
                          "jepa-fit needs; allowed are mask=multiblock or mask=hierarchical.")
 
 
@@ -278,9 +263,9 @@ def prepare_task(cfg: DictConfig) -> None:
         return
     dm = build_datamodule(cfg, prepare_only_ok=True, force=cfg.force)
     if cfg.format is not None and getattr(dm, "prepare_only", False):
-        raise ValueError(f"format={cfg.format} converts one dataset; run `jepa-prepare data=<name> format={cfg.format} output=...` per dataset.")
+        raise ConfigError(f"format={cfg.format} converts one dataset; run `jepa-prepare data=<name> format={cfg.format} output=...` per dataset.")
     if cfg.get("resize") is not None and cfg.format != "litdata":
-        raise ValueError(f"resize={cfg.resize} only applies to format=litdata (it sets the stored short side); "
+        raise ConfigError(f"resize={cfg.resize} only applies to format=litdata (it sets the stored short side); "
                          "add format=litdata output=<where>, or leave resize unset.")
     if cfg.instructions:
         from ..formats.imagenet import manual_instructions
@@ -297,7 +282,7 @@ def prepare_task(cfg: DictConfig) -> None:
 
         convert_to_litdata(dm, cfg.output, resize=cfg.get("resize"), quality=cfg.get("quality"))
     elif cfg.format is not None:
-        raise ValueError(choice_message(cfg.format, ["litdata"], "format", note=" (or leave it unset)"))
+        raise ConfigError(choice_message(cfg.format, ["litdata"], "format", note=" (or leave it unset)"))
 
 
 @user_facing

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ..notices import Notice
+from .terms import console_text
 
 
 class RunFolder:
@@ -196,7 +197,7 @@ def _notices_as_lines(show: Callable[..., None]) -> Callable[..., None]:
 
     def show_notice(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
         if issubclass(category, Notice):
-            print(f"warning: {message}", file=sys.stderr, flush=True)
+            print(f"warning: {console_text(message)}", file=sys.stderr, flush=True)
         else:
             show(message, category, *args, **kwargs)
 

@@ -34,6 +34,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .apps import _entry, build_datamodule, user_facing
 from .console import HELP, RunFolder
+from ..errors import ConfigError
 
 # torch, Lightning and the package's modules that import them are imported when a command
 # runs, as in apps.py: --help and a refused override answer in well under a second.
@@ -50,7 +51,7 @@ def tinyjepa_features(model: Any, images: Any) -> Any:
 
     encoder = getattr(model, "target_encoder", None)
     if encoder is None:
-        raise ValueError(f"{type(model).__name__} has no target_encoder, so the default feature hook (the tiny JEPA's "
+        raise ConfigError(f"{type(model).__name__} has no target_encoder, so the default feature hook (the tiny JEPA's "
                          "target encoder) does not apply to it; pass +eval.features=<dotted path of a callable "
                          "(model, images) -> (batch, dim) features>.")
     tokens = encoder(images)
@@ -64,11 +65,11 @@ def feature_hook(path: str | None, model: Any, ckpt_path: str) -> tuple[Callable
         try:
             hook = hydra.utils.get_method(path)
         except Exception as error:  # noqa: BLE001 - any import failure is the user's path
-            raise ValueError(f"+eval.features={path} cannot be imported ({error}); allowed is the dotted path of a "
+            raise ConfigError(f"+eval.features={path} cannot be imported ({error}); allowed is the dotted path of a "
                              "callable (model, images) -> (batch, dim) features, e.g. mypackage.evaluation.features.") from None
         return hook, path
     if getattr(model, "target_encoder", None) is None:
-        raise ValueError(f"ckpt_path={ckpt_path} holds a {type(model).__name__} without a target_encoder, so the default "
+        raise ConfigError(f"ckpt_path={ckpt_path} holds a {type(model).__name__} without a target_encoder, so the default "
                          "feature hook (the tiny JEPA's target encoder) does not apply; pass +eval.features=<dotted path "
                          "of a callable (model, images) -> (batch, dim) features>.")
     return tinyjepa_features, DEFAULT_HOOK
@@ -77,20 +78,20 @@ def feature_hook(path: str | None, model: Any, ckpt_path: str) -> tuple[Callable
 def load_checkpoint(ckpt_path: Any, model_class: str) -> Any:
     """``model_class.load_from_checkpoint(ckpt_path)`` on the CPU; a missing or foreign file is one sentence."""
     if not ckpt_path:
-        raise ValueError("jepa-eval needs a checkpoint: add ckpt_path=<a Lightning .ckpt file> (jepa-fit prints the one "
+        raise ConfigError("jepa-eval needs a checkpoint: add ckpt_path=<a Lightning .ckpt file> (jepa-fit prints the one "
                          "it saved as 'checkpoint:').")
     path = Path(str(ckpt_path)).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"ckpt_path={ckpt_path} does not exist; allowed is a Lightning .ckpt file.")
+        raise ConfigError(f"ckpt_path={ckpt_path} does not exist; allowed is a Lightning .ckpt file.")
     try:
         cls = hydra.utils.get_class(model_class)
     except Exception as error:  # noqa: BLE001
-        raise ValueError(f"eval.model_class={model_class} cannot be imported ({error}); allowed is the dotted path of "
+        raise ConfigError(f"eval.model_class={model_class} cannot be imported ({error}); allowed is the dotted path of "
                          "the LightningModule class that saved the checkpoint.") from None
     try:
         return cls.load_from_checkpoint(str(path), map_location="cpu", weights_only=False)
     except Exception as error:  # noqa: BLE001 - a checkpoint of another model, or not a checkpoint
-        raise ValueError(f"ckpt_path={ckpt_path} could not be loaded as {cls.__name__} ({type(error).__name__}: "
+        raise ConfigError(f"ckpt_path={ckpt_path} could not be loaded as {cls.__name__} ({type(error).__name__}: "
                          f"{str(error)[:200]}); set eval.model_class=<the class that saved it>.") from None
 
 
@@ -102,7 +103,7 @@ def pick_device(setting: str) -> Any:
     try:
         return torch.device(setting)
     except RuntimeError:
-        raise ValueError(f"eval.device={setting} is invalid; allowed are auto, cpu, cuda or cuda:<n>.") from None
+        raise ConfigError(f"eval.device={setting} is invalid; allowed are auto, cpu, cuda or cuda:<n>.") from None
 
 
 def cache_folder(ckpt_path: Path) -> Path:

@@ -35,7 +35,7 @@ from typing import IO, Any, Collection, Iterable, Sequence
 
 from ..catalog import SPECS, DatasetSpec, dataset_folder, dataset_names, get_spec, parquet_spec
 from ..formats.ownfolder import STATE_NAME as OWN_FOLDER_STATE
-from ..storage.download import DownloadError
+from ..errors import ConfigError, DownloadError, PrepareAllError
 from ..storage.files import free_space, lock_path, staging_entries
 from ..storage.files import human_bytes  # one formatter for every size the package prints
 from ..storage.verify import read_stamp, stamp_matches
@@ -343,8 +343,6 @@ class BundleSpec:
     members: tuple[str, ...]
 
 
-class PrepareAllError(DownloadError):
-    """Some datasets of a bundle could not be prepared; the others were. Names the failed ones."""
 
 
 @dataclass(frozen=True)
@@ -404,7 +402,7 @@ class AllAutoDownload:
 
         config = resources.files("jepa_datamodules.conf").joinpath("data", f"{name}.yaml")
         if not config.is_file():
-            raise ValueError(f"Dataset '{name}' has no config conf/data/{name}.yaml; every catalog dataset needs one.")
+            raise ConfigError(f"Dataset '{name}' has no config conf/data/{name}.yaml; every catalog dataset needs one.")
         with config.open() as handle:
             data = OmegaConf.load(handle)
         # Its Hydra defaults list names the shared base (conf/data/_base_.yaml): merge it here too.
@@ -459,7 +457,7 @@ class AllAutoDownload:
 
     # jepa-fit / jepa-verify / jepa-bench need one dataset; say so instead of an AttributeError.
     def _prepare_only(self, *args: Any, **kwargs: Any) -> Any:
-        raise ValueError(f"data={self.spec.name} only works with jepa-prepare; pick one dataset for this command, "
+        raise ConfigError(f"data={self.spec.name} only works with jepa-prepare; pick one dataset for this command, "
                          f"one of {{{', '.join(dataset_names())}}} (e.g. data=cifar10).")
 
     setup = verify = train_dataloader = val_dataloader = test_dataloader = describe = _prepare_only

@@ -21,6 +21,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from ..storage.files import atomic_write
+from ..errors import ConfigError
 
 __all__ = ["CONTEXT_COLOUR", "HIDDEN_COLOUR", "TARGET_COLOURS", "describe_recipe", "draw_mask_grid", "tile_upscale"]
 
@@ -81,7 +82,7 @@ def describe_recipe(mask: Any) -> str:
 def _as_uint8_hwc(images: torch.Tensor) -> np.ndarray:
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] not in (1, 3):
         shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ValueError(f"images with shape {shape} are not allowed: pass a tensor [B, 3, H, W] (or [B, 1, H, W]).")
+        raise ConfigError(f"images with shape {shape} are not allowed: pass a tensor [B, 3, H, W] (or [B, 1, H, W]).")
     images = images.detach().cpu()
     if images.dtype == torch.uint8:
         pixels = images
@@ -89,7 +90,7 @@ def _as_uint8_hwc(images: torch.Tensor) -> np.ndarray:
         # Floats are taken as [0, 1] intensities; values outside are clipped, not rescaled.
         pixels = (images.float().clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
     else:
-        raise ValueError(f"images of dtype {images.dtype} are not allowed: use uint8 or float in [0, 1].")
+        raise ConfigError(f"images of dtype {images.dtype} are not allowed: use uint8 or float in [0, 1].")
     if pixels.shape[1] == 1:
         pixels = pixels.expand(-1, 3, -1, -1)
     return pixels.permute(0, 2, 3, 1).numpy()
@@ -100,7 +101,7 @@ def _target_levels(target_masks: Sequence | None) -> list[list[torch.Tensor]]:
     if target_masks is None:
         return []
     if isinstance(target_masks, torch.Tensor) or not isinstance(target_masks, Sequence):
-        raise ValueError("target_masks must be a list of LongTensors [B, K] or a list of such lists (hierarchical), "
+        raise ConfigError("target_masks must be a list of LongTensors [B, K] or a list of such lists (hierarchical), "
                          f"not {type(target_masks).__name__}.")
     if all(isinstance(item, torch.Tensor) for item in target_masks):
         return [list(target_masks)] if len(target_masks) else []
@@ -112,7 +113,7 @@ def _patch_state(masks: list[torch.Tensor], sample: int, n_patches: int, name: s
     for mask in masks:
         idx = mask[sample].detach().cpu().long().numpy()
         if idx.size and (idx.min() < 0 or idx.max() >= n_patches):
-            raise ValueError(f"{name} hold patch index {int(idx.max() if idx.max() >= n_patches else idx.min())}, "
+            raise ConfigError(f"{name} hold patch index {int(idx.max() if idx.max() >= n_patches else idx.min())}, "
                              f"which is not allowed: indices must lie in [0, {n_patches}) for this image size "
                              "and patch_size.")
         hit[idx] = True
@@ -274,20 +275,20 @@ def draw_mask_grid(images: torch.Tensor, context_masks: Sequence[torch.Tensor] |
     """
     pixels = _as_uint8_hwc(images)
     if isinstance(patch_size, bool) or not isinstance(patch_size, int) or patch_size < 1:
-        raise ValueError(f"patch_size={patch_size!r} is not allowed: it must be an integer >= 1 (pixels).")
+        raise ConfigError(f"patch_size={patch_size!r} is not allowed: it must be an integer >= 1 (pixels).")
     if isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1:
-        raise ValueError(f"max_images={max_images!r} is not allowed: it must be an integer >= 1.")
+        raise ConfigError(f"max_images={max_images!r} is not allowed: it must be an integer >= 1.")
     batch, height, width, _ = pixels.shape
     if batch == 0:
-        raise ValueError("images with batch size 0 are not allowed: there is nothing to draw.")
+        raise ConfigError("images with batch size 0 are not allowed: there is nothing to draw.")
     if height % patch_size or width % patch_size:
-        raise ValueError(f"patch_size={patch_size} is not allowed for {height} x {width} images: "
+        raise ConfigError(f"patch_size={patch_size} is not allowed for {height} x {width} images: "
                          "it must divide both sides.")
     contexts = list(context_masks) if context_masks is not None else []
     levels = _target_levels(target_masks)
     for mask in contexts + [m for level in levels for m in level]:
         if not isinstance(mask, torch.Tensor) or mask.dim() != 2 or mask.shape[0] < min(batch, max_images):
-            raise ValueError("masks must be LongTensors [B, K] with B at least the number of images drawn, "
+            raise ConfigError("masks must be LongTensors [B, K] with B at least the number of images drawn, "
                              f"got {getattr(mask, 'shape', type(mask).__name__)}.")
     masked = bool(contexts or levels)
 

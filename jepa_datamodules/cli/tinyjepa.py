@@ -22,6 +22,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from ..notices import Notice
+from ..errors import ConfigError
 
 
 def sincos_position_embedding(grid: tuple[int, int], dim: int) -> torch.Tensor:
@@ -176,7 +177,7 @@ class TinyJEPA(LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         if "context_masks" not in batch:
-            raise ValueError("TinyJEPA needs masked batches; choose mask=multiblock or mask=hierarchical, not mask=none.")
+            raise ConfigError("TinyJEPA needs masked batches; choose mask=multiblock or mask=hierarchical, not mask=none.")
         # I-JEPA's training step, one level of target blocks at a time: gather each mask and
         # concatenate along the batch, repeat the targets once per context block.
         images = batch["images"]

@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterable
 import torch
 
 from ..storage.files import atomic_write
+from ..errors import ConfigError
 
 #: ``features(model, images) -> (B, D)``: the hook that turns a batch of normalized images into features.
 FeatureHook = Callable[[Any, torch.Tensor], torch.Tensor]
@@ -52,7 +53,7 @@ def extract(model: Any, hook: FeatureHook, loader: Iterable[dict[str, Any]],
         output = hook(model, batch["images"])
         if not isinstance(output, torch.Tensor) or output.ndim != 2 or len(output) != len(batch["images"]):
             shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
-            raise ValueError(f"The feature hook returned {shape} for a batch of {len(batch['images'])} images; "
+            raise ConfigError(f"The feature hook returned {shape} for a batch of {len(batch['images'])} images; "
                              "allowed is one feature vector per image, a (batch, dim) tensor.")
         features.append(output.float().cpu())
         labels.append(batch["labels"].cpu())

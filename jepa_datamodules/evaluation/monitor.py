@@ -17,13 +17,14 @@ from lightning import Callback, LightningModule, Trainer
 from .features import FeatureHook, extract, gather
 from .metrics import KNN_K, KNN_TEMPERATURE, check_knn_settings, knn_predict
 from .protocols import EvalDataModule
+from ..errors import ConfigError
 
 
 def forward_features(model: Any, images: torch.Tensor) -> torch.Tensor:
     """The default hook: the model's own ``forward_features(images)`` method."""
     method = getattr(model, "forward_features", None)
     if method is None:
-        raise ValueError(f"{type(model).__name__} has no forward_features(images) method, so its features are unknown; "
+        raise ConfigError(f"{type(model).__name__} has no forward_features(images) method, so its features are unknown; "
                          "pass features=<a callable (model, images) -> (batch, dim) features> (for the tiny JEPA: "
                          "jepa_datamodules.cli.evaluate.tinyjepa_features).")
     return method(images)
@@ -45,10 +46,10 @@ class KNNMonitor(Callback):
     def __init__(self, eval_datamodule: EvalDataModule, every_n_epochs: int = 1, k: int = KNN_K,
                  temperature: float = KNN_TEMPERATURE, features: FeatureHook | None = None, standardize: bool = True):
         if not isinstance(eval_datamodule, EvalDataModule):
-            raise ValueError(f"eval_datamodule={type(eval_datamodule).__name__} is invalid; allowed is an "
+            raise ConfigError(f"eval_datamodule={type(eval_datamodule).__name__} is invalid; allowed is an "
                              "EvalDataModule(datamodule, protocol='knn').")
         if isinstance(every_n_epochs, bool) or not isinstance(every_n_epochs, int) or every_n_epochs <= 0:
-            raise ValueError(f"every_n_epochs={every_n_epochs!r} is invalid; allowed is a positive whole number.")
+            raise ConfigError(f"every_n_epochs={every_n_epochs!r} is invalid; allowed is a positive whole number.")
         check_knn_settings(k, temperature)
         self.eval_datamodule = eval_datamodule
         self.every_n_epochs = every_n_epochs

@@ -39,6 +39,7 @@ from ..pipeline.transforms import TrainView, check_crop_scale, normalize
 from .sampling import EvalBatchSampler
 from .shots import check_shots, few_shot_indices
 from .subsets import check_subset_dataset, subset_indices
+from ..errors import ConfigError
 
 PROTOCOLS = ("knn", "linear")
 SPLITS = ("train", "eval")
@@ -78,14 +79,14 @@ class EvalDataModule(LightningDataModule):
         """
         super().__init__()
         if not isinstance(datamodule, JEPADataModule):
-            raise ValueError(f"datamodule={type(datamodule).__name__} is not one of this package's DataModules; "
+            raise ConfigError(f"datamodule={type(datamodule).__name__} is not one of this package's DataModules; "
                              "allowed is a JEPADataModule such as CIFAR10DataModule(...) or SyntheticDataModule(...).")
         check_choice("protocol", protocol, PROTOCOLS)
         self.shots = check_shots(shots)
         if subset is not None:
             check_subset_dataset(subset, datamodule.spec.name)
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise ValueError(f"seed={seed!r} is invalid; allowed is an integer (e.g. seed=0).")
+            raise ConfigError(f"seed={seed!r} is invalid; allowed is an integer (e.g. seed=0).")
         self.datamodule = datamodule
         self.protocol = protocol
         self.subset = subset
@@ -94,7 +95,7 @@ class EvalDataModule(LightningDataModule):
         check_positive("batch_size", self.batch_size)
         self.num_workers = int(num_workers if num_workers is not None else datamodule.hparams.num_workers)
         if self.num_workers < 0:
-            raise ValueError(f"num_workers={self.num_workers} is invalid; allowed is 0 or more.")
+            raise ConfigError(f"num_workers={self.num_workers} is invalid; allowed is 0 or more.")
         hp = datamodule.hparams
         self.train_view = (TrainView(hp.image_size, check_crop_scale(linear_crop_scale), hp.crop_ratio, hflip=True)
                            if protocol == "linear" else datamodule.eval_view)
@@ -130,7 +131,7 @@ class EvalDataModule(LightningDataModule):
         evaluation = _labelled(evaluation)
         for what, source in (("labelled train split", train), ("evaluation split", evaluation)):
             if len(source) == 0:
-                raise ValueError(f"{name} has no labelled images in its {what}, so frozen features cannot be "
+                raise ConfigError(f"{name} has no labelled images in its {what}, so frozen features cannot be "
                                  "evaluated on it; allowed are datasets with labels (for your own folder: labels=folders).")
         self.train_source, self.eval_source = train, evaluation
 

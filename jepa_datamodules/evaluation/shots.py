@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..pipeline.sampling import mix_seed
+from ..errors import ConfigError
 
 _SHOTS_STREAM = 0x5407
 
@@ -14,7 +15,7 @@ def check_shots(shots: object) -> int | None:
     if shots is None:
         return None
     if isinstance(shots, bool) or not isinstance(shots, (int, np.integer)) or shots <= 0:
-        raise ValueError(f"shots={shots!r} is invalid; allowed is a positive whole number of labelled images per "
+        raise ConfigError(f"shots={shots!r} is invalid; allowed is a positive whole number of labelled images per "
                          "class (e.g. shots=5), or null for the whole labelled train split.")
     return int(shots)
 
@@ -33,7 +34,7 @@ def few_shot_indices(labels: np.ndarray, shots: int, seed: int, num_classes: int
     short = np.flatnonzero(counts < shots)
     if len(short):
         cls = int(short[0])
-        raise ValueError(f"shots={shots} needs {shots} labelled images of every class, but class {cls} of {what} has "
+        raise ConfigError(f"shots={shots} needs {shots} labelled images of every class, but class {cls} of {what} has "
                          f"{int(counts[cls])} ({len(short)} class(es) short); allowed is shots <= {int(counts.min())}.")
     picked = []
     for cls in range(num_classes):

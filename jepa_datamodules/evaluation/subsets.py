@@ -23,6 +23,7 @@ import numpy as np
 
 from ..choices import check_choice
 from ..formats.base import SubsetSource
+from ..errors import ConfigError
 
 #: name -> (packaged file, file names in it, sha256 of the uncompressed list as upstream ships it).
 SUBSETS: dict[str, tuple[str, int, str]] = {
@@ -85,7 +86,7 @@ def item_names(source: Any) -> list[str]:
             paths = column.field("path") if pa.types.is_struct(column.type) else column
             names += [item_name(p) for p in paths.to_pylist()]
         return names
-    raise ValueError(f"{type(source).__name__} names no files, so a SimCLR subset cannot be mapped onto it; "
+    raise ConfigError(f"{type(source).__name__} names no files, so a SimCLR subset cannot be mapped onto it; "
                      "allowed are ImageNet's folder layout and its Hugging Face parquet shards.")
 
 
@@ -93,7 +94,7 @@ def check_subset_dataset(subset: str, dataset: str) -> None:
     """Refuse a subset on a dataset the lists do not describe, in one sentence."""
     check_choice("subset", subset, tuple(SUBSETS))
     if dataset not in SUBSET_DATASETS:
-        raise ValueError(f"subset={subset} is one of SimCLR's ImageNet-1k label subsets; data={dataset} has none: "
+        raise ConfigError(f"subset={subset} is one of SimCLR's ImageNet-1k label subsets; data={dataset} has none: "
                          f"allowed are data=imagenet or data=imagenet100, or subset=null (use shots=N for a low-shot "
                          f"split of any dataset).")
 
@@ -113,7 +114,7 @@ def subset_indices(subset: str, source: Any, dataset: str, classes: Sequence[str
     position = {name: i for i, name in enumerate(item_names(source))}
     missing = [name for name in wanted if name not in position]
     if missing:
-        raise ValueError(f"{len(missing):,} of the {len(wanted):,} files of subset={subset} are not in the {dataset} train "
+        raise ConfigError(f"{len(missing):,} of the {len(wanted):,} files of subset={subset} are not in the {dataset} train "
                          f"split (e.g. {', '.join(missing[:3])}); allowed is a complete ImageNet train split "
                          f"(run `jepa-verify data={dataset}`), or subset=null.")
     return np.sort(np.array([position[name] for name in wanted], dtype=np.int64))

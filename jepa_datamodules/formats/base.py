@@ -26,6 +26,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
+from ..errors import FormatError
+
 
 class Source:
     """Items of one split: ``labels``, ``len()``, ``load(i)`` and the optional capabilities
@@ -58,8 +60,6 @@ class Source:
         """Start reading ``blocks`` (ids as :meth:`block_ids` gives them) ahead of use; default nothing."""
 
 
-class FormatError(RuntimeError):
-    """A file on disk is not in the format its dataset promises."""
 
 
 def label_problem(labels: np.ndarray, num_classes: int, unlabeled_ok: bool = False) -> str | None:

@@ -26,6 +26,7 @@ from ..choices import check_choice, choice_message
 from ..storage.files import human_bytes
 from ..storage.verify import VerifyReport, recorded_md5, recorded_sizes
 from .base import Source, label_problem
+from ..errors import ConfigError
 
 #: ``spec.reader`` (or ``spec.handler``) -> the module (in this package) that reads it.
 READERS = {
@@ -43,7 +44,7 @@ READERS = {
 def format_module(reader: str) -> ModuleType:
     """The module that reads ``reader`` (imported on first use, so reading CIFAR never imports pyarrow)."""
     if reader not in READERS:
-        raise ValueError(choice_message(reader, sorted(READERS), noun="reader"))
+        raise ConfigError(choice_message(reader, sorted(READERS), noun="reader"))
     return importlib.import_module(f"jepa_datamodules.formats.{READERS[reader]}")
 
 

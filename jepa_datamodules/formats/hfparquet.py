@@ -12,6 +12,7 @@ Labels: the release numbers the classes by the position of their WordNet id in i
 is "goldfish" in its ``ClassLabel`` names. That is the sorted-wnid order of torchvision's
 ``ImageFolder`` and of our ``train/<wnid>/`` layout, so a model gets the same label ids
 from either source. The ascending list ships as ``resources/imagenet1k_wnids.txt``
+from ..errors import ConfigError, MissingFilesError
 (sha256-checked), which also maps ImageNet-100's wnids to parquet label ids.
 
 Reading in place: a shard's rows are stored in row groups; an item is read by reading the
@@ -136,7 +137,7 @@ def open_split(spec: DatasetSpec, folder: Path, split: str) -> "ParquetSource":
     check_choice(f"split of {spec.name}", split, prefixes)
     shards = parquet_shards(folder, prefixes[split])
     if not shards:
-        raise FileNotFoundError(f"{folder}/data holds no {prefixes[split]}-*.parquet shards; "
+        raise MissingFilesError(f"{folder}/data holds no {prefixes[split]}-*.parquet shards; "
                                 "download them as `jepa-prepare data=imagenet instructions=true` shows.")
     return ParquetSource(shards)
 
@@ -201,7 +202,7 @@ def class_subset(base: "ParquetSource", wnids: Sequence[str]) -> RelabeledSubset
     position = {wnid: i for i, wnid in enumerate(imagenet1k_wnids())}
     unknown = [w for w in wnids if w not in position]
     if unknown:
-        raise ValueError(f"Class {', '.join(unknown[:5])} is not one of the 1,000 ImageNet-1k classes; fix the class list.")
+        raise ConfigError(f"Class {', '.join(unknown[:5])} is not one of the 1,000 ImageNet-1k classes; fix the class list.")
     ids = np.array(sorted(position[w] for w in wnids), dtype=np.int64)
     keep = np.flatnonzero(np.isin(base.labels, ids))
     return RelabeledSubset(base, keep, np.searchsorted(ids, base.labels[keep]))
@@ -226,21 +227,21 @@ class ParquetSource(EncodedImageSource):
                 handle = pq.ParquetFile(path)
                 names = handle.schema_arrow.names
                 if "image" not in names or "label" not in names:
-                    raise ValueError(f"columns {names}, expected image and label")
+                    raise ConfigError(f"columns {names}, expected image and label")
                 labels.append(handle.read(columns=["label"]).column("label").to_numpy().astype(np.int64))
                 for group in range(handle.metadata.num_row_groups):
                     group_rows.append(handle.metadata.row_group(group).num_rows)
                     group_shard.append(shard_number)
                     group_index.append(group)
             except Exception as error:  # noqa: BLE001 - any unreadable shard is reported by name
-                raise ValueError(f"{path} is not a readable shard of the {REPO} release ({error}); "
+                raise ConfigError(f"{path} is not a readable shard of the {REPO} release ({error}); "
                                  "download it again (huggingface-cli download ... --include its name).") from error
         self.labels = np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64)
         self.group_start = np.concatenate([[0], np.cumsum(group_rows)]).astype(np.int64)
         self.group_shard = np.asarray(group_shard, dtype=np.int64)
         self.group_index = np.asarray(group_index, dtype=np.int64)
         if int(self.group_start[-1]) != len(self.labels):
-            raise ValueError(f"The row groups of {self.shards[0].parent} hold {int(self.group_start[-1])} rows but "
+            raise ConfigError(f"The row groups of {self.shards[0].parent} hold {int(self.group_start[-1])} rows but "
                              f"their label columns {len(self.labels)}; download the shards again.")
         self._files: dict[int, Any] = {}
         self._groups: OrderedDict[int, Any] = OrderedDict()

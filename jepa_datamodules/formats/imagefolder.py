@@ -24,6 +24,7 @@ from ..catalog import DatasetSpec
 from ..notices import Notice
 from ..storage.files import atomic_write, unwritable, user_cache_path
 from .base import FileSource
+from ..errors import ConfigError, MissingFilesError
 
 __all__ = ["IMG_EXTENSIONS", "index_image_folder", "check_images", "open_split", "index_cache"]
 
@@ -92,12 +93,12 @@ def index_image_folder(
         chosen = sorted(classes)
         duplicates = sorted(c for c, n in Counter(chosen).items() if n > 1)
         if duplicates:
-            raise ValueError(f"The class list names {', '.join(duplicates)} more than once; list each class once.")
+            raise ConfigError(f"The class list names {', '.join(duplicates)} more than once; list each class once.")
         known = set(all_classes)
         missing = [c for c in chosen if c not in known]
         if missing:
             shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-            raise ValueError(
+            raise ConfigError(
                 f"Class {shown} has no folder in {split_dir} ({len(all_classes)} classes there); "
                 "fix the class list or complete the dataset (e.g. re-run `jepa-prepare`)."
             )
@@ -121,11 +122,11 @@ def _is_image_name(name: str) -> bool:
 def _scan(split_dir: Path) -> _Index:
     """List class folders and their images with os.scandir (one syscall stream per folder)."""
     if not split_dir.is_dir():
-        raise FileNotFoundError(f"Image folder {split_dir} does not exist; prepare the dataset first or fix the data directory.")
+        raise MissingFilesError(f"Image folder {split_dir} does not exist; prepare the dataset first or fix the data directory.")
     with os.scandir(split_dir) as it:
         classes = sorted(e.name for e in it if not e.name.startswith(".") and e.is_dir())
     if not classes:
-        raise ValueError(f"{split_dir} has no class folders; expected files laid out as {split_dir}/<class>/<image>.")
+        raise ConfigError(f"{split_dir} has no class folders; expected files laid out as {split_dir}/<class>/<image>.")
     counts: list[int] = []
     names: list[str] = []
     for cls in classes:
@@ -202,7 +203,7 @@ def check_images(
     paths = list(paths)
     if sample is not None:
         if sample < 0:
-            raise ValueError(f"sample must be None or a non-negative count, got {sample}.")
+            raise ConfigError(f"sample must be None or a non-negative count, got {sample}.")
         if sample < len(paths):
             picked = sorted(random.Random(seed).sample(range(len(paths)), sample))
             paths = [paths[i] for i in picked]
@@ -256,7 +257,7 @@ def open_split(spec: DatasetSpec, folder: Path, split: str, *, root: Path | None
     """
     split_dir = Path(root if root is not None else folder / spec.data_root) / split
     if not split_dir.is_dir():
-        raise FileNotFoundError(f"{split_dir} does not exist; {spec.name} expects <wnid>/ class folders there.")
+        raise MissingFilesError(f"{split_dir} does not exist; {spec.name} expects <wnid>/ class folders there.")
     cache = index_cache(Path(cache_dir if cache_dir is not None else folder), split_dir, split)
     paths, labels, _ = index_image_folder(split_dir, classes=classes, cache=cache, cache_key=class_folder_key(split_dir))
     return FileSource(split_dir, paths, labels)
@@ -302,7 +303,7 @@ def ilsvrc_names(labels: Mapping[str, Sequence[str]]) -> dict[str, list[tuple[st
     for split, wnids in labels.items():
         bad = [w for w in wnids if not _WNID.fullmatch(w)]
         if bad:
-            raise ValueError(f"labels[{split!r}] holds '{bad[0]}', which is not a wnid; allowed are wnids like n01440764.")
+            raise ConfigError(f"labels[{split!r}] holds '{bad[0]}', which is not a wnid; allowed are wnids like n01440764.")
         seen: Counter[str] = Counter()
         names[split] = []
         for number, wnid in enumerate(wnids, 1):

@@ -36,6 +36,7 @@ from filelock import FileLock
 
 from ..catalog import SPECS, DatasetSpec, parquet_spec
 from ..choices import check_choice
+from ..errors import ConfigError, ImageNetSetupError
 from ..progress import mode as progress_mode
 from ..progress import progress_bar
 from ..storage.extract import tar_member_problem
@@ -85,8 +86,6 @@ _LOCK_NAME = ".imagenet-prepare.lock"
 _COPY_CHUNK = 1 << 20
 
 
-class ImageNetSetupError(RuntimeError):
-    """ImageNet is missing or unusable; ``str(error)`` is the message to show the user."""
 
 
 # --------------------------------------------------------------------------- detection
@@ -807,15 +806,15 @@ def _parse_class_list(text: str, source: str) -> list[str]:
         if not line:
             continue
         if not _WNID_RE.fullmatch(line):
-            raise ValueError(
+            raise ConfigError(
                 f"{source} line {number}: {line!r} is not a WordNet id like n01440764; put one wnid per line."
             )
         if line in first_line:
-            raise ValueError(f"{source} line {number}: {line} already appears on line {first_line[line]}; list each class once.")
+            raise ConfigError(f"{source} line {number}: {line} already appears on line {first_line[line]}; list each class once.")
         first_line[line] = number
         wnids.append(line)
     if not wnids:
-        raise ValueError(f"{source} lists no classes; put one wnid (like n01440764) per line.")
+        raise ConfigError(f"{source} lists no classes; put one wnid (like n01440764) per line.")
     return wnids
 
 
@@ -909,7 +908,7 @@ def write_imagenet_archives(folder: Path, labels: Mapping[str, Sequence[str]], j
     folder.mkdir(parents=True, exist_ok=True)
     classes = sorted(set(labels["train"]) | set(labels["val"]))
     if set(classes) & set(NON_LEAF_WNIDS):
-        raise ValueError(f"{', '.join(NON_LEAF_WNIDS)} are the devkit's non-leaf synsets; they cannot label images.")
+        raise ConfigError(f"{', '.join(NON_LEAF_WNIDS)} are the devkit's non-leaf synsets; they cannot label images.")
     ilsvrc_ids = {wnid: int(i) + 1 for wnid, i in zip(classes, rng.permutation(len(classes)))}
     names = ilsvrc_names(labels)
     data = {split: [jpeg() for _ in items] for split, items in names.items()}

@@ -44,6 +44,7 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 
 from ..catalog import DatasetSpec
 from ..choices import check_choice
+from ..errors import ConfigError, OwnFolderError, UndecodableImage
 from ..notices import Notice
 from ..storage.files import unwritable, user_cache_path
 from ..storage.verify import VerifyReport
@@ -64,8 +65,6 @@ _SOS, _EOI = b"\xff\xda", b"\xff\xd9"
 _WIDE_GREY = ("I", "I;16", "I;16B", "I;16L", "F")
 
 
-class UndecodableImage(ValueError):
-    """The bytes are not an image this package can decode (``str`` says why)."""
 
 
 # ---------------------------------------------------------------------------- decoding
@@ -193,7 +192,7 @@ class OwnFolderSource(EncodedImageSource):
         self.paths = list(paths)
         self.labels = np.asarray(labels, dtype=np.int64)
         if len(self.paths) != len(self.labels):
-            raise ValueError(f"{len(self.paths)} paths but {len(self.labels)} labels.")
+            raise ConfigError(f"{len(self.paths)} paths but {len(self.labels)} labels.")
 
     def read_bytes(self, index: int) -> bytes:
         return (self.root / self.paths[index]).read_bytes()
@@ -237,7 +236,7 @@ def list_images(top: Path, cache: Path | None = None, cache_key: str = "") -> li
     """
     top = Path(top)
     if not top.is_dir():
-        raise FileNotFoundError(f"Image folder {top} does not exist; point data.root at the folder that holds your images.")
+        raise OwnFolderError(f"Image folder {top} does not exist; point data.root at the folder that holds your images.")
     index = _load_cache(Path(cache), top, cache_key) if cache is not None else None
     if index is None:
         paths = _scan_tree(top)
@@ -285,7 +284,7 @@ def folder_labels(paths: Sequence[str], mode: str, where: Path, classes: Sequenc
         return np.full(len(paths), -1, dtype=np.int64), []
     loose = [p for p in paths if "/" not in p]
     if loose:
-        raise ValueError(f"labels=folders needs every image inside a class folder, but {where / loose[0]} "
+        raise ConfigError(f"labels=folders needs every image inside a class folder, but {where / loose[0]} "
                          f"(and {len(loose) - 1} more) sits directly in {where}; move them into class folders "
                          "or use labels=none.")
     tops = [p.split("/", 1)[0] for p in paths]
@@ -293,7 +292,7 @@ def folder_labels(paths: Sequence[str], mode: str, where: Path, classes: Sequenc
     position = {name: i for i, name in enumerate(names)}
     unknown = sorted(set(tops) - position.keys())
     if unknown:
-        raise ValueError(f"{where} has class folder(s) {', '.join(unknown[:5])} that the training split does not have; "
+        raise ConfigError(f"{where} has class folder(s) {', '.join(unknown[:5])} that the training split does not have; "
                          f"allowed are the training classes ({len(names)}).")
     return np.array([position[t] for t in tops], dtype=np.int64), names
 
@@ -321,10 +320,10 @@ def read_split(root: Path, state: Path, split: str, labels: str = "auto",
     check_choice("split of imagefolder", split, dirs)
     top = dirs[split]
     if not top.is_dir():
-        raise FileNotFoundError(f"Image folder {top} does not exist; point data.root at the folder that holds your images.")
+        raise OwnFolderError(f"Image folder {top} does not exist; point data.root at the folder that holds your images.")
     paths = list_images(top, cache=Path(state) / f".index-{split}.npz", cache_key=listing_key(top))
     if not paths:
-        raise FileNotFoundError(f"{top} holds no images (looked for .jpg .jpeg .png .webp .bmp files, "
+        raise OwnFolderError(f"{top} holds no images (looked for .jpg .jpeg .png .webp .bmp files, "
                                 "hidden ones excluded); point data.root at the folder that holds your images.")
     mode = labels if split == "train" else ("folders" if classes else "none")
     found, names = folder_labels(paths, mode, top, classes if split != "train" else None, nested=top != Path(root))
@@ -350,7 +349,7 @@ class OwnFolderDataset(Dataset):
         check_choice("labels", labels, LABEL_MODES)
         self.root = Path(root if root is not None else Path(data_dir) / "imagefolder").expanduser()
         if self.root.exists() and not self.root.is_dir():
-            raise ValueError(f"Image folder {self.root} is a file, not a folder; point data.root at the folder that "
+            raise ConfigError(f"Image folder {self.root} is a file, not a folder; point data.root at the folder that "
                              "holds your images.")
         self.has_val_folder = "val" in split_folders(self.root)
         # Without a val/ folder the only split is train; val (and test) are carved out of it.
@@ -388,13 +387,13 @@ class OwnFolderDataset(Dataset):
         if val_fraction is None:
             return 0.0 if self.has_val_folder else DEFAULT_VAL_FRACTION
         if not self.has_val_folder and val_fraction == 0:
-            raise ValueError(f"val_fraction=0 leaves no validation images: {self.root} has no train/ + val/ folders; "
+            raise ConfigError(f"val_fraction=0 leaves no validation images: {self.root} has no train/ + val/ folders; "
                              "allowed is 0 < val_fraction < 1 (a seeded share of the images), or add a val/ folder.")
         return val_fraction
 
     def check_present(self) -> None:
         if not self.root.is_dir():
-            raise FileNotFoundError(f"Image folder {self.root} does not exist; point data.root at the folder that "
+            raise OwnFolderError(f"Image folder {self.root} does not exist; point data.root at the folder that "
                                     "holds your images (nothing is downloaded for data=imagefolder).")
 
     def build(self, force: bool = False) -> dict[str, str]:

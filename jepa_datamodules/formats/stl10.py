@@ -23,6 +23,7 @@ from ..catalog import DatasetSpec
 from ..choices import check_choice
 from .base import ConcatSource, FormatError, Source, SubsetSource
 from .dataset import Dataset
+from ..errors import ConfigError
 
 STL10_SIDE = 96
 #: What pre-training may read (unlabeled items carry label -1).
@@ -115,7 +116,7 @@ class STL10Dataset(Dataset):
         check_choice("train_split", train_split, PRETRAIN_SPLITS)
         folds = spec.options["folds"]
         if fold is not None and not 0 <= fold < folds:
-            raise ValueError(f"fold={fold} is invalid; allowed is None or 0..{folds - 1} (STL-10's predefined folds).")
+            raise ConfigError(f"fold={fold} is invalid; allowed is None or 0..{folds - 1} (STL-10's predefined folds).")
         super().__init__(spec.replace(pretrain_split=train_split), data_dir, **rest)
         self.options = {"fold": fold}
 
@@ -133,7 +134,7 @@ def class_names(spec: DatasetSpec, folder: Path, **options: Any) -> list[str]:
 def stl10_fold_indices(root: Path, fold: int) -> np.ndarray:
     lines = (root / "fold_indices.txt").read_text().splitlines()
     if not 0 <= fold < len(lines):
-        raise ValueError(f"STL-10 fold {fold} does not exist; valid folds are 0..{len(lines) - 1}.")
+        raise ConfigError(f"STL-10 fold {fold} does not exist; valid folds are 0..{len(lines) - 1}.")
     return np.array(lines[fold].split(), dtype=np.int64)
 
 

@@ -26,6 +26,7 @@ from ..progress import progress_bar
 from ..storage.files import remove_path, staging_folder
 from .base import ArraySource
 from .dataset import Dataset
+from ..errors import ConfigError
 
 CLASS_NAMES = (
     "disk", "square", "ring", "cross", "horizontal-stripes",
@@ -61,7 +62,7 @@ def _shape_masks(kind: int, yy: np.ndarray, xx: np.ndarray, cy, cx, radius, peri
         offset = radius * 0.6
         small = (radius * 0.4) ** 2
         return ((dy + offset) ** 2 + (dx + offset) ** 2 <= small) | ((dy - offset) ** 2 + (dx - offset) ** 2 <= small)
-    raise ValueError(f"Unknown synthetic class {kind}; valid classes are 0..{len(CLASS_NAMES) - 1}.")
+    raise ConfigError(f"Unknown synthetic class {kind}; valid classes are 0..{len(CLASS_NAMES) - 1}.")
 
 
 def render(labels: np.ndarray, resolution: int, rng: np.random.Generator,
@@ -106,9 +107,9 @@ def generate(folder: Path, *, num_train: int, num_test: int, resolution: int, nu
     plain lines otherwise; False = silent].
     """
     if not 2 <= num_classes <= len(CLASS_NAMES):
-        raise ValueError(f"num_classes={num_classes} is not supported by the synthetic dataset; allowed is 2..{len(CLASS_NAMES)}.")
+        raise ConfigError(f"num_classes={num_classes} is not supported by the synthetic dataset; allowed is 2..{len(CLASS_NAMES)}.")
     if resolution < 8:
-        raise ValueError(f"resolution={resolution} is too small for the synthetic dataset; allowed is 8 or more pixels.")
+        raise ConfigError(f"resolution={resolution} is too small for the synthetic dataset; allowed is 8 or more pixels.")
     rng = np.random.default_rng(seed)
     folder = Path(folder)
     staging = staging_folder(folder)

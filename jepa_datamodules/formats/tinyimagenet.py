@@ -23,13 +23,14 @@ import numpy as np
 from ..catalog import DatasetSpec
 from ..choices import check_choice
 from .base import FileSource, FormatError
+from ..errors import MissingFilesError
 
 SPLITS = ("train", "val", "unlabeled")
 
 
 def _images(folder: Path) -> list[str]:
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder} does not exist; Tiny-ImageNet-200 keeps its images there.")
+        raise MissingFilesError(f"{folder} does not exist; Tiny-ImageNet-200 keeps its images there.")
     return sorted(p.name for p in folder.iterdir() if p.suffix.lower() in (".jpeg", ".jpg") and not p.name.startswith("."))
 
 

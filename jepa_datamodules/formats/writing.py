@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from ..errors import ConfigError
 
 # A fixed date (ILSVRC2012's release year) keeps written archives byte-identical across runs.
 ARCHIVE_MTIME = 1_338_000_000
@@ -93,7 +94,7 @@ def photo_like(rng: np.random.Generator, bank: list[np.ndarray], width: int, hei
         (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=colour)
     texture = bank[int(rng.integers(len(bank)))]
     if texture.shape[0] < height or texture.shape[1] < width:
-        raise ValueError(f"a {width}x{height} photo-like image needs a texture bank of at least that side.")
+        raise ConfigError(f"a {width}x{height} photo-like image needs a texture bank of at least that side.")
     top = int(rng.integers(0, texture.shape[0] - height + 1))
     left = int(rng.integers(0, texture.shape[1] - width + 1))
     pixels = np.asarray(canvas, dtype=np.float32) + 45.0 * texture[top:top + height, left:left + width, None]

@@ -85,6 +85,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from ..errors import ConfigError
 
 __all__ = [
     "HierarchicalMaskGenerator",
@@ -127,51 +128,51 @@ def _check_grid(grid: Any, name: str = "grid") -> Grid:
     ok = (isinstance(grid, Sequence) and not isinstance(grid, str) and len(grid) == 2
           and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1 for v in grid))
     if not ok:
-        raise ValueError(f"{name}={grid!r} is not allowed: it must be two integers (rows, cols), each >= 1.")
+        raise ConfigError(f"{name}={grid!r} is not allowed: it must be two integers (rows, cols), each >= 1.")
     return int(grid[0]), int(grid[1])
 
 
 def _check_range(name: str, value: Any, *, at_most_one: bool) -> tuple[float, float]:
     allowed = "0 < lo <= hi <= 1" if at_most_one else "0 < lo <= hi"
     if isinstance(value, str) or not isinstance(value, Sequence) or len(value) != 2:
-        raise ValueError(f"{name}={value!r} is not allowed: it must be a pair (lo, hi) with {allowed}.")
+        raise ConfigError(f"{name}={value!r} is not allowed: it must be a pair (lo, hi) with {allowed}.")
     try:
         lo, hi = float(value[0]), float(value[1])
     except (TypeError, ValueError):
-        raise ValueError(f"{name}={value!r} is not allowed: it must be a pair of numbers (lo, hi) "
+        raise ConfigError(f"{name}={value!r} is not allowed: it must be a pair of numbers (lo, hi) "
                          f"with {allowed}.") from None
     if not (math.isfinite(lo) and math.isfinite(hi)) or lo <= 0 or (at_most_one and hi > 1):
-        raise ValueError(f"{name}={value!r} is not allowed: both ends must lie in "
+        raise ConfigError(f"{name}={value!r} is not allowed: both ends must lie in "
                          f"{'(0, 1]' if at_most_one else '(0, inf)'}.")
     if lo > hi:
-        raise ValueError(f"{name}={value!r} is not allowed: min {lo:g} is greater than max {hi:g}.")
+        raise ConfigError(f"{name}={value!r} is not allowed: min {lo:g} is greater than max {hi:g}.")
     return lo, hi
 
 
 def _check_int(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name}={value!r} is not allowed: it must be an integer >= {minimum}.")
+        raise ConfigError(f"{name}={value!r} is not allowed: it must be an integer >= {minimum}.")
     return int(value)
 
 
 def _check_bool(name: str, value: Any) -> bool:
     if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name}={value!r} is not allowed: it must be true or false.")
+        raise ConfigError(f"{name}={value!r} is not allowed: it must be true or false.")
     return bool(value)
 
 
 def _check_floor(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
-        raise ValueError(f"placement_floor={value!r} is not allowed: it must be a number in [0, 1].")
+        raise ConfigError(f"placement_floor={value!r} is not allowed: it must be a number in [0, 1].")
     return float(value)
 
 
 def _check_call(batch_size: Any, generator: Any) -> int:
     batch_size = _check_int("batch_size", batch_size, 1)
     if not isinstance(generator, torch.Generator):
-        raise ValueError(f"generator={generator!r} is not allowed: pass a torch.Generator seeded by the caller.")
+        raise ConfigError(f"generator={generator!r} is not allowed: pass a torch.Generator seeded by the caller.")
     if generator.device.type != "cpu":
-        raise ValueError(f"generator on device {generator.device} is not allowed: masks are drawn on the CPU, "
+        raise ConfigError(f"generator on device {generator.device} is not allowed: masks are drawn on the CPU, "
                          "so pass a CPU torch.Generator.")
     return batch_size
 
@@ -314,7 +315,7 @@ def _plan_targets(name: str, label: str, shape: _Shape, count: int, grid: Grid, 
     rows, cols = grid
     (h_min, h_max), (w_min, w_max) = shape.extremes(rows * cols)
     if h_max > rows or w_max > cols:
-        raise ValueError(
+        raise ConfigError(
             f"grid={grid!r} is smaller than a target block: {label} scale={shape.scale} aspect={shape.aspect} "
             f"needs blocks up to {h_max} x {w_max} patches (rows x cols); use a larger grid or a smaller scale.")
     heights, widths = shape.weights(grid)
@@ -386,13 +387,13 @@ class _BlockMasker(MaskGenerator):
         ctx_min = min(ch_min, rows) * min(cw_min, cols)
         ctx_max = min(ch_max, rows) * min(cw_max, cols)
         if ctx_min < self.min_keep:
-            raise ValueError(
+            raise ConfigError(
                 f"grid={grid!r} is too small for min_keep={self.min_keep}: the smallest context block it allows "
                 f"has {ctx_min} patches; use a larger grid, a larger context_scale or a smaller min_keep.")
         if not self.allow_overlap:
             smallest_target = min(p.min_area for p in plans)
             if ctx_max - smallest_target < self.min_keep:
-                raise ValueError(
+                raise ConfigError(
                     f"grid={grid!r} is too small: a context block of at most {ctx_max} patches minus a target block "
                     f"of at least {smallest_target} leaves fewer than min_keep={self.min_keep} context patches.")
         self._grid = grid
@@ -400,7 +401,7 @@ class _BlockMasker(MaskGenerator):
 
     def _require_grid(self) -> Grid:
         if self._grid is None:
-            raise ValueError(f"{type(self).__name__} has grid=None: call with_grid((rows, cols)) before sampling.")
+            raise ConfigError(f"{type(self).__name__} has grid=None: call with_grid((rows, cols)) before sampling.")
         return self._grid
 
     def _sample(self, batch_size: int,
@@ -575,22 +576,22 @@ class MultiBlockMaskGenerator(_BlockMasker):
 
 def _check_levels(levels: Any) -> tuple[dict[str, Any], ...]:
     if isinstance(levels, (str, Mapping)) or not isinstance(levels, Sequence) or len(levels) == 0:
-        raise ValueError(f"levels={levels!r} is not allowed: it must be a non-empty list of "
+        raise ConfigError(f"levels={levels!r} is not allowed: it must be a non-empty list of "
                          "{name, scale, aspect, count} mappings.")
     checked = []
     seen: set[str] = set()
     for i, level in enumerate(levels):
         if not isinstance(level, Mapping):
-            raise ValueError(f"levels[{i}]={level!r} is not allowed: each level must be a mapping with keys "
+            raise ConfigError(f"levels[{i}]={level!r} is not allowed: each level must be a mapping with keys "
                              "name, scale, count and optionally aspect.")
         unknown = set(level) - {"name", "scale", "aspect", "count"}
         missing = {"name", "scale", "count"} - set(level)
         if unknown or missing:
-            raise ValueError(f"levels[{i}] has keys {sorted(map(str, level))}, which is not allowed: it needs name, "
+            raise ConfigError(f"levels[{i}] has keys {sorted(map(str, level))}, which is not allowed: it needs name, "
                              "scale and count, may have aspect, and nothing else.")
         name = level["name"]
         if not isinstance(name, str) or not name or name in seen:
-            raise ValueError(f"levels[{i}] name={name!r} is not allowed: names must be distinct non-empty strings.")
+            raise ConfigError(f"levels[{i}] name={name!r} is not allowed: names must be distinct non-empty strings.")
         seen.add(name)
         checked.append({
             "name": name,

@@ -49,6 +49,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
+from ..errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -98,9 +99,9 @@ class EpochBatchSampler(DistributedSampler):
         # DistributedSampler.__init__ insists on a process group; this sampler takes its
         # world explicitly, so the parent is only used as a type Lightning recognises.
         if batch_size <= 0:
-            raise ValueError(f"batch_size={batch_size} is invalid; allowed is a positive integer.")
+            raise ConfigError(f"batch_size={batch_size} is invalid; allowed is a positive integer.")
         if not 0 <= rank < num_replicas:
-            raise ValueError(f"rank={rank} is outside 0..{num_replicas - 1}.")
+            raise ConfigError(f"rank={rank} is outside 0..{num_replicas - 1}.")
         self.dataset_size = int(num_samples)
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
@@ -109,13 +110,13 @@ class EpochBatchSampler(DistributedSampler):
         self.num_replicas = int(num_replicas)
         self.rank = int(rank)
         if order not in ORDERS:
-            raise ValueError(f"Unknown value '{order}' for argument order. Valid values are {{{', '.join(ORDERS)}}}.")
+            raise ConfigError(f"Unknown value '{order}' for argument order. Valid values are {{{', '.join(ORDERS)}}}.")
         if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window <= 0:
-            raise ValueError(f"shuffle_window={window} is invalid; allowed is a positive integer (blocks mixed together).")
+            raise ConfigError(f"shuffle_window={window} is invalid; allowed is a positive integer (blocks mixed together).")
         if order == "blocks" and blocks is None:
-            raise ValueError("order='blocks' needs the block id of every item; this source declares no blocks.")
+            raise ConfigError("order='blocks' needs the block id of every item; this source declares no blocks.")
         if blocks is not None and len(blocks) != self.dataset_size:
-            raise ValueError(f"blocks has {len(blocks)} entries for {self.dataset_size} items; allowed is one block id per item.")
+            raise ConfigError(f"blocks has {len(blocks)} entries for {self.dataset_size} items; allowed is one block id per item.")
         self.order = order
         self.window = int(window)
         self.lookahead = int(lookahead)
@@ -229,7 +230,7 @@ class EpochDataLoader(DataLoader):
     def __init__(self, *args: Any, position: Callable[[], dict[str, int]] | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         if not isinstance(self.sampler, EpochBatchSampler):
-            raise ValueError(f"EpochDataLoader needs an EpochBatchSampler, got {type(self.sampler).__name__}.")
+            raise ConfigError(f"EpochDataLoader needs an EpochBatchSampler, got {type(self.sampler).__name__}.")
         self.position = position
 
     def __iter__(self) -> Iterator[Any]:

@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 from PIL import Image
+from ..errors import ConfigError
 
 try:  # optional fast JPEG decoder; Pillow decodes when it is missing
     import simplejpeg
@@ -76,14 +77,14 @@ _DRAWS_PER_VIEW = 2 * CROP_TRIES + 9
 def check_crop_scale(crop_scale: Sequence[float]) -> tuple[float, float]:
     low, high = (float(v) for v in crop_scale)
     if not (0 < low <= high <= 1):
-        raise ValueError(f"crop_scale={tuple(crop_scale)} is invalid; allowed is (low, high) with 0 < low <= high <= 1.")
+        raise ConfigError(f"crop_scale={tuple(crop_scale)} is invalid; allowed is (low, high) with 0 < low <= high <= 1.")
     return low, high
 
 
 def check_crop_ratio(crop_ratio: Sequence[float]) -> tuple[float, float]:
     low, high = (float(v) for v in crop_ratio)
     if not (0 < low <= high):
-        raise ValueError(f"crop_ratio={tuple(crop_ratio)} is invalid; allowed is (low, high) with 0 < low <= high "
+        raise ConfigError(f"crop_ratio={tuple(crop_ratio)} is invalid; allowed is (low, high) with 0 < low <= high "
                          f"(width / height of the crop window).")
     return low, high
 
@@ -315,7 +316,7 @@ class TrainView:
         self.crop_ratio = check_crop_ratio(crop_ratio)
         self.hflip = bool(hflip)
         if not 0 <= color_jitter < 1:
-            raise ValueError(f"color_jitter={color_jitter} is invalid; allowed is 0 <= color_jitter < 1 (0 turns it off).")
+            raise ConfigError(f"color_jitter={color_jitter} is invalid; allowed is 0 <= color_jitter < 1 (0 turns it off).")
         self.color_jitter = float(color_jitter)
 
     def draw(self, height: int, width: int, generator: torch.Generator) -> "ViewParams":
@@ -377,7 +378,7 @@ class EvalView:
 
     def __init__(self, image_size: int, crop_fraction: float = 0.875):
         if not 0 < crop_fraction <= 1:
-            raise ValueError(f"crop_fraction={crop_fraction} is invalid; allowed is 0 < crop_fraction <= 1.")
+            raise ConfigError(f"crop_fraction={crop_fraction} is invalid; allowed is 0 < crop_fraction <= 1.")
         self.image_size = int(image_size)
         self.crop_fraction = float(crop_fraction)
         self.resize_to = int(self.image_size / self.crop_fraction)

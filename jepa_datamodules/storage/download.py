@@ -34,6 +34,7 @@ from typing import IO, Any
 
 from ..progress import mode as progress_mode
 from ..progress import progress_bar
+from ..errors import ConfigError, DownloadError
 
 from .files import (
     StorageError,
@@ -70,8 +71,6 @@ _TLS_HINT = (
 _sleep = time.sleep
 
 
-class DownloadError(RuntimeError):
-    """A download, checksum, free-space or extraction failure; the message says what to do about it."""
 
 
 # ---------------------------------------------------------------------------------------- URLs
@@ -174,7 +173,7 @@ def fetch(
     url_list = list(dict.fromkeys(_as_list(urls)))
     dest = Path(dest)
     if retries < 0 or backoff < 0 or timeout <= 0 or chunk_size <= 0:
-        raise ValueError(
+        raise ConfigError(
             f"fetch() got retries={retries}, backoff={backoff}, timeout={timeout}, "
             f"chunk_size={chunk_size}; retries and backoff must be >= 0, timeout and chunk_size > 0."
         )

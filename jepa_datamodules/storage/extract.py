@@ -24,7 +24,7 @@ from typing import Any
 
 from ..progress import mode as progress_mode
 from ..progress import track
-from .download import DownloadError
+from ..errors import ExtractError
 from .files import check_free_space, honour_umask, is_storage_error, remove_path, staging_folder, storage_error
 
 __all__ = ["name_problem", "safe_extract", "tar_member_problem"]
@@ -66,14 +66,14 @@ def safe_extract(
         ``target``.
 
     Raises:
-        DownloadError: unsafe member (named, with the reason), unreadable archive, or a failure
+        ExtractError: unsafe member (named, with the reason), unreadable archive, or a failure
             while writing; ``target`` is then left as it was.
         StorageError: not enough free space, the disk filled up while extracting (nothing is
             kept), or the folder is read-only or not writable; ``target`` is left as it was.
     """
     archive, target = Path(archive), Path(target)
     if not archive.is_file():
-        raise DownloadError(f"Archive {archive} does not exist; download it first or place it there by hand.")
+        raise ExtractError(f"Archive {archive} does not exist; download it first or place it there by hand.")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         _remove_leftovers(target)
@@ -145,15 +145,15 @@ def _is_zip(archive: Path) -> bool:
     return not tarfile.is_tarfile(archive) and zipfile.is_zipfile(archive)
 
 
-def _unreadable(archive: Path, exc: BaseException) -> DownloadError:
-    return DownloadError(
+def _unreadable(archive: Path, exc: BaseException) -> ExtractError:
+    return ExtractError(
         f"{archive} is not a readable .tar, .tar.gz/.tgz or .zip archive ({exc}); "
         f"delete it and download it again."
     )
 
 
-def _refusal(archive: Path, member: str, reason: str) -> DownloadError:
-    return DownloadError(
+def _refusal(archive: Path, member: str, reason: str) -> ExtractError:
+    return ExtractError(
         f"Refusing to extract {archive.name}: member {member!r} {reason}. "
         f"The archive is damaged or malicious; nothing was extracted, download it again from a trusted source."
     )
@@ -253,7 +253,7 @@ def _extract_atomically(archive: Path, target: Path, extract: Callable[[Path], N
         if is_storage_error(exc):
             raise storage_error(exc, target.parent, f"the files extracted from {archive.name}", needed=needed) from exc
         if isinstance(exc, (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError)):
-            raise DownloadError(
+            raise ExtractError(
                 f"Extracting {archive.name} into {target} failed ({exc}); {target} was left as it was. "
                 f"Check free space and permissions, or delete the archive and download it again if it is damaged."
             ) from exc

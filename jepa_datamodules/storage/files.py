@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 from typing import IO, Callable
 
+from ..errors import StorageError
+
 try:  # flock tells a lock held by a live process from one left by a dead one (POSIX only)
     import fcntl
 except ImportError:  # pragma: no cover - Windows
@@ -48,9 +50,6 @@ _TEMP = re.compile(r"^\.(?P<target>.+)\.[0-9a-zA-Z_]+\.tmp$|^\.stamp-\w+$")
 TEMP_GRACE_S = 3600.0
 
 
-class StorageError(RuntimeError):
-    """The data folder cannot be used as asked: a file where a folder should be, read-only or
-    unwritable, or a full disk. The message names the path, what was to be written and the fix."""
 
 
 # ------------------------------------------------------------------------------ sizes and space

@@ -20,18 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..catalog import DatasetSpec
+from ..errors import VerificationError
 from .files import atomic_write_text
 
 STAMP_NAME = ".jepa-verified.json"
 STAMP_VERSION = 1
 
 
-class VerificationError(RuntimeError):
-    """A dataset on disk is incomplete or damaged; carries the report."""
-
-    def __init__(self, report: "VerifyReport"):
-        self.report = report
-        super().__init__(report.summary())
 
 
 @dataclass

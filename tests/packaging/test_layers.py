@@ -20,6 +20,7 @@ LAYERS = {
     "jepa_datamodules._version": 0,
     "jepa_datamodules.catalog": 0,
     "jepa_datamodules.choices": 0,
+    "jepa_datamodules.errors": 0,
     "jepa_datamodules.notices": 0,
     "jepa_datamodules.progress": 0,
     "jepa_datamodules.storage": 1,

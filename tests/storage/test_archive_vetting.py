@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from jepa_datamodules.storage.download import DownloadError
+from jepa_datamodules.errors import ExtractError
 from jepa_datamodules.storage.extract import safe_extract
 
 
@@ -34,7 +34,7 @@ def _zip(path: Path, names: list[str]) -> Path:
 def test_windows_made_zip_escape_is_refused_before_anything_is_written(tmp_path, name, reason):
     archive = _zip(tmp_path / "windows.zip", [name])
     target = tmp_path / "work" / "ds"
-    with pytest.raises(DownloadError) as err:
+    with pytest.raises(ExtractError) as err:
         safe_extract(archive, target, progress=False)
     assert f"member {name!r}" in str(err.value) and reason in str(err.value)
     assert not target.exists() and list((tmp_path / "work").iterdir()) == []
@@ -74,7 +74,7 @@ def test_nested_hard_link_to_a_file_outside_is_refused_without_the_data_filter(t
     archive = _tar(tmp_path / "nested.tar", [tarfile.TarInfo("a/b/file"), _hard_link("a/b/hard", "../../outside")],
                    {"a/b/file": b"data"})
     target = tmp_path / "work" / "ds"
-    with pytest.raises(DownloadError) as err:
+    with pytest.raises(ExtractError) as err:
         safe_extract(archive, target, progress=False)
     assert "member 'a/b/hard'" in str(err.value) and "points outside the target folder" in str(err.value)
     assert os.stat(victim).st_nlink == 1  # no second name for the user's file anywhere
@@ -98,7 +98,7 @@ def _symlink(name: str, target: str) -> tarfile.TarInfo:
 def test_nested_symlink_climbing_out_is_refused(tmp_path):
     archive = _tar(tmp_path / "climb.tar", [tarfile.TarInfo("top/a.txt"), _symlink("top/up", "../../outside")],
                    {"top/a.txt": b"a"})
-    with pytest.raises(DownloadError, match="member 'top/up' is a symlink to '../../outside', which points outside"):
+    with pytest.raises(ExtractError, match="member 'top/up' is a symlink to '../../outside', which points outside"):
         safe_extract(archive, tmp_path / "ds", progress=False)
     assert not (tmp_path / "ds").exists()
 

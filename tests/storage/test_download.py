@@ -34,6 +34,7 @@ from jepa_datamodules.storage.download import (
     fetch,
     file_md5,
 )
+from jepa_datamodules.errors import ExtractError
 from jepa_datamodules.storage.extract import safe_extract
 from jepa_datamodules.storage.locks import dataset_lock
 import jepa_datamodules.storage.locks as locks
@@ -428,7 +429,7 @@ def test_unsafe_tar_member_is_refused_before_writing(tmp_path, case):
     archive = _tar(tmp_path / "bad.tar", [_file("good.txt"), member])
     target = tmp_path / "work" / "ds"
     before = _snapshot(tmp_path)
-    with pytest.raises(DownloadError) as err:
+    with pytest.raises(ExtractError) as err:
         safe_extract(archive, target, progress=False)
     # Our own check fires (not only tarfile's filter), so Pythons without the filter are safe too.
     assert f"member {name!r}" in str(err.value) and reason in str(err.value)
@@ -443,14 +444,14 @@ def test_chained_symlink_escape_is_refused(tmp_path):
         _link("here", ".", tarfile.SYMTYPE),
         _link("up", "here/..", tarfile.SYMTYPE),
     ])
-    with pytest.raises(DownloadError, match="'up'.*passes through the symlink 'here'"):
+    with pytest.raises(ExtractError, match="'up'.*passes through the symlink 'here'"):
         safe_extract(archive, tmp_path / "ds", progress=False)
     assert not (tmp_path / "ds").exists()
 
 
 def test_member_under_a_symlink_is_refused(tmp_path):
     archive = _tar(tmp_path / "under.tar", [_link("d", "sub", tarfile.SYMTYPE), _file("d/x")])
-    with pytest.raises(DownloadError, match="'d/x' lies under the symlink 'd'"):
+    with pytest.raises(ExtractError, match="'d/x' lies under the symlink 'd'"):
         safe_extract(archive, tmp_path / "ds", progress=False)
 
 
@@ -459,7 +460,7 @@ def test_zip_with_parent_component_is_refused(tmp_path):
     with zipfile.ZipFile(archive, "w") as zf:
         zf.writestr("ok.txt", "fine")
         zf.writestr("../evil.txt", "bad")
-    with pytest.raises(DownloadError, match="'../evil.txt'"):
+    with pytest.raises(ExtractError, match="'../evil.txt'"):
         safe_extract(archive, tmp_path / "ds", progress=False)
     assert not (tmp_path / "ds").exists() and not (tmp_path.parent / "evil.txt").exists()
 
@@ -525,7 +526,7 @@ def test_crash_mid_extraction_leaves_target_as_it_was(tmp_path, monkeypatch, cra
 def test_unreadable_archive_is_reported(tmp_path):
     archive = tmp_path / "broken.tar.gz"
     archive.write_bytes(b"this is not gzip data at all")
-    with pytest.raises(DownloadError, match="broken.tar.gz is not a readable"):
+    with pytest.raises(ExtractError, match="broken.tar.gz is not a readable"):
         safe_extract(archive, tmp_path / "ds", progress=False)
     assert not (tmp_path / "ds").exists()
 
