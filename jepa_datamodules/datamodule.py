@@ -16,7 +16,6 @@ a seeded carve-out of the training split and ``test`` stays the official one.
 from __future__ import annotations
 
 import os
-import shlex
 import sys
 import warnings
 from pathlib import Path
@@ -36,7 +35,7 @@ from .pipeline.device_views import DeviceViews
 from .pipeline.masks import MaskGenerator, MultiBlockMaskGenerator
 from .pipeline.sampling import EpochBatchSampler, EpochDataLoader
 from .pipeline.transforms import EvalView, TrainView, check_crop_scale, normalize
-from .preparation import FetchSettings, check, prepare, setting_overrides
+from .preparation import FetchSettings, check, prepare, prepare_action
 from .storage.verify import VerifyReport
 from .streaming import DEFAULT_CACHE_BYTES, open_input
 from .errors import ConfigError
@@ -300,27 +299,17 @@ class JEPADataModule(LightningDataModule):
         if not whole and self.data.label_files:  # verification reports bad labels itself, as one of its checks
             # A damaged label file says so here, not as "Target 200 is out of bounds" mid-training.
             check_labels(source, self.num_classes, f"{self.spec.name} {split}",
-                         f"run `{self.command('jepa-verify', 'full=true')}` to find the damaged file")
+                         f"run {self.fix_action('verify', full=True)} to find the damaged file")
         return source
 
-    # ------------------------------------------------------ the user's own command
-    # Set by the console scripts: the overrides the user typed that pick this dataset and its
-    # folder (data=..., paths.data_dir=..., data.*), so every fix hint repeats them.
-    cli_overrides: list[str] | None = None
-
-    def command(self, script: str = "jepa-prepare", *extra: str) -> str:
-        """The console command acting on this very dataset, e.g. for fix hints:
-        ``jepa-prepare data=cifar10 paths.data_dir=/scratch/data force=true``.
-
-        From a console script: the user's own overrides (``cli_overrides``). From Python: the
-        settings that pick the dataset's folder and sources (data_dir unless it is the
-        default, mirrors, seed, the dataset's own options such as the synthetic set's size)."""
-        words = self.cli_overrides if self.cli_overrides is not None else self.setting_overrides()
-        return " ".join([script, *(shlex.quote(word) for word in words), *extra])
-
-    def setting_overrides(self) -> list[str]:
-        """This DataModule's settings as the overrides ``command`` prints (outside the console scripts)."""
-        return setting_overrides(self.data, self.fetch_settings().mirrors)
+    # ------------------------------------------------------ fixes the user can run
+    def fix_action(self, verb: str = "prepare", **options: Any) -> str:
+        """The marked fix (``errors.action``) that runs ``verb`` (``"prepare"``, ``"verify"``) on
+        this very dataset, with the settings that pick it (data_dir unless it is the default,
+        mirrors, seed, the dataset's own options) and ``options`` (``force=True``, ``full=True``).
+        ``str()`` of a message holding it reads ``prepare_data()`` with those arguments; the
+        console scripts show ``jepa-prepare data=cifar10 paths.data_dir=/scratch/data force=true``."""
+        return prepare_action(self.data, self.fetch_settings(), verb, **options)
 
     # -------------------------------------------------------------- prepare / verify
     def fetch_settings(self) -> FetchSettings:
@@ -343,11 +332,11 @@ class JEPADataModule(LightningDataModule):
         naming the folder, what would have been written and the way out.
         """
         if self.stream is None:
-            prepare(self.data, self.fetch_settings(), self.command())
+            prepare(self.data, self.fetch_settings(), self.fix_action())
 
     def verify(self, full: bool = False, known_md5: dict[str, str] | None = None) -> VerifyReport:
         """Check the dataset on disk against its spec; writes nothing (``preparation.check``)."""
-        return check(self.data, self.command(), full=full, known_md5=known_md5)
+        return check(self.data, self.fix_action(), full=full, known_md5=known_md5)
 
     # ------------------------------------------------------------------------ setup
     def setup(self, stage: str | None = None) -> None:

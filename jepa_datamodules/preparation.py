@@ -28,9 +28,10 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from .catalog import ArchiveSpec
+from .errors import action, setting
 from .formats.dataset import Dataset
 from .notices import Notice
 from .storage import download as dl
@@ -74,24 +75,26 @@ class FetchSettings:
     progress: bool | None = None
 
 
-def setting_overrides(dataset: Dataset, mirrors: Sequence[str] = ()) -> list[str]:
-    """The Hydra overrides that pick this very dataset and its folder (data_dir unless it is
-    the default, mirrors, seed, the dataset's own options): what fix hints print."""
-    words = [f"data={dataset.spec.name}"]
+def dataset_settings(dataset: Dataset, mirrors: Sequence[str] = ()) -> dict[str, Any]:
+    """The constructor arguments that pick this very dataset and its folder (data_dir unless it
+    is the default, mirrors, seed, the dataset's own options): what fix hints repeat."""
+    settings: dict[str, Any] = {}
     default_dir = Path(os.environ.get("JEPA_DATA_DIR") or "data").expanduser().absolute()
     data_dir = dataset.data_dir.expanduser().absolute()
     if data_dir != default_dir:
-        words.append(f"paths.data_dir={data_dir}")
+        settings["data_dir"] = str(data_dir)
     if mirrors:
-        words.append(f"data.mirrors=[{','.join(mirrors)}]")
+        settings["mirrors"] = list(mirrors)
     if dataset.seed != 0:
-        words.append(f"seed={dataset.seed}")
-    return words + dataset.setting_overrides()
+        settings["seed"] = dataset.seed
+    return {**settings, **dataset.settings()}
 
 
-def default_command(dataset: Dataset, settings: FetchSettings | None = None) -> str:
-    """``jepa-prepare`` with :func:`setting_overrides`."""
-    return " ".join(["jepa-prepare", *setting_overrides(dataset, settings.mirrors if settings else ())])
+def prepare_action(dataset: Dataset, settings: FetchSettings | None = None, verb: str = "prepare",
+                   **options: Any) -> str:
+    """The marked fix (``errors.action``) that runs ``verb`` on this very dataset: Python callers
+    read ``prepare_data()`` with its arguments, the console ``jepa-prepare data=... ...``."""
+    return action(verb, dataset.spec.name, dataset_settings(dataset, settings.mirrors if settings else ()), **options)
 
 
 def is_prepared(dataset: Dataset) -> bool:
@@ -101,8 +104,8 @@ def is_prepared(dataset: Dataset) -> bool:
 
 def prepare(dataset: Dataset, settings: FetchSettings = FetchSettings(), command: str | None = None) -> None:
     """Make ``dataset`` ready and verified (see the module docstring); ``command`` is the
-    user's own ``jepa-prepare ...`` for fix hints [None = :func:`default_command`]."""
-    command = command or default_command(dataset, settings)
+    marked fix that prepares it (``errors.action``), for hints [None = :func:`prepare_action`]."""
+    command = command or prepare_action(dataset, settings)
     dataset.check_present()
     folder = dataset.folder
     if not settings.force and is_prepared(dataset):
@@ -137,7 +140,7 @@ def check(dataset: Dataset, command: str | None = None, *, full: bool = False,
     """Verify the copy on disk (nothing written); ``quick``: the sample ``prepare`` checks."""
     report = dataset.verify(full=full, known_md5=dict(known_md5 or {}), quick=quick,
                             md5=lambda path: dl.file_md5(path, progress=dataset.progress))
-    report.prepare_command = command or default_command(dataset)
+    report.prepare_command = command or prepare_action(dataset)
     report.refetchable = bool(dataset.spec.archives)
     return report
 
@@ -166,12 +169,13 @@ def _check_data_dir(data_dir: Path) -> None:
     data_dir = Path(data_dir).expanduser().absolute()
     problem = unwritable(data_dir) if not data_dir.is_dir() else None
     if problem is not None and "read-only" not in problem and "not writable" not in problem:
-        raise StorageError(f"data_dir {data_dir} {problem}; {DATA_DIR_HINT} a folder you can write.")
+        raise StorageError(f"{setting('data_dir', str(data_dir))} {problem}; {DATA_DIR_HINT} a folder you can write.",
+                           setting="data_dir", path=data_dir)
 
 
 def _way_out(folder: Path, command: str) -> str:
     """The end of a sentence: how to get going when ``folder`` cannot be written."""
-    return (f"{DATA_DIR_HINT} a writable folder, or run `{command}` once from an account "
+    return (f"{DATA_DIR_HINT} a writable folder, or run {command} once from an account "
             f"or machine that can write in {folder}")
 
 
@@ -187,7 +191,7 @@ def _verify_unwritable(dataset: Dataset, settings: FetchSettings, command: str, 
         raise VerificationError(report)
     warnings.warn(f"{where} {problem}: {dataset.spec.name} at {folder} passed verification, but the stamp that "
                   f"lets later runs skip the check cannot be written there, so it runs again each time; run "
-                  f"`{command}` once where it is writable to record it.", stacklevel=4, category=Notice)
+                  f"{command} once where it is writable to record it.", stacklevel=4, category=Notice)
 
 
 def _acquire(dataset: Dataset, settings: FetchSettings, command: str, remembered: Mapping[str, str]) -> dict[str, str]:
@@ -248,11 +252,11 @@ def check_placed_archive(path: Path, archive: ArchiveSpec, command: str, progres
         raise dl.DownloadError(
             f"{path} is not the official {archive.filename}: it has {size:,} bytes, {expected}; it is truncated "
             f"or another file, so nothing was extracted: replace it with the official file, or delete it and "
-            f"run `{command}` to download it.")
+            f"run {command} to download it.")
     digest = (remembered or {}).get(archive.filename) or dl.file_md5(path, progress=progress)
     if digest != archive.md5:
         raise dl.DownloadError(
             f"{path} is not the official {archive.filename}: it has the expected {size:,} bytes but md5 {digest}, "
             f"{expected}; the file is damaged or another one, so nothing was extracted: replace it with the "
-            f"official file, or delete it and run `{command}` to download it.")
+            f"official file, or delete it and run {command} to download it.")
     return digest

@@ -140,24 +140,10 @@ def typed_overrides() -> list[str] | None:
         return None
 
 
-def user_overrides(name: str) -> list[str] | None:
-    """The command-line overrides of this run that pick the dataset ``name`` and its folder
-    (``data=``, ``data.*``, ``paths.data_dir=``, ``seed=``), for fix hints; None outside Hydra."""
-    task = typed_overrides()
-    if task is None:
-        return None
-    keys = [word.split("=", 1)[0].lstrip("+~") for word in task]
-    kept = [word for word, key in zip(task, keys)
-            if key in ("data", "seed", "paths.data_dir") or key.startswith("data.")]
-    return kept if "data" in keys else [f"data={name}", *kept]
-
-
 def build_datamodule(cfg: DictConfig, prepare_only_ok: bool = False, **overrides: Any):
     dm = hydra.utils.instantiate(cfg.data, **overrides)
     if getattr(dm, "prepare_only", False) and not prepare_only_ok:
         raise ConfigError(f"data={dm.spec.name} only works with jepa-prepare; pick one dataset (e.g. data=cifar10) for this command.")
-    if hasattr(dm, "command"):
-        dm.cli_overrides = user_overrides(dm.spec_name)
     return dm
 
 
@@ -270,7 +256,7 @@ def prepare_task(cfg: DictConfig) -> None:
     if cfg.instructions:
         from ..formats.imagenet import manual_instructions
 
-        print(manual_instructions(dm.folder))
+        print(console_text(manual_instructions(dm.folder)))
         RunFolder.current().discard()  # nothing was made
         return
     start = time.perf_counter()
@@ -290,16 +276,16 @@ def verify_task(cfg: DictConfig) -> None:
     from ..preparation import verify
 
     dm = build_datamodule(cfg)
-    report, unrecorded = verify(dm.data, dm.command(), full=cfg.full)
+    report, unrecorded = verify(dm.data, dm.fix_action(), full=cfg.full)
     print(f"{dm.spec.name} at {shown_folder(dm)}")
-    print(report.table())
+    print(console_text(report.table()))
     if not report.ok:  # its stamp is gone: the next prepare_data checks again instead of trusting it
         bad = ", ".join(c.name for c in report.failures)
-        return _fail(f"{dm.spec.name} failed {len(report.failures)} check(s) ({bad}); {report.fix()}.", 1)
+        return _fail(console_text(f"{dm.spec.name} failed {len(report.failures)} check(s) ({bad}); {report.fix()}."), 1)
     if unrecorded is not None:
         print(f"warning: {dm.folder} {unrecorded}: the stamp that lets later runs skip this check was not written.",
               file=sys.stderr)
-    print(f"ok: {dm.spec.name} is {report.verdict()}")
+    print(console_text(f"ok: {dm.spec.name} is {report.verdict()}"))
 
 
 @user_facing

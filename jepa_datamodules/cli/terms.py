@@ -39,7 +39,7 @@ def override_value(value: Any) -> str:
 
 class HydraTerms:
     """Marks spoken as command-line overrides. ``typed``: the overrides of this run that pick
-    the dataset (``cli.apps.user_overrides``), used for actions on that very dataset."""
+    the dataset (see :func:`current_terms`), used for actions on that very dataset."""
 
     def __init__(self, typed: list[str] | None = None, dataset: str | None = None):
         self.typed, self.dataset = typed, dataset

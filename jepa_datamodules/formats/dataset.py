@@ -171,11 +171,12 @@ class Dataset:
         return list(self.spec.files) + present
 
     # ------------------------------------------------------------- for people
-    def setting_overrides(self) -> list[str]:
-        """The Hydra overrides beyond ``data=<name>`` that pick this very dataset (its variant)."""
+    def settings(self) -> dict[str, Any]:
+        """The constructor arguments beyond the dataset's name that pick this very dataset (its
+        variant, where it is not the default); fix hints repeat them."""
         if self.variant is not None and str(self.variant) != self.spec.options.get("default_variant"):
-            return [f"data.variant={self.variant}"]
-        return []
+            return {"variant": str(self.variant)}
+        return {}
 
     def resolved_options(self) -> dict[str, Any]:
         """Options whose default is decided here (your own folder's ``root``), as the

@@ -439,9 +439,9 @@ class OwnFolderDataset(Dataset):
     def resolved_options(self) -> dict[str, Any]:
         return {"root": str(self.root)}
 
-    def setting_overrides(self) -> list[str]:
-        labels = [f"data.labels={self.labels_mode}"] if self.labels_mode != "auto" else []
-        return [f"data.root={self.root}", *labels]
+    def settings(self) -> dict[str, Any]:
+        labels = {"labels": self.labels_mode} if self.labels_mode != "auto" else {}
+        return {"root": str(self.root), **labels}
 
     def val_description(self, val_fraction: float) -> str:
         if self.has_val_folder and not val_fraction:

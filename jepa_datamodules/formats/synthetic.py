@@ -188,8 +188,8 @@ class SyntheticDataset(Dataset):
             generate(self.folder, seed=self.seed, progress=self.progress, **self.setting)
         return {}
 
-    def setting_overrides(self) -> list[str]:
-        return [f"data.{key}={value}" for key, value in self.setting.items() if value != self.DEFAULTS[key]]
+    def settings(self) -> dict[str, Any]:
+        return {key: value for key, value in self.setting.items() if value != self.DEFAULTS[key]}
 
     @property
     def classes(self) -> list[str]:

@@ -29,14 +29,14 @@ import time
 from pathlib import Path
 from typing import IO, Callable
 
-from ..errors import StorageError
+from ..errors import StorageError, setting
 
 try:  # flock tells a lock held by a live process from one left by a dead one (POSIX only)
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-DATA_DIR_HINT = "point data_dir (paths.data_dir=... or $JEPA_DATA_DIR) at"
+DATA_DIR_HINT = f"point {setting('data_dir')} (or $JEPA_DATA_DIR) at"
 
 # errnos that mean "this place cannot take the write", not "the data is bad".
 _STORAGE_ERRNOS = {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR,

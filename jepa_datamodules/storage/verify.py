@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..catalog import DatasetSpec
-from ..errors import VerificationError
+from ..errors import VerificationError, action, with_options
 from .files import atomic_write_text
 
 STAMP_NAME = ".jepa-verified.json"
@@ -48,7 +48,7 @@ class VerifyReport:
     hashed: dict[str, str] = field(default_factory=dict)
     bad_files: list[str] = field(default_factory=list)
     nothing_on_disk: bool = False
-    # The command that prepares this very dataset, with the user's own settings (paths.data_dir=...).
+    # The marked fix that prepares this very dataset with the user's own settings (errors.action).
     prepare_command: str = ""
     # Whether `prepare force=true` can fetch and extract the copy again (it has archives); an own
     # folder or a set of parquet shards can only be replaced by its owner.
@@ -90,9 +90,9 @@ class VerifyReport:
 
     def fix(self) -> str:
         """What to do about the failures, as the end of a sentence."""
-        command = self.prepare_command or f"jepa-prepare data={self.dataset}"
+        command = self.prepare_command or action("prepare", self.dataset)
         if self.nothing_on_disk:
-            return f"nothing of it is on disk yet: run `{command}` to fetch and verify it"
+            return f"nothing of it is on disk yet: run {command} to fetch and verify it"
         if self.bad_files:
             shown = ", ".join(self.bad_files[:5]) + (f" and {len(self.bad_files) - 5} more" if len(self.bad_files) > 5 else "")
             what = f"replace {shown} under {self.folder} with an intact copy"
@@ -100,7 +100,7 @@ class VerifyReport:
             what = f"replace the files named above under {self.folder}"
         if not self.refetchable:
             return what
-        return f"re-run `{command} force=true` to fetch and extract it again, or {what}"
+        return f"re-run {with_options(command, force=True)} to fetch and extract it again, or {what}"
 
     def summary(self) -> str:
         if self.ok:

@@ -7,6 +7,8 @@ import inspect
 import shlex
 
 import pytest
+
+from jepa_datamodules.cli.terms import HydraTerms, console_text
 import yaml
 
 import jepa_datamodules
@@ -54,4 +56,4 @@ def test_a_single_mirror_string_is_one_mirror_in_fetching_and_in_fix_hints(tmp_p
     """Hydra's ``data.mirrors=http://host/m`` arrives as a string, not a list."""
     dm = CIFAR10DataModule(data_dir=tmp_path, mirrors="http://127.0.0.1:9/m", num_workers=0)
     assert dm.fetch_settings().mirrors == ("http://127.0.0.1:9/m",)
-    assert "data.mirrors=[http://127.0.0.1:9/m]" in shlex.split(dm.command())
+    assert "data.mirrors=[http://127.0.0.1:9/m]" in shlex.split(console_text(dm.fix_action(), HydraTerms()).strip("`"))

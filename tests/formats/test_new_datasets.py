@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from jepa_datamodules.cli.terms import HydraTerms, console_text
+from jepa_datamodules.errors import ExtractError
+
 from jepa_datamodules import ImagenetteDataModule, TinyImageNetDataModule
 from jepa_datamodules.storage import download as dl
 from jepa_datamodules.storage.extract import safe_extract
@@ -71,7 +74,7 @@ def test_imagenette_variant_picks_its_archive_and_an_unknown_one_is_one_sentence
         ImagenetteDataModule(data_dir=tmp_path, variant="640", **SMALL)
     dm = ImagenetteDataModule(data_dir=tmp_path, variant=160, **SMALL)  # Hydra hands data.variant=160 over as an int
     assert dm.spec.archives[0].filename == "imagenette2-160.tgz"
-    assert "data.variant=160" in dm.command()
+    assert "data.variant=160" in console_text(dm.fix_action(), HydraTerms())
 
 
 def test_tinyimagenet_downloads_the_zip_and_reads_val_labels_from_the_annotations(mirror, tmp_path):
@@ -97,7 +100,7 @@ def test_zip_with_an_escaping_member_is_refused_before_anything_is_written(tmp_p
         info = zipfile.ZipInfo(member)  # ZipFile.writestr would strip the leading "/" and the ".."
         zf.writestr(info, b"escaped")
     target = tmp_path / "out" / "tiny-imagenet-200"
-    with pytest.raises(dl.DownloadError) as caught:
+    with pytest.raises(ExtractError) as caught:
         safe_extract(archive, target, progress=False)
     message = str(caught.value)
     assert message.startswith(f"Refusing to extract tiny-imagenet-200.zip: member {member!r} {reason}")

@@ -31,6 +31,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from jepa_datamodules.cli.terms import HydraTerms, console_text
+from jepa_datamodules.errors import render
 import yaml
 
 from jepa_datamodules import CIFAR10DataModule
@@ -146,7 +149,7 @@ def test_not_enough_disk_space_is_one_sentence_before_any_download(mirror, data_
     message = str(error.value)
     match = re.fullmatch(r"Not enough free space to download and extract cifar-10-python\.tar\.gz: "
                          r"needs ([\d.]+) ([kMGT]?B) at (.+), only ([\d.]+) ([kMGT]?B) free; free space there "
-                         r"or point data_dir \(paths\.data_dir=\.\.\. or \$JEPA_DATA_DIR\) at a disk with room\.", message)
+                         r"or point data_dir \(or \$JEPA_DATA_DIR\) at a disk with room\.", message)
     assert match, message
     scale = {"B": 1, "kB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}
     assert float(match[1]) * scale[match[2]] > float(match[4]) * scale[match[5]]
@@ -395,8 +398,11 @@ def test_verify_before_anything_is_prepared_says_to_run_prepare(data_dir, served
     report = dm.verify()
     assert not report.ok
     # The hint repeats the user's own data_dir: following it prepares this folder, not ./data.
-    assert report.fix() == (f"nothing of it is on disk yet: run `jepa-prepare data=cifar10 paths.data_dir={data_dir}` "
-                            "to fetch and verify it")
+    assert console_text(report.fix(), HydraTerms()) == (
+        f"nothing of it is on disk yet: run `jepa-prepare data=cifar10 paths.data_dir={data_dir}` to fetch and verify it")
+    # A Python caller reads the same fix in Python's terms.
+    assert render(report.fix()) == (f"nothing of it is on disk yet: run `prepare_data()` of the cifar10 DataModule "
+                                    f"with data_dir='{data_dir}' to fetch and verify it")
 
 
 # --------------------------------------------------------------------------- jepa-prepare
