@@ -12,7 +12,6 @@ Labels: the release numbers the classes by the position of their WordNet id in i
 is "goldfish" in its ``ClassLabel`` names. That is the sorted-wnid order of torchvision's
 ``ImageFolder`` and of our ``train/<wnid>/`` layout, so a model gets the same label ids
 from either source. The ascending list ships as ``resources/imagenet1k_wnids.txt``
-from ..errors import ConfigError, MissingFilesError
 (sha256-checked), which also maps ImageNet-100's wnids to parquet label ids.
 
 Reading in place: a shard's rows are stored in row groups; an item is read by reading the
@@ -40,6 +39,7 @@ import numpy as np
 
 from ..catalog import DatasetSpec
 from ..choices import check_choice
+from ..errors import ConfigError, MissingFilesError
 from ..storage.verify import VerifyReport
 from .base import SubsetSource
 from .ownfolder import EncodedImageSource
