@@ -164,7 +164,7 @@ def test_a_file_the_decoder_refuses_falls_back_to_pillow_and_is_counted(imagenet
     png_pixels = np.array(Image.open(imagenet_root / "imagenet/train" / WNIDS[1] / "z.png").convert("RGB"))
     assert torch.equal(images[1], torch.from_numpy(png_pixels).permute(2, 0, 1))
     # A damaged file (neither decoder reads it) is named by its dataset index, not a bare decoder error.
-    with pytest.raises(FormatError, match=r"The image at dataset index 17 cannot be decoded .* jepa-verify"):
+    with pytest.raises(FormatError, match=r"The image at dataset index 17 cannot be decoded .* a full verification of the dataset names"):
         decode_batch(EncodedImages.from_bytes([jpeg, jpeg[:200]]), torch.device("cpu"), indices=[3, 17])
 
 

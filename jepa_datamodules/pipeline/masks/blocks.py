@@ -40,7 +40,7 @@ import torch
 from ...errors import ConfigError
 from .base import MaskGenerator
 from .placement import DEFAULT_PLACEMENT_FLOOR, BlockShape, TargetGroup, TargetPlan, plan_targets
-from .validation import Grid, check_bool, check_floor, check_grid, check_int, check_range
+from .validation import Grid, check_bool, check_floor, check_grid, check_int
 
 __all__ = ["BlockMasker"]
 
@@ -73,8 +73,7 @@ class BlockMasker(MaskGenerator):
                  context_scale: tuple[float, float] = (0.85, 1.0), context_aspect: tuple[float, float] = (1.0, 1.0),
                  num_context: int = 1, allow_overlap: bool = False, min_keep: int = 10,
                  placement_floor: float = DEFAULT_PLACEMENT_FLOOR) -> None:
-        self.context = BlockShape(check_range("context_scale", context_scale, at_most_one=True),
-                                  check_range("context_aspect", context_aspect, at_most_one=False))
+        self.context = BlockShape.checked("context", context_scale, context_aspect)
         self.num_context = check_int("num_context", num_context, 1)
         self.allow_overlap = check_bool("allow_overlap", allow_overlap)
         self.min_keep = check_int("min_keep", min_keep, 1)

@@ -8,7 +8,7 @@ import torch
 
 from .blocks import BlockMasker
 from .placement import DEFAULT_PLACEMENT_FLOOR, BlockShape, TargetGroup
-from .validation import check_call, check_int, check_range
+from .validation import check_call, check_int
 
 __all__ = ["MultiBlockMaskGenerator"]
 
@@ -49,8 +49,7 @@ class MultiBlockMaskGenerator(BlockMasker):
                  target_scale: tuple[float, float] = (0.15, 0.2), target_aspect: tuple[float, float] = (0.75, 1.5),
                  num_targets: int = 4, allow_overlap: bool = False, min_keep: int = 10,
                  placement_floor: float = DEFAULT_PLACEMENT_FLOOR) -> None:
-        self.target = BlockShape(check_range("target_scale", target_scale, at_most_one=True),
-                                 check_range("target_aspect", target_aspect, at_most_one=False))
+        self.target = BlockShape.checked("target", target_scale, target_aspect)
         self.num_targets = check_int("num_targets", num_targets, 1)
         super().__init__(grid, context_scale=context_scale, context_aspect=context_aspect, num_context=num_context,
                          allow_overlap=allow_overlap, min_keep=min_keep, placement_floor=placement_floor)

@@ -58,13 +58,13 @@ import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
 from ...errors import ConfigError
-from .validation import Grid
+from .validation import Grid, check_range
 
 __all__ = ["DEFAULT_PLACEMENT_FLOOR", "BlockShape", "TargetGroup", "TargetPlan", "plan_targets"]
 
@@ -91,6 +91,12 @@ class BlockShape:
 
     scale: tuple[float, float]
     aspect: tuple[float, float]
+
+    @classmethod
+    def checked(cls, kind: str, scale: Any, aspect: Any) -> BlockShape:
+        """The shape from the settings ``<kind>_scale`` (in (0, 1]) and ``<kind>_aspect``, checked."""
+        return cls(check_range(f"{kind}_scale", scale, at_most_one=True),
+                   check_range(f"{kind}_aspect", aspect, at_most_one=False))
 
     def size(self, u_scale: float, u_aspect: float, n_patches: int) -> tuple[int, int]:
         """Unclipped (h, w) for uniform draws ``u_scale, u_aspect`` in [0, 1)."""
