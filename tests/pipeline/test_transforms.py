@@ -61,6 +61,15 @@ def test_device_normalization_equals_torchvision_on_the_same_views(device):
     torch.testing.assert_close(ours.cpu(), reference, atol=1e-5, rtol=1e-5)
 
 
+def test_normalize_in_place_gives_the_same_floats_in_the_same_memory():
+    # DeviceViews normalizes its fresh float views with out=images: no second batch-sized buffer.
+    pixels = torch.randint(0, 256, (3, 3, 8, 8), generator=torch.Generator().manual_seed(0)).to(torch.float32)
+    expected = normalize(pixels.to(torch.uint8), MEAN, STD)
+    address = pixels.data_ptr()
+    result = normalize(pixels, MEAN, STD, out=pixels)
+    assert result.data_ptr() == address and torch.equal(result, expected)
+
+
 def test_datamodule_batches_normalize_like_torchvision_after_transfer(tmp_path):
     dm = SyntheticDataModule(data_dir=tmp_path, num_train=32, num_test=16, image_size=32, patch_size=4,
                              batch_size=8, num_workers=0, progress=False)
