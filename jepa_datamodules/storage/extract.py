@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import glob
 import logging
-import os
 import re
-import secrets
 import tarfile
 import zipfile
 import zlib
@@ -25,7 +23,7 @@ from typing import Any
 from ..progress import mode as progress_mode
 from ..progress import track
 from ..errors import ExtractError
-from .files import check_free_space, honour_umask, is_storage_error, remove_path, staging_folder, storage_error
+from .files import check_free_space, honour_umask, is_storage_error, remove_path, staging_folder, storage_error, swap_in
 
 __all__ = ["name_problem", "safe_extract", "tar_member_problem"]
 
@@ -258,14 +256,7 @@ def _extract_atomically(archive: Path, target: Path, extract: Callable[[Path], N
                 f"Check free space and permissions, or delete the archive and download it again if it is damaged."
             ) from exc
         raise
-    if target.exists() or target.is_symlink():
-        # os.replace cannot overwrite a non-empty folder: move the old one aside, swap, then delete.
-        old = target.parent / f".{target.name}.old-{secrets.token_hex(4)}"
-        os.replace(target, old)
-        os.replace(partial, target)
-        remove_path(old)
-    else:
-        os.replace(partial, target)
+    swap_in(partial, target)  # os.replace cannot overwrite a non-empty folder
 
 
 def _remove_leftovers(target: Path) -> None:
