@@ -121,6 +121,7 @@ def _allow_plain_http(storage_options: dict) -> None:
     options = getattr(downloader, "_OBSTORE_CLIENT_OPTIONS", None)
     if isinstance(options, dict) and not options.get("allow_http"):
         downloader._OBSTORE_CLIENT_OPTIONS = {**options, "allow_http": True}
+allow_plain_http = _allow_plain_http
 
 
 def _require_litdata() -> Any:

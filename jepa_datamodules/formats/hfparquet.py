@@ -31,7 +31,7 @@ import hashlib
 import importlib.resources
 import re
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -291,43 +291,3 @@ class ParquetSource(EncodedImageSource):
         shard = int(self.group_shard[group])
         first = int(self.group_start[np.flatnonzero(self.group_shard == shard)[0]])
         return f"{self.shards[shard].name} row {int(index) - first}"
-
-
-# ================================================== writing a small copy (test fakes, bench stand-ins)
-
-
-#: Rows per row group as the Hugging Face ``datasets`` library writes image datasets
-#: (its PARQUET_ROW_GROUP_SIZE_FOR_IMAGE_DATASETS = 100).
-ROW_GROUP_ROWS = 100
-
-
-def write_hf_parquet(spec: DatasetSpec, folder: Path, labels: Mapping[str, np.ndarray], shards: Mapping[str, int],
-                     jpeg: Callable[[], bytes], row_group_size: int = ROW_GROUP_ROWS) -> None:
-    """Write the release's shards under ``folder/data`` in its schema.
-
-    Args:
-        spec: ImageNet's spec (``options["parquet"]["prefixes"]``: split -> file prefix).
-        folder: the dataset folder.
-        labels: {split: label of each row, in row order}; the test split's are -1 upstream.
-        shards: {split: number of shards}; rows are cut into them in order, in near-equal parts.
-        jpeg: gives the next row's JPEG bytes, in row order.
-        row_group_size: rows per row group, default 100 (as the release's writer).
-
-    Files ``<prefix>-NNNNN-of-MMMMM.parquet``; rows ``image``: struct<bytes: binary, path:
-    string> (path ``<prefix>_<row:08d>.JPEG``), ``label``: int64. Each shard is built in
-    memory, then written: no split sits in memory whole.
-    """
-    pq = _require_pyarrow()
-    import pyarrow as pa
-
-    schema = pa.schema([("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])), ("label", pa.int64())])
-    (Path(folder) / SHARD_FOLDER).mkdir(parents=True, exist_ok=True)
-    for split, values in labels.items():
-        prefix = spec.options["parquet"]["prefixes"][split]
-        bounds = np.linspace(0, len(values), shards[split] + 1).astype(int)
-        for shard in range(shards[split]):
-            rows = range(bounds[shard], bounds[shard + 1])
-            table = pa.table({"image": [{"bytes": jpeg(), "path": f"{prefix}_{row:08d}.JPEG"} for row in rows],
-                              "label": [int(values[row]) for row in rows]}, schema=schema)
-            name = f"{prefix}-{shard:05d}-of-{shards[split]:05d}.parquet"
-            pq.write_table(table, Path(folder) / SHARD_FOLDER / name, row_group_size=row_group_size)

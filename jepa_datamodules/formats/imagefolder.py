@@ -11,10 +11,9 @@ import hashlib
 import logging
 import os
 import random
-import re
 import warnings
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -283,52 +282,3 @@ def index_cache(cache_dir: Path, split_dir: Path, split: str) -> Path:
     if beside.is_file() or unwritable(Path(cache_dir)) is None:
         return beside
     return user_cache_path("index", split_dir, f"{{digest}}-{split}.npz")
-
-
-# ================================================== writing a small copy (test fakes, bench stand-ins)
-
-_WNID = re.compile(r"n\d{8}")
-
-
-def ilsvrc_names(labels: Mapping[str, Sequence[str]]) -> dict[str, list[tuple[str, str]]]:
-    """ILSVRC2012's file names (ImageNet's, and Imagenette's, which reuses them) for images
-    labelled ``labels`` = {split: wnid of each image}.
-
-    Train: ``<wnid>_<k>.JPEG`` (k counting from 1 within each class); any other split:
-    ``ILSVRC2012_val_<n:08d>.JPEG`` with n the image's 1-based position in ``labels[split]``
-    (shuffle that list first: upstream numbers are not grouped by class). Returns
-    {split: [(wnid, file name)]} in the order given.
-    """
-    names: dict[str, list[tuple[str, str]]] = {}
-    for split, wnids in labels.items():
-        bad = [w for w in wnids if not _WNID.fullmatch(w)]
-        if bad:
-            raise ConfigError(f"labels[{split!r}] holds '{bad[0]}', which is not a wnid; allowed are wnids like n01440764.")
-        seen: Counter[str] = Counter()
-        names[split] = []
-        for number, wnid in enumerate(wnids, 1):
-            seen[wnid] += 1
-            names[split].append((wnid, f"{wnid}_{seen[wnid]}.JPEG" if split == "train" else f"ILSVRC2012_val_{number:08d}.JPEG"))
-    return names
-
-
-def write_class_folders(root: Path, names: Mapping[str, Sequence[tuple[str, str]]], image: Callable[[], bytes]) -> None:
-    """Write ``root/<split>/<class>/<file>`` for each (class, file) of ``names[split]``, in order;
-    ``image()`` gives the next file's bytes. Existing files are overwritten."""
-    for split, items in names.items():
-        for label, name in items:
-            path = Path(root) / split / label / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(image())
-
-
-def write_imagenette(spec: DatasetSpec, folder: Path, labels: Mapping[str, Sequence[str]],
-                     jpeg: Callable[[], bytes]) -> dict[str, list[tuple[str, str]]]:
-    """Write Imagenette as its ``.tgz`` unpacks, under ``folder / spec.data_root``:
-    ``{train,val}/<wnid>/`` with ILSVRC2012 file names (see :func:`ilsvrc_names`) and the
-    ``noisy_imagenette.csv`` beside them (header only). Returns the names written."""
-    root = Path(folder) / spec.data_root
-    names = ilsvrc_names(labels)
-    write_class_folders(root, names, jpeg)
-    (root / "noisy_imagenette.csv").write_text("path,noisy_labels_0,is_valid\n")
-    return names

@@ -13,7 +13,6 @@ Format option: ``fold`` (one of the predefined folds of ``train``; None = all of
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -136,38 +135,3 @@ def stl10_fold_indices(root: Path, fold: int) -> np.ndarray:
     if not 0 <= fold < len(lines):
         raise ConfigError(f"STL-10 fold {fold} does not exist; valid folds are 0..{len(lines) - 1}.")
     return np.array(lines[fold].split(), dtype=np.int64)
-
-
-# ================================================== writing a small copy (test fakes, bench stand-ins)
-
-
-def write_stl10(spec: DatasetSpec, folder: Path, images: dict[str, Iterable[np.ndarray]],
-                labels: dict[str, np.ndarray], folds: Sequence[np.ndarray], class_names: Sequence[str] | None = None) -> Path:
-    """Write STL-10's binaries under ``folder / spec.data_root`` as upstream ships them.
-
-    Args:
-        spec: STL-10's spec.
-        folder: the dataset folder (created if needed).
-        images: ``train``, ``test`` and ``unlabeled``: each an ``(N, 96, 96, 3)`` uint8 array, or
-            an iterable of such chunks (so a large split never sits in memory whole).
-        labels: ``train`` and ``test``: 0-based labels (written 1-based, as uint8).
-        folds: the 10 predefined folds, each an array of train indices.
-        class_names: default ``class-<i>``.
-
-    Each ``*_X.bin`` holds per image three 96x96 planes stored column by column. Returns the
-    root written.
-    """
-    root = Path(folder) / spec.data_root
-    root.mkdir(parents=True, exist_ok=True)
-    for split, chunks in images.items():
-        with open(root / f"{split}_X.bin", "wb") as handle:
-            for pixels in chunks:
-                pixels = np.asarray(pixels, dtype=np.uint8).reshape(-1, STL10_SIDE, STL10_SIDE, 3)
-                # (N, H, W, C) -> (N, C, W, H) in C order: planes, column by column.
-                handle.write(np.ascontiguousarray(pixels.transpose(0, 3, 2, 1)).tobytes())
-    for split, values in labels.items():
-        (root / f"{split}_y.bin").write_bytes((np.asarray(values) + 1).astype(np.uint8).tobytes())
-    (root / "fold_indices.txt").write_text("".join(" ".join(map(str, fold)) + " \n" for fold in folds))
-    names = class_names if class_names is not None else [f"class-{i}" for i in range(spec.num_classes)]
-    (root / "class_names.txt").write_text("".join(f"{name}\n" for name in names))
-    return root

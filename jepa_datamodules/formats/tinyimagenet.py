@@ -15,7 +15,6 @@ means the same image on every machine.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -82,42 +81,3 @@ def open_split(spec: DatasetSpec, folder: Path, split: str) -> FileSource:
     source = FileSource(root, [f"val/images/{n}" for n in names], np.array([by_file[n] for n in names], dtype=np.int64))
     source.label_files = [annotations]  # type: ignore[attr-defined]
     return source
-
-
-# ================================================== writing a small copy (test fakes, bench stand-ins)
-
-
-def write_tinyimagenet(spec: DatasetSpec, folder: Path, wnids: Sequence[str], train_per_class: int,
-                       val_labels: Sequence[str], unlabeled: int, jpeg: Callable[[], bytes]) -> dict[str, dict[str, str]]:
-    """Write Tiny-ImageNet-200 as its zip unpacks, under ``folder / spec.data_root``.
-
-    ``wnids.txt`` lists ``wnids`` in the order given (upstream's is not sorted) and
-    ``words.txt`` names them; ``train/<wnid>/images/<wnid>_<i>.JPEG`` (``train_per_class``
-    each) with ``train/<wnid>/<wnid>_boxes.txt``; the flat ``val/images/val_<i>.JPEG``, image
-    i labelled ``val_labels[i]`` in ``val/val_annotations.txt`` (file, wnid, box; tab
-    separated); ``unlabeled`` images under ``test/images/``. ``jpeg()`` gives the next image's
-    bytes. Returns {split: {path under the root: wnid}} (wnid "" for the unlabeled split).
-    """
-    root = Path(folder) / spec.data_root
-    written: dict[str, dict[str, str]] = {"train": {}, "val": {}, "unlabeled": {}}
-
-    def image(rel: str, wnid: str, split: str) -> None:
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_bytes(jpeg())
-        written[split][rel] = wnid
-
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "wnids.txt").write_text("".join(f"{wnid}\n" for wnid in wnids))
-    (root / "words.txt").write_text("".join(f"{wnid}\twords of {wnid}\n" for wnid in wnids))
-    for wnid in wnids:
-        for i in range(train_per_class):
-            image(f"train/{wnid}/images/{wnid}_{i}.JPEG", wnid, "train")
-        (root / "train" / wnid / f"{wnid}_boxes.txt").write_text(
-            "".join(f"{wnid}_{i}.JPEG\t0\t0\t63\t63\n" for i in range(train_per_class)))
-    for i, wnid in enumerate(val_labels):
-        image(f"val/images/val_{i}.JPEG", wnid, "val")
-    (root / "val" / "val_annotations.txt").write_text(
-        "".join(f"val_{i}.JPEG\t{wnid}\t1\t2\t60\t61\n" for i, wnid in enumerate(val_labels)))
-    for i in range(unlabeled):
-        image(f"test/images/test_{i}.JPEG", "", "unlabeled")
-    return written

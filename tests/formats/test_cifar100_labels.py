@@ -12,7 +12,8 @@ import yaml
 from jepa_datamodules import CIFAR100DataModule
 from jepa_datamodules.catalog import get_spec
 from jepa_datamodules.formats.base import FormatError
-from jepa_datamodules.formats.cifar import load_cifar_pickle, write_cifar
+from jepa_datamodules.formats.cifar import load_cifar_pickle
+from tests.helpers.fake_formats import write_cifar
 
 
 def test_num_classes_follows_a_catalog_override(tmp_path, monkeypatch):

@@ -11,8 +11,8 @@ A spec whose kind has no writer in :data:`WRITERS` makes the contract fail with 
 saying so: a new format cannot skip the contract. A new dataset of an existing format gets
 it by being in the catalog.
 
-Every import of a fixture writer from ``jepa_datamodules.formats`` is in this module (the
-writers are moving to ``tests/helpers``; this is the one place to repoint).
+The format writers come from ``tests/helpers/fake_formats.py`` (which shares those
+``jepa-bench``'s stand-ins use).
 """
 
 from __future__ import annotations
@@ -28,13 +28,11 @@ import numpy as np
 import jepa_datamodules
 from jepa_datamodules import JEPADataModule
 from jepa_datamodules.catalog import SPECS, DatasetSpec, dataset_names
-from jepa_datamodules.formats.cifar import write_cifar
 from jepa_datamodules.formats.hfparquet import imagenet1k_wnids
-from jepa_datamodules.formats.imagefolder import write_imagenette
-from jepa_datamodules.formats.stl10 import write_stl10
-from jepa_datamodules.formats.tinyimagenet import write_tinyimagenet
-from jepa_datamodules.formats.writing import balanced_labels, pattern_jpeg
 from jepa_datamodules.storage.download import file_md5
+from tests.helpers.fake_formats import (
+    balanced_labels, pattern_jpeg, write_cifar, write_imagenette, write_stl10, write_tinyimagenet,
+)
 from tests.helpers.fake_imagenet import make_imagenet_archives
 from tests.helpers.fake_ownimages import make_labelled_folder, write_hf_parquet
 from tests.helpers.fakes import archive_override, packed

@@ -1,9 +1,9 @@
 """Tiny ImageNets in the exact on-disk formats of the official ILSVRC2012 files.
 
 Used by the tests of ``jepa_datamodules.formats.imagenet`` and by the DataModule tests. The
-writers (:func:`write_imagenet_archives`, :func:`write_imagenet_layout`) reproduce the official
-formats; the builders choose small class lists, counts and cheap JPEGs, deterministically for a
-given ``seed``:
+writers (:func:`write_imagenet_archives`, and ``jepa-bench``'s :func:`write_imagenet_layout`,
+re-exported by ``fake_formats``) reproduce the official formats; the builders choose small
+class lists, counts and cheap JPEGs, deterministically for a given ``seed``:
 
 * :func:`make_imagenet_archives`: the three official downloads (train tar of per-class
   tars, flat val tar, devkit with ``meta.mat`` and the validation ground truth).
@@ -21,9 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from jepa_datamodules.formats.imagefolder import ilsvrc_names, write_class_folders
 from jepa_datamodules.formats.imagenet import DEVKIT, TRAIN_TAR, VAL_TAR
-from jepa_datamodules.formats.writing import gzip_bytes, pattern_jpeg, tar_bytes, write_file
+from tests.helpers.fake_formats import gzip_bytes, ilsvrc_names, pattern_jpeg, tar_bytes, write_file, write_imagenet_layout
 
 __all__ = ["DEVKIT", "TRAIN_TAR", "VAL_TAR", "NON_LEAF_WNIDS", "tar_bytes", "write_jpeg", "write_imagenet_archives",
            "write_imagenet_layout", "make_imagenet_archives", "make_imagenet_layout"]
@@ -105,18 +104,6 @@ DEVKIT_META = "ILSVRC2012_devkit_t12/data/meta.mat"
 DEVKIT_TRUTH = "ILSVRC2012_devkit_t12/data/ILSVRC2012_validation_ground_truth.txt"
 
 
-def write_imagenet_layout(folder: Path, labels: Mapping[str, Sequence[str]],
-                          jpeg: Callable[[], bytes]) -> dict[str, list[tuple[str, str]]]:
-    """Write the prepared layout ``folder/<split>/<wnid>/<file>`` (what ``prepare_imagenet`` builds).
-
-    ``labels``: {split: wnid of each image} (see ``formats.imagefolder.ilsvrc_names``); ``jpeg()``
-    gives the next image's bytes. Existing files are overwritten. Returns the names written.
-    """
-    names = ilsvrc_names(labels)
-    write_class_folders(folder, names, jpeg)
-    return names
-
-
 def _meta_mat(leaf_ids: Mapping[str, int]) -> bytes:
     """meta.mat bytes in the devkit's structure: leaves by ILSVRC2012_ID, then two inner nodes."""
     import scipy.io
@@ -152,7 +139,7 @@ def write_imagenet_archives(folder: Path, labels: Mapping[str, Sequence[str]], j
       devkit id order is not wnid order, then :data:`NON_LEAF_WNIDS`) and
       ``data/ILSVRC2012_validation_ground_truth.txt`` (line i: the id of val image i).
 
-    ``labels``: {``train``, ``val``: wnid of each image} (see ``formats.imagefolder.ilsvrc_names``).
+    ``labels``: {``train``, ``val``: wnid of each image} (see ``fake_formats.ilsvrc_names``).
     Returns {"names": ilsvrc_names(labels), "bytes": {split: [JPEG bytes]} in the same
     order, "ilsvrc_ids": {wnid: ILSVRC2012_ID}}.
     """

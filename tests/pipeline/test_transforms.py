@@ -17,7 +17,7 @@ from scipy import stats
 
 from jepa_datamodules import SyntheticDataModule
 from jepa_datamodules.pipeline import transforms as tf
-from jepa_datamodules.formats.writing import photo_like, texture_bank
+from tests.helpers.fake_formats import photo_like, texture_bank
 from jepa_datamodules.pipeline.transforms import EvalView, TrainView, decode_pixels, normalize, sample_crop
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
