@@ -46,7 +46,7 @@ class HydraTerms:
 
     def setting(self, name: str, value: Any = NO_VALUE) -> str:
         key = override_key(name)
-        return key if value is _NO_VALUE else f"{key}={override_value(value)}"
+        return key if value is NO_VALUE else f"{key}={override_value(value)}"
 
     def action(self, verb: str, dataset: str, settings: dict[str, Any], options: dict[str, Any]) -> str:
         if self.typed is not None and dataset == self.dataset:

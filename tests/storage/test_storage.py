@@ -29,6 +29,7 @@ from jepa_datamodules.storage import download as dl
 from jepa_datamodules.storage.extract import safe_extract
 from jepa_datamodules.formats.base import FormatError
 from jepa_datamodules import StorageError
+from jepa_datamodules.cli.terms import HydraTerms, console_text
 from jepa_datamodules.storage.verify import STAMP_NAME, VerificationError
 from tests.helpers.fake_imagenet import make_imagenet_layout
 from tests.helpers.fakes import catalog_override
@@ -197,13 +198,17 @@ def test_work_needed_on_read_only_storage_is_one_sentence_before_any_download(mi
     sentence = str(error.value)
     assert sentence.startswith(f"{data} is on a read-only file system, so the download of {ARCHIVE} (")
     assert "and the extracted files (186.2 MB) cannot be written there (to prepare cifar10)" in sentence
-    assert "point data_dir (paths.data_dir=... or $JEPA_DATA_DIR) at a writable folder" in sentence
-    assert (f"or run `jepa-prepare data=cifar10 paths.data_dir={data} 'data.mirrors=[{server.url}]'` once from "
-            f"an account or machine that can write in {data / 'cifar10'}.") in sentence
+    assert "point data_dir (or $JEPA_DATA_DIR) at a writable folder" in sentence
+    assert (f"or run `prepare_data()` of the cifar10 DataModule with data_dir='{data}', mirrors=['{server.url}'] "
+            f"once from an account or machine that can write in {data / 'cifar10'}.") in sentence
 
     result = run_cli("jepa-prepare", *cifar10_cli(data, server), cwd=tmp_path)
     assert result.returncode == 2
-    assert last_error(result.stderr) == sentence  # the console script prints the exception's sentence
+    shown = last_error(result.stderr)  # the exception's sentence, in the console's words
+    assert shown == console_text(error.value, HydraTerms())
+    assert "point paths.data_dir (or $JEPA_DATA_DIR) at a writable folder" in shown
+    assert (f"or run `jepa-prepare data=cifar10 paths.data_dir={data} 'data.mirrors=[{server.url}]'` once from "
+            f"an account or machine that can write in {data / 'cifar10'}.") in shown
     assert server.requests == []
 
 
@@ -213,11 +218,11 @@ def test_unusable_data_dir_is_one_sentence_from_python_and_exit_2_from_the_conso
     if case == "a file":
         data = tmp_path / "data"
         data.write_text("not a folder")
-        expected = f"data_dir {data} is a file, not a folder; point data_dir"
+        expected = f"data_dir='{data}' is a file, not a folder; point data_dir"
     elif case == "under a file":
         (tmp_path / "plain").write_text("not a folder")
         data = tmp_path / "plain" / "data"
-        expected = f"data_dir {data} cannot be created: {tmp_path / 'plain'} is a file, not a folder; point data_dir"
+        expected = f"data_dir='{data}' cannot be created: {tmp_path / 'plain'} is a file, not a folder; point data_dir"
     else:
         mount = tmpfs()
         remount_read_only(mount)
@@ -234,7 +239,7 @@ def test_unusable_data_dir_is_one_sentence_from_python_and_exit_2_from_the_conso
     result = run_cli("jepa-prepare", "data=synthetic", f"paths.data_dir={data}", "data.num_train=64",
                      "data.num_test=32", cwd=tmp_path)
     assert result.returncode == 2
-    assert last_error(result.stderr) == sentence
+    assert last_error(result.stderr) == console_text(error.value, HydraTerms())
 
 
 # ------------------------------------------------------------------------------- full disks
@@ -274,7 +279,7 @@ def test_disk_filling_up_mid_download_names_need_and_place_and_keeps_nothing(tmp
     assert sentence.startswith(f"The disk holding {disk} filled up while writing the download of big.bin: "
                                f"it needs 3.0 MB there, "), sentence
     assert sentence.endswith("nothing half-written was kept: free space there or point data_dir "
-                             "(paths.data_dir=... or $JEPA_DATA_DIR) at a disk with room.")
+                             "(or $JEPA_DATA_DIR) at a disk with room.")
     assert sorted(p.name for p in disk.iterdir()) == ["other-job.bin"]
 
 
@@ -338,7 +343,7 @@ def test_disk_too_small_for_the_extraction_fails_before_it_and_keeps_the_archive
 
     result = run_cli("jepa-prepare", *cifar10_cli(disk, server), cwd=tmp_path)
     assert result.returncode == 2
-    assert last_error(result.stderr) == str(error.value)
+    assert last_error(result.stderr) == console_text(error.value, HydraTerms())
     assert server.count(ARCHIVE) == 1  # the complete archive was kept and reused
 
 
@@ -364,7 +369,7 @@ def test_wrong_hand_placed_archive_is_named_before_any_extraction(damage, served
         found = dl.hashlib.md5(placed).hexdigest()
         assert sentence.startswith(f"{folder / ARCHIVE} is not the official {ARCHIVE}: it has the expected "
                                    f"{fake.size:,} bytes but md5 {found}, {expected}")
-    assert f"run `jepa-prepare data=cifar10 paths.data_dir={data_dir}`" in sentence
+    assert f"run `prepare_data()` of the cifar10 DataModule with data_dir='{data_dir}' to download it" in sentence
     assert sorted(p.name for p in folder.iterdir()) == [ARCHIVE]
 
 
