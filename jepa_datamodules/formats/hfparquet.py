@@ -46,7 +46,7 @@ from .dataset import check_classes, check_count, check_decode, check_label_range
 from .ownfolder import EncodedImageSource
 
 __all__ = ["REPO", "IMAGENET1K_WNIDS_SHA256", "imagenet1k_wnids", "parquet_shards", "has_parquet",
-           "ParquetSource", "parquet_instructions", "shard_problems"]
+           "ParquetSource", "parquet_instructions", "shard_problems", "check_shards", "verify_shards"]
 
 REPO = "ILSVRC/imagenet-1k"
 #: sha256 of resources/imagenet1k_wnids.txt.

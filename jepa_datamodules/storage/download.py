@@ -185,11 +185,11 @@ def fetch(
     if dest.is_file():
         if _matches(dest, expected_md5, size, show, chunk_size):
             return dest
-        _notice(f"{dest} exists but does not match its checksum; downloading it again.")
+        _notice(f"{dest} exists but does not match its checksum; downloading it again.", stacklevel=3)
     if not url_list:
         raise DownloadError(
             f"No download URL is known for {dest.name}. Place the file at {dest} by hand, "
-            f"or {_fix_hint()}."
+            f"or {_fix_hint()}.", setting="mirrors", path=dest
         )
 
     try:
@@ -263,7 +263,7 @@ def _fetch_urls(url_list: list[str], dest: Path, part: _PartFile, opener: urllib
         summary = "tried " + "; ".join(f"{u} ({n} attempt{'s' if n != 1 else ''}: {_without_url(e, u)})"
                                        for u, n, e in tried)
     raise DownloadError(f"Could not download {dest.name} to {dest}: {summary}. Place the file at {dest} by hand, "
-                        f"or {_fix_hint()}.")
+                        f"or {_fix_hint()}.", setting="mirrors", path=dest)
 
 
 def _without_url(text: str, url: str) -> str:
@@ -279,9 +279,10 @@ def _fix_hint() -> str:
     return _FIX_HINT
 
 
-def _notice(sentence: str) -> None:
-    """Tell the user what the download is doing about a failure (the run goes on)."""
-    warnings.warn(Notice(sentence), stacklevel=4)
+def _notice(sentence: str, stacklevel: int = 4) -> None:
+    """Tell the user what the download is doing about a failure (the run goes on); ``stacklevel``
+    [4: from ``_fetch_urls``] points the warning at ``fetch``'s caller."""
+    warnings.warn(Notice(sentence), stacklevel=stacklevel)
 
 
 def _with_url(text: str, url: str) -> str:

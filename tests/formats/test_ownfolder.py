@@ -13,6 +13,7 @@ import pytest
 
 from jepa_datamodules import ImageFolderDataModule
 from jepa_datamodules.cli.terms import HydraTerms, console_text
+from jepa_datamodules.notices import Notice
 from jepa_datamodules.pipeline.masks import MultiBlockMaskGenerator
 from jepa_datamodules.formats import ownfolder
 from jepa_datamodules.formats.ownfolder import STATE_NAME
@@ -158,6 +159,16 @@ def test_index_and_stamp_live_under_data_dir_and_the_folder_is_left_as_it_was(tm
     make_unlabeled_folder(tmp_path / "other" / "mine", count=5)
     other = ImageFolderDataModule(root=tmp_path / "other" / "mine", data_dir=tmp_path / "data", **SMALL)
     assert other.folder != dm.folder and other.folder.parent == dm.folder.parent
+
+
+def test_a_damaged_index_is_a_notice_and_the_folder_is_listed_again(tmp_path):
+    make_labelled_folder(tmp_path / "mine")
+    dm = ImageFolderDataModule(root=tmp_path / "mine", data_dir=tmp_path / "data", **SMALL)
+    listed = len(dm.open_split("train"))
+    (dm.folder / ".index-train.npz").write_bytes(b"half an index")
+    with pytest.warns(Notice, match=r"The image-folder index .*\.index-train\.npz is unreadable .*; the folder is listed again"):
+        again = ImageFolderDataModule(root=tmp_path / "mine", data_dir=tmp_path / "data", **SMALL).open_split("train")
+    assert len(again) == listed
 
 
 def test_read_only_data_dir_keeps_the_index_in_the_user_cache(tmp_path, monkeypatch):
