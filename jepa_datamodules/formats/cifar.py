@@ -22,7 +22,8 @@ import numpy as np
 
 from ..catalog import DatasetSpec
 from ..choices import check_choice
-from .base import ArraySource, FormatError
+from ..errors import FormatError, action, setting
+from .base import ArraySource
 from .dataset import Dataset
 
 # The CIFAR "python version" batches are pickles of a dict holding a uint8 array, lists
@@ -42,7 +43,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
         if (module, name) not in _CIFAR_PICKLE_GLOBALS:
             raise FormatError(
                 f"{self.source_name} refers to '{module}.{name}', which a CIFAR batch never contains; "
-                "refusing to unpickle it (the file is corrupt or was tampered with: delete it and run jepa-prepare again)."
+                "refusing to unpickle it (the file is corrupt or was tampered with: delete it and prepare the dataset "
+                "again).", path=self.source_name
             )
         return super().find_class(module, name)
 
@@ -57,9 +59,9 @@ def load_cifar_pickle(path: Path) -> dict[str, Any]:
         except FormatError:
             raise
         except Exception as error:  # truncated or garbage bytes
-            raise FormatError(f"{path} is not a readable CIFAR batch ({error}).") from error
+            raise FormatError(f"{path} is not a readable CIFAR batch ({error}).", path=path) from error
     if not isinstance(content, dict):
-        raise FormatError(f"{path} holds a {type(content).__name__}, not the dict a CIFAR batch is.")
+        raise FormatError(f"{path} holds a {type(content).__name__}, not the dict a CIFAR batch is.", path=path)
     return {(k.decode("latin1") if isinstance(k, bytes) else k): v for k, v in content.items()}
 
 
@@ -109,8 +111,9 @@ def open_split(spec: DatasetSpec, folder: Path, split: str, label_type: str = "f
         if label_key not in batch:
             raise FormatError(f"{folder / spec.data_root / name} has no {label_key} (it has "
                               f"{', '.join(sorted(k for k in batch if k.endswith('labels')))}), which "
-                              f"label_type={label_type} reads; use a label_type its file holds, or fetch "
-                              f"{spec.title} again (force=true) if the file is damaged.")
+                              f"{setting('label_type', label_type)} reads; use a {setting('label_type')} its file "
+                              f"holds, or run {action('prepare', spec.name, force=True)} if the file is damaged.",
+                              setting="label_type", path=folder / spec.data_root / name)
         labels.append(np.asarray(batch[label_key], dtype=np.int64))
     source = ArraySource(np.ascontiguousarray(np.concatenate(images)), np.concatenate(labels))
     source.label_files = [folder / spec.data_root / name for name in files]

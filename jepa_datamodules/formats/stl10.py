@@ -20,9 +20,9 @@ import numpy as np
 
 from ..catalog import DatasetSpec
 from ..choices import check_choice
-from .base import ConcatSource, FormatError, Source, SubsetSource
+from ..errors import ConfigError, FormatError, setting
+from .base import ConcatSource, Source, SubsetSource
 from .dataset import Dataset
-from ..errors import ConfigError
 
 STL10_SIDE = 96
 #: What pre-training may read (unlabeled items carry label -1).
@@ -45,12 +45,13 @@ class STL10Source(Source):
         self.images_path = Path(images_path)
         size = self.images_path.stat().st_size
         if size % _STL10_IMAGE_BYTES:
-            raise FormatError(f"{images_path} is {size} bytes, not a whole number of 96x96x3 images.")
+            raise FormatError(f"{images_path} is {size} bytes, not a whole number of 96x96x3 images.", path=images_path)
         count = size // _STL10_IMAGE_BYTES
         if labels is None:
             labels = np.full(count, -1, dtype=np.int64)
         if len(labels) != count:
-            raise FormatError(f"{images_path} holds {count} images but its label file has {len(labels)}.")
+            raise FormatError(f"{images_path} holds {count} images but its label file has {len(labels)}.",
+                              path=images_path)
         self.labels = np.asarray(labels, dtype=np.int64)
         self._fd: int | None = None
 
@@ -74,7 +75,8 @@ class STL10Source(Source):
             os.lseek(self._fd, offset, os.SEEK_SET)
             data = os.read(self._fd, _STL10_IMAGE_BYTES)
         if len(data) != _STL10_IMAGE_BYTES:
-            raise FormatError(f"{self.images_path} ends before image {index}: the file is truncated; run jepa-prepare again.")
+            raise FormatError(f"{self.images_path} ends before image {index}: the file is truncated; prepare the "
+                              "dataset again (with force=True it is fetched anew).", path=self.images_path)
         return np.frombuffer(data, np.uint8).reshape(3, STL10_SIDE, STL10_SIDE).transpose(2, 1, 0)
 
 
@@ -115,7 +117,8 @@ class STL10Dataset(Dataset):
         check_choice("train_split", train_split, PRETRAIN_SPLITS)
         folds = spec.options["folds"]
         if fold is not None and not 0 <= fold < folds:
-            raise ConfigError(f"fold={fold} is invalid; allowed is None or 0..{folds - 1} (STL-10's predefined folds).")
+            raise ConfigError(f"{setting('fold', fold)} is invalid; allowed is None or 0..{folds - 1} (STL-10's "
+                              "predefined folds).", setting="fold", allowed=f"None or 0..{folds - 1}")
         super().__init__(spec.replace(pretrain_split=train_split), data_dir, **rest)
         self.options = {"fold": fold}
 
@@ -133,5 +136,6 @@ def class_names(spec: DatasetSpec, folder: Path, **options: Any) -> list[str]:
 def stl10_fold_indices(root: Path, fold: int) -> np.ndarray:
     lines = (root / "fold_indices.txt").read_text().splitlines()
     if not 0 <= fold < len(lines):
-        raise ConfigError(f"STL-10 fold {fold} does not exist; valid folds are 0..{len(lines) - 1}.")
+        raise ConfigError(f"STL-10 fold {fold} does not exist; valid folds are 0..{len(lines) - 1}.", setting="fold",
+                          allowed=f"0..{len(lines) - 1}")
     return np.array(lines[fold].split(), dtype=np.int64)

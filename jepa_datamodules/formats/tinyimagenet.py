@@ -21,23 +21,30 @@ import numpy as np
 
 from ..catalog import DatasetSpec
 from ..choices import check_choice
-from .base import FileSource, FormatError
-from ..errors import MissingFilesError
+from ..errors import FormatError, MissingFilesError
+from .base import FileSource
+from .images import is_image_name
 
 SPLITS = ("train", "val", "unlabeled")
 
 
 def _images(folder: Path) -> list[str]:
     if not folder.is_dir():
-        raise MissingFilesError(f"{folder} does not exist; Tiny-ImageNet-200 keeps its images there.")
-    return sorted(p.name for p in folder.iterdir() if p.suffix.lower() in (".jpeg", ".jpg") and not p.name.startswith("."))
+        raise MissingFilesError(f"{folder} does not exist; Tiny-ImageNet-200 keeps its images there.", path=folder)
+    return sorted(p.name for p in folder.iterdir() if is_image_name(p.name))
+
+
+def _text(path: Path) -> str:
+    if not path.is_file():
+        raise MissingFilesError(f"{path} does not exist; Tiny-ImageNet-200 keeps its labels there.", path=path)
+    return path.read_text()
 
 
 def read_classes(root: Path) -> list[str]:
     """The class wnids of ``root/wnids.txt`` in sorted order (label i = the i-th)."""
-    wnids = sorted({line.strip() for line in (root / "wnids.txt").read_text().splitlines() if line.strip()})
+    wnids = sorted({line.strip() for line in _text(root / "wnids.txt").splitlines() if line.strip()})
     if not wnids:
-        raise FormatError(f"{root / 'wnids.txt'} lists no class; it should hold one wnid a line.")
+        raise FormatError(f"{root / 'wnids.txt'} lists no class; it should hold one wnid a line.", path=root / "wnids.txt")
     return wnids
 
 
@@ -65,19 +72,19 @@ def open_split(spec: DatasetSpec, folder: Path, split: str) -> FileSource:
         return FileSource(root, paths, np.array(labels, dtype=np.int64))
     annotations = root / "val" / "val_annotations.txt"
     by_file: dict[str, int] = {}
-    for number, line in enumerate(annotations.read_text().splitlines(), 1):
+    for number, line in enumerate(_text(annotations).splitlines(), 1):
         if not line.strip():
             continue
         fields = line.split("\t")
         if len(fields) < 2 or fields[1] not in label:
             raise FormatError(f"Line {number} of {annotations} is {line[:80]!r}; each line must be "
-                              "file <TAB> wnid <TAB> box, with a wnid listed in wnids.txt.")
+                              "file <TAB> wnid <TAB> box, with a wnid listed in wnids.txt.", path=annotations)
         by_file[fields[0]] = label[fields[1]]
     names = _images(root / "val" / "images")
     unlabelled = [n for n in names if n not in by_file]
     if unlabelled:
         raise FormatError(f"{len(unlabelled)} image(s) of {root / 'val' / 'images'} (e.g. {unlabelled[0]}) have no line in "
-                          f"{annotations}; every val image must be listed there.")
+                          f"{annotations}; every val image must be listed there.", path=annotations)
     source = FileSource(root, [f"val/images/{n}" for n in names], np.array([by_file[n] for n in names], dtype=np.int64))
     source.label_files = [annotations]  # type: ignore[attr-defined]
     return source

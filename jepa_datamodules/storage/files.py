@@ -94,7 +94,7 @@ def check_free_space(folder: Path, needed_bytes: int, what: str) -> None:
         needed_text, free_text = _pair(needed_bytes, free)
         raise StorageError(
             f"Not enough free space to {what}: needs {needed_text} at {folder}, only {free_text} free; "
-            f"free space there or {DATA_DIR_HINT} a disk with room."
+            f"free space there or {DATA_DIR_HINT} a disk with room.", setting="data_dir", path=folder
         )
 
 
@@ -163,14 +163,14 @@ def storage_error(exc: OSError, folder: Path, what: str, needed: int | None = No
         quota = " (or your disk quota was reached)" if exc.errno == errno.EDQUOT else ""
         return StorageError(
             f"The disk holding {folder} filled up{quota} while writing {what}: {amount}; nothing half-written "
-            f"was kept: free space there or {DATA_DIR_HINT} a disk with room."
+            f"was kept: free space there or {DATA_DIR_HINT} a disk with room.", setting="data_dir", path=folder
         )
     reason = unwritable(folder)
     if reason is None:  # the folder itself is fine: the error was about one path inside it
         culprit = exc.filename or folder
         reason = f"holds {culprit}, which cannot be written ({exc.strerror or exc})"
     return StorageError(f"{folder} {reason}, so {what} cannot be written there; "
-                        f"{fix or DATA_DIR_HINT + ' a folder you can write'}.")
+                        f"{fix or DATA_DIR_HINT + ' a folder you can write'}.", setting="data_dir", path=folder)
 
 
 # ------------------------------------------------------------------------------ writing
