@@ -27,6 +27,9 @@ from ..errors import ConfigError, JEPADataError
 from ..storage.files import human_bytes
 from ..storage.verify import VerifyReport, check_archives, check_files, nothing_on_disk, recorded_sizes
 from .base import Source, label_problem
+
+#: Items decoded per split by a verification that is not ``full``.
+VERIFY_SAMPLE = 16
 from .images import item_name, item_problem
 
 #: ``spec.reader`` (or ``spec.handler``) -> the module (in this package) that reads it.
@@ -284,7 +287,7 @@ def check_split(report: VerifyReport, split: str, source: Source, *, expected: i
 
 
 def verify_dataset(spec: DatasetSpec, folder: Path, open_split: Callable[[str], Source], *,
-                   splits: dict[str, int] | None = None, full: bool = False, sample: int = 16,
+                   splits: dict[str, int] | None = None, full: bool = False, sample: int = VERIFY_SAMPLE,
                    md5: Callable[[Path], str] | None = None, known_md5: dict[str, str] | None = None,
                    num_classes: int | None = None, seed: int = 0) -> VerifyReport:
     """Run every check of ``spec`` against ``folder`` and return the report (nothing is raised):

@@ -42,7 +42,8 @@ from ..choices import check_choice
 from ..errors import ConfigError, FormatError, MissingFilesError, action, setting
 from ..storage.verify import VerifyReport
 from .base import SubsetSource
-from .dataset import check_classes, check_count, check_decode, check_label_range, read_checked, sample_picks
+from .dataset import (VERIFY_SAMPLE, check_classes, check_count, check_decode, check_label_range, read_checked,
+                      sample_picks)
 from .ownfolder import EncodedImageSource
 
 __all__ = ["REPO", "IMAGENET1K_WNIDS_SHA256", "imagenet1k_wnids", "parquet_shards", "has_parquet",
@@ -184,7 +185,7 @@ def verify_shards(spec: DatasetSpec, folder: Path, open_split: Callable[[str], A
         else:
             check_label_range(report, split, source, spec.num_classes, unlabeled_ok=False)
             check_classes(report, split, source, spec.num_classes)
-        check_decode(report, split, source, sample_picks(source, rng, 16, full), pixels=False)
+        check_decode(report, split, source, sample_picks(source, rng, VERIFY_SAMPLE, full), pixels=False)
     return report
 
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from jepa_datamodules import JEPADataError, JEPADataModule, TinyJEPA
+from jepa_datamodules import JEPADataModule, TinyJEPA
 from tests.helpers.contract import TINY, build_datamodule, contract_cases, missing_writer
 
 CASES = contract_cases()
@@ -25,10 +25,6 @@ SIDE, PATCH, BATCH = TINY["image_size"], TINY["patch_size"], TINY["batch_size"]
 #: The documented batch keys (README, "Batch format") with the default multi-block mask.
 BATCH_KEYS = {"images", "labels", "indices", "context_masks", "target_masks", "epoch", "batch_index"}
 #: Known failures of the contract, by case id: strict xfails, so a fix is noticed (remove the entry then).
-VERIFY_BUGS = {
-    "imagenet100-parquet": "ImageNetSubset.verify counts the parent's rows outside the report, so a damaged shard "
-                           "raises ConfigError instead of failing a check (formats/imagenet.py)",
-}
 
 
 @each_dataset
@@ -94,9 +90,7 @@ def largest_data_file(dm: JEPADataModule) -> Path:
 
 
 @each_dataset
-def test_verify_passes_and_names_a_damaged_file(case, fake, tmp_path, request):
-    if case.id in VERIFY_BUGS:
-        request.applymarker(pytest.mark.xfail(reason=VERIFY_BUGS[case.id], raises=JEPADataError, strict=True))
+def test_verify_passes_and_names_a_damaged_file(case, fake, tmp_path):
     report = build_datamodule(case, fake).verify(full=True)
     assert report.ok and not report.failures, report.summary()
 
