@@ -183,7 +183,7 @@ class VerificationError(JEPADataError, RuntimeError):
 
     def __init__(self, report: Any):
         self.report = report
-        super().__init__(report.summary(), path=getattr(report, "folder", None))
+        super().__init__(report.summary(terms=None), path=getattr(report, "folder", None))
 
 
 class PrepareAllError(DownloadError):

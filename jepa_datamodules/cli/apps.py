@@ -278,10 +278,10 @@ def verify_task(cfg: DictConfig) -> None:
     dm = build_datamodule(cfg)
     report, unrecorded = verify(dm.data, dm.fix_action(), full=cfg.full)
     print(f"{dm.spec.name} at {shown_folder(dm)}")
-    print(console_text(report.table()))
+    print(console_text(report.table(terms=None)))
     if not report.ok:  # its stamp is gone: the next prepare_data checks again instead of trusting it
         bad = ", ".join(c.name for c in report.failures)
-        return _fail(console_text(f"{dm.spec.name} failed {len(report.failures)} check(s) ({bad}); {report.fix()}."), 1)
+        return _fail(console_text(f"{dm.spec.name} failed {len(report.failures)} check(s) ({bad}); {report.fix(terms=None)}."), 1)
     if unrecorded is not None:
         print(f"warning: {dm.folder} {unrecorded}: the stamp that lets later runs skip this check was not written.",
               file=sys.stderr)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..catalog import ArchiveSpec, DatasetSpec
-from ..errors import VerificationError, action, with_options
+from ..errors import PYTHON, Terms, VerificationError, action, render, with_options
 from .files import atomic_write_text
 
 __all__ = ["Check", "VerifyReport", "VerificationError", "check_archives", "check_files", "nothing_on_disk",
@@ -92,8 +92,12 @@ class VerifyReport:
         if relative_path not in self.bad_files:
             self.bad_files.append(relative_path)
 
-    def fix(self) -> str:
-        """What to do about the failures, as the end of a sentence."""
+    def fix(self, terms: Terms | None = PYTHON) -> str:
+        """What to do about the failures, as the end of a sentence, with its settings and fix
+        spoken in ``terms`` (default Python's; None keeps the marks for a later ``render``)."""
+        return _spoken(self._fix(), terms)
+
+    def _fix(self) -> str:
         command = self.prepare_command or action("prepare", self.dataset)
         if self.nothing_on_disk:
             return f"nothing of it is on disk yet: run {command} to fetch and verify it"
@@ -106,13 +110,18 @@ class VerifyReport:
             return what
         return f"re-run {with_options(command, force=True)} to fetch and extract it again, or {what}"
 
-    def summary(self) -> str:
+    def summary(self, terms: Terms | None = PYTHON) -> str:
+        """One sentence: the verdict, or the failed checks and the fix (``terms`` as in :meth:`fix`)."""
         if self.ok:
-            return f"{self.dataset} at {self.folder} is {self.verdict()} ({len(self.checks)} checks passed)."
+            return _spoken(f"{self.dataset} at {self.folder} is {self.verdict()} ({len(self.checks)} checks passed).", terms)
         bad = "; ".join(f"{c.name}: expected {c.expected}, found {c.found}" for c in self.failures)
-        return f"{self.dataset} at {self.folder} failed verification ({bad}); {self.fix()}."
+        return _spoken(f"{self.dataset} at {self.folder} failed verification ({bad}); {self._fix()}.", terms)
 
-    def table(self) -> str:
+    def table(self, terms: Terms | None = PYTHON) -> str:
+        """The checks as a table (check, expected, found, ok); ``terms`` as in :meth:`fix`."""
+        return _spoken(self._table(), terms)
+
+    def _table(self) -> str:
         rows = [("check", "expected", "found", "ok")] + [(c.name, c.expected, c.found, "skipped" if c.skipped else "ok" if c.ok else "FAIL") for c in self.checks]
         widths = [min(60, max(len(r[i]) for r in rows)) for i in range(4)]
         lines = ["  ".join(cell[:60].ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
@@ -122,6 +131,10 @@ class VerifyReport:
         cut = [c for c in self.failures if max(len(c.name), len(c.expected), len(c.found)) > 60]
         lines += [f"FAIL {c.name}: expected {c.expected}, found {c.found}" for c in cut]
         return "\n".join(lines)
+
+
+def _spoken(text: str, terms: Terms | None) -> str:
+    return text if terms is None else render(text, terms)
 
 
 # ---------------------------------------------------------------------------- file checks

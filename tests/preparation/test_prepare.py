@@ -33,7 +33,6 @@ import numpy as np
 import pytest
 
 from jepa_datamodules.cli.terms import HydraTerms, console_text
-from jepa_datamodules.errors import render
 import yaml
 
 from jepa_datamodules import CIFAR10DataModule
@@ -398,11 +397,11 @@ def test_verify_before_anything_is_prepared_says_to_run_prepare(data_dir, served
     report = dm.verify()
     assert not report.ok
     # The hint repeats the user's own data_dir: following it prepares this folder, not ./data.
-    assert console_text(report.fix(), HydraTerms()) == (
+    assert console_text(report.fix(terms=None), HydraTerms()) == (
         f"nothing of it is on disk yet: run `jepa-prepare data=cifar10 paths.data_dir={data_dir}` to fetch and verify it")
     # A Python caller reads the same fix in Python's terms.
-    assert render(report.fix()) == (f"nothing of it is on disk yet: run `prepare_data()` of the cifar10 DataModule "
-                                    f"with data_dir='{data_dir}' to fetch and verify it")
+    assert report.fix() == (f"nothing of it is on disk yet: run `prepare_data()` of the cifar10 DataModule "
+                            f"with data_dir='{data_dir}' to fetch and verify it")
 
 
 # --------------------------------------------------------------------------- jepa-prepare
