@@ -39,7 +39,7 @@ import numpy as np
 
 from ..catalog import DatasetSpec
 from ..choices import check_choice
-from ..errors import ConfigError, FormatError, MissingFilesError, action, setting
+from ..errors import ConfigError, FormatError, ImageNetSetupError, MissingFilesError, action, setting
 from ..storage.verify import VerifyReport
 from .base import SubsetSource
 from .dataset import (VERIFY_SAMPLE, check_classes, check_count, check_decode, check_label_range, read_checked,
@@ -75,8 +75,8 @@ def imagenet1k_wnids() -> list[str]:
     data = importlib.resources.files("jepa_datamodules").joinpath("resources", "imagenet1k_wnids.txt").read_bytes()
     digest = hashlib.sha256(data).hexdigest()
     if digest != IMAGENET1K_WNIDS_SHA256:
-        raise RuntimeError(f"The packaged ImageNet-1k class list has sha256 {digest}, expected "
-                           f"{IMAGENET1K_WNIDS_SHA256}; reinstall jepa_datamodules.")
+        raise ImageNetSetupError(f"The packaged ImageNet-1k class list has sha256 {digest}, expected "
+                                 f"{IMAGENET1K_WNIDS_SHA256}; reinstall jepa_datamodules.")
     return [line for line in data.decode("ascii").splitlines() if line and not line.startswith("#")]
 
 
