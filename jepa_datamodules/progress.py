@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 from .choices import choice_message
 from .errors import ConfigError
+from .units import human_bytes
 
 __all__ = ["LINE_EVERY_FRACTION", "LINE_EVERY_SECONDS", "LINE_MIN_SECONDS", "LineWatcher", "PlainProgress", "mode",
            "progress_bar", "stderr_is_terminal", "track"]
@@ -95,11 +96,7 @@ def _tqdm_size() -> dict[str, Any]:
 def _amount(value: float, byte_units: bool, unit: str) -> str:
     if not byte_units:
         return f"{int(value):,} {unit}"
-    for prefix in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or prefix == "TiB":
-            return f"{value:.0f} {prefix}" if prefix == "B" else f"{value:.1f} {prefix}"
-        value /= 1024
-    raise AssertionError("unreachable")
+    return human_bytes(value)
 
 
 class PlainProgress:
@@ -182,7 +179,7 @@ def progress_bar(total: int | None, desc: str, *, unit: str = "it", progress: bo
                  initial: int = 0, byte_units: bool = False, leave: bool = True) -> Any:
     """A tqdm bar, a :class:`PlainProgress` or a silent tqdm, following ``mode(progress)``.
 
-    ``byte_units`` counts bytes (shown as KiB, MiB, ...); ``leave`` [True] keeps a finished tqdm
+    ``byte_units`` counts bytes (shown as kB, MB, ...: ``units.human_bytes``'s decimal units); ``leave`` [True] keeps a finished tqdm
     bar on screen. The result has ``update(n)``, ``close()`` and works with ``with``.
     """
     from tqdm import tqdm
@@ -190,7 +187,7 @@ def progress_bar(total: int | None, desc: str, *, unit: str = "it", progress: bo
     chosen = mode(progress)
     if chosen == "lines":
         return PlainProgress(total, desc, unit=unit, initial=initial, byte_units=byte_units)
-    options: dict[str, Any] = {"unit_scale": True, "unit_divisor": 1024} if byte_units else {}
+    options: dict[str, Any] = {"unit_scale": True, "unit_divisor": 1000} if byte_units else {}
     if chosen == "bar":
         options.update(_tqdm_size(), mininterval=0.5)
     return tqdm(total=total, initial=initial, desc=desc, unit="B" if byte_units else unit, leave=leave,

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import IO, Callable
 
 from ..errors import StorageError, setting
+from ..units import human_bytes  # re-exported: the one byte formatter
 
 try:  # flock tells a lock held by a live process from one left by a dead one (POSIX only)
     import fcntl
@@ -53,16 +54,6 @@ TEMP_GRACE_S = 3600.0
 
 
 # ------------------------------------------------------------------------------ sizes and space
-def human_bytes(n: int, digits: int = 1) -> str:
-    """Bytes in decimal units, as disk tools report them: 2.7 GB."""
-    value = float(n)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(value) < 1000 or unit == "TB":
-            return f"{int(value)} B" if unit == "B" else f"{value:.{digits}f} {unit}"
-        value /= 1000
-    raise AssertionError("unreachable")
-
-
 def nearest_existing(path: Path) -> Path:
     """``path`` if it exists, else its closest existing parent (absolute)."""
     probe = Path(path).expanduser().absolute()

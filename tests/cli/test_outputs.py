@@ -66,7 +66,7 @@ def test_plain_lines_every_tenth_and_after_long_silence(monkeypatch):
     assert stream.getvalue() == ""
     clock[0] += 1.0
     bar.update(1 << 20)
-    assert stream.getvalue() == "download x: 6.0 MiB, 30 s\n"
+    assert stream.getvalue() == "download x: 6.3 MB, 30 s\n"  # 6 MiB, in the units of every other size
 
 
 def test_quick_steps_say_nothing(monkeypatch):

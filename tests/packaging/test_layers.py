@@ -23,6 +23,7 @@ LAYERS = {
     "jepa_datamodules.errors": 0,
     "jepa_datamodules.notices": 0,
     "jepa_datamodules.progress": 0,
+    "jepa_datamodules.units": 0,
     "jepa_datamodules.storage": 1,
     "jepa_datamodules.formats": 2,
     "jepa_datamodules.pipeline": 3,
