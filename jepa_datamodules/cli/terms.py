@@ -10,6 +10,7 @@ the user picked on this command line, it repeats the overrides the user typed (s
 
 from __future__ import annotations
 
+import re
 import shlex
 from typing import Any
 
@@ -17,7 +18,9 @@ from ..errors import NO_VALUE, JEPADataError, render
 
 # Constructor arguments that are not under data.* on the command line.
 _TOP_LEVEL = {"data_dir": "paths.data_dir", "seed": "seed"}
-_SCRIPTS = {"prepare": "jepa-prepare", "verify": "jepa-verify", "fit": "jepa-fit"}
+_SCRIPTS = {"prepare": "jepa-prepare", "verify": "jepa-verify", "fit": "jepa-fit", "convert": "jepa-prepare"}
+# A word left as written, not quoted: a placeholder for the user to fill in (data=<name>).
+_PLACEHOLDER = re.compile(r"^[\w.+]+=<[\w ]+>$")
 
 
 def override_key(name: str) -> str:
@@ -46,15 +49,18 @@ class HydraTerms:
 
     def setting(self, name: str, value: Any = NO_VALUE) -> str:
         key = override_key(name)
-        return key if value is _NO_VALUE else f"{key}={override_value(value)}"
+        return key if value is NO_VALUE else f"{key}={override_value(value)}"
 
     def action(self, verb: str, dataset: str, settings: dict[str, Any], options: dict[str, Any]) -> str:
         if self.typed is not None and dataset == self.dataset:
             words = list(self.typed)
         else:
             words = [f"data={dataset}", *(f"{override_key(k)}={override_value(v)}" for k, v in settings.items())]
+        if verb == "convert":  # jepa-prepare converts with format=litdata output=...
+            options = {"format": "litdata", "output": "<where>", **options}
         words += [f"{k}={override_value(v)}" for k, v in options.items()]
-        return "`" + " ".join([_SCRIPTS.get(verb, f"jepa-{verb}"), *(shlex.quote(w) for w in words)]) + "`"
+        quoted = (w if _PLACEHOLDER.match(w) else shlex.quote(w) for w in words)
+        return "`" + " ".join([_SCRIPTS.get(verb, f"jepa-{verb}"), *quoted]) + "`"
 
 
 def console_text(text: Any, terms: HydraTerms | None = None) -> str:
