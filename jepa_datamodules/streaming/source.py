@@ -41,9 +41,10 @@ from .remote import facts_url, is_remote, labels_url, require_litdata
 DEFAULT_IO_THREADS = 4
 
 
-def not_converted(url: str, missing: str) -> MissingFilesError:
-    """The error for ``url`` holding no LitData conversion (``missing``: what is not there)."""
-    return MissingFilesError(f"{url} is not a LitData dataset ({missing} missing); allowed is the output of a "
+def not_converted(url: str, missing: str, detail: Any = None) -> MissingFilesError:
+    """The error for ``url`` holding no LitData conversion (``missing``: what is not there; ``detail``: LitData's words)."""
+    why = f"{missing} missing" + (f": {detail}" if detail else "")
+    return MissingFilesError(f"{url} is not a LitData dataset ({why}); allowed is the output of a "
                              f"conversion, {action('convert', '<name>')}.", setting="input",
                              path=None if is_remote(url) else url)
 
@@ -68,7 +69,7 @@ def read_single_item(url: str, storage_options: dict, cache_dir: str | os.PathLi
     try:
         return litdata.StreamingDataset(folder, batch_decode=0)[0]
     except (FileNotFoundError, ValueError) as error:
-        raise not_converted(url, f"{what}: {error}") from error
+        raise not_converted(url, what, error) from error
 
 
 def read_facts(input: str, storage_options: dict | None = None, cache_dir: str | None = None) -> dict[str, Any] | None:
@@ -131,7 +132,7 @@ class LitDataSource(Source):
 
         index = Path(self.url.removeprefix("file://")) / "index.json"
         if not index.is_file():
-            raise not_converted(self.url, f"items: no {index.name}")
+            raise not_converted(self.url, "items", f"no {index.name}")
         return [int(chunk["chunk_size"]) for chunk in json.loads(index.read_text())["chunks"]]
 
     def _open(self, url: str, what: str) -> Any:
@@ -143,7 +144,7 @@ class LitDataSource(Source):
             # iterator but made random access ~90x slower here (2.1 ms vs 0.023 ms per 32x32 item).
             return litdata.StreamingDataset(url, batch_decode=0)
         except (FileNotFoundError, ValueError) as error:
-            raise not_converted(url, f"{what}: {error}") from error
+            raise not_converted(url, what, error) from error
 
     @property
     def dataset(self) -> Any:
