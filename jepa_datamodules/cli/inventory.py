@@ -435,7 +435,7 @@ class AllAutoDownload:
                     message = console_text(error)
                 else:
                     bugs.append(error)
-                    message = f"{type(error).__name__}: {error} (a bug: its traceback follows the summary)"
+                    message = f"{type(error).__name__}: {error} (its traceback follows the summary)"
                 self.results.append(PrepareResult(name, False, time.perf_counter() - start,
                                                   disk_usage(dataset_folder(self.data_dir, spec)), message))
                 print(f"[{index}/{count}] {name}: FAILED (reason below the summary)", flush=True)

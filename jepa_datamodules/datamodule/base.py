@@ -157,8 +157,8 @@ class JEPADataModule(LightningDataModule):
             global_batch_size: total batch over all devices instead of ``batch_size``, split
                 evenly; must be a multiple of the world size. None uses ``batch_size``.
             format: ``"files"`` reads the dataset's own files under ``data_dir``;
-                ``"litdata"`` reads LitData chunks written by
-                ``jepa-prepare data=<name> format=litdata output=<where>`` from ``input``.
+                ``"litdata"`` reads LitData chunks written by ``streaming.convert_to_litdata``
+                (the console's ``jepa-prepare data=<name> format=litdata output=<where>``) from ``input``.
             input: the folder or URL (``s3://bucket/prefix``) given as ``output`` to that
                 conversion; only with ``format="litdata"``.
             storage_options: LitData's connection options for a remote ``input`` (S3: boto3

@@ -1,7 +1,8 @@
 """Writing: any of our datasets as LitData optimized chunks (:func:`convert_to_litdata`).
 
-``convert_to_litdata(dm, output)`` (the console's ``jepa-prepare ... format=litdata``) writes, with LitData's own ``optimize`` and its progress bar, one optimized dataset per
-split the DataModule reads (its pre-training split and its evaluation split)::
+``convert_to_litdata(dm, output)`` (the console's ``jepa-prepare ... format=litdata``) writes,
+with LitData's own ``optimize`` and its progress bar, one optimized dataset per split the
+DataModule reads (its pre-training split and its evaluation split)::
 
     <output>/<split>/         items {"index": int, "label": int, "image": ...}
     <output>/<split>-labels/  one item {"labels": int64 array}: every label, so the
