@@ -28,6 +28,7 @@ import torch
 
 from .choices import check_choice
 from .errors import ConfigError
+from .pipeline.masks import target_levels
 
 __all__ = ["HJEPAFeed", "IJEPALoader", "boolean_masks", "hjepa_feed", "ijepa_batch", "ijepa_loader",
            "indices_to_boolean", "to_device"]
@@ -70,15 +71,18 @@ def ijepa_batch(batch: dict[str, Any], level: int | None = None) -> tuple[torch.
     if "context_masks" not in batch:
         raise ConfigError("The batch has no masks (mask=None or NoMaskGenerator); build the DataModule with "
                          "a MultiBlockMaskGenerator or HierarchicalMaskGenerator for ijepa_batch.")
-    targets = batch["target_masks"]
-    hierarchical = bool(targets) and isinstance(targets[0], (list, tuple))
-    if hierarchical:
-        if level is None or not isinstance(level, int) or not 0 <= level < len(targets):
-            raise ConfigError(f"level={level!r} is not allowed with hierarchical masks: pass level=0..{len(targets) - 1} "
-                             "(one level's target blocks per call; levels differ in K).")
-        targets = targets[level]
+    levels = target_levels(batch["target_masks"])
+    if levels.hierarchical:
+        if level is None or not isinstance(level, int) or not 0 <= level < len(levels):
+            raise ConfigError(f"level={level!r} is not allowed with hierarchical masks: pass level=0..{len(levels) - 1} "
+                              "(one level's target blocks per call; levels differ in K).",
+                              setting="level", allowed=f"0..{len(levels) - 1}")
+        targets = levels[level]
     elif level is not None:
-        raise ConfigError(f"level={level!r} is only for hierarchical masks; leave it None for multi-block masks.")
+        raise ConfigError(f"level={level!r} is only for hierarchical masks; leave it None for multi-block masks.",
+                          setting="level", allowed="None")
+    else:
+        targets = levels[0] if levels else []
     return batch["images"], list(batch["context_masks"]), list(targets)
 
 
@@ -152,8 +156,7 @@ def boolean_masks(batch: dict[str, Any], num_patches: int) -> tuple[torch.Tensor
     if "context_masks" not in batch:
         raise ConfigError("The batch has no masks (mask=None or NoMaskGenerator); nothing to convert.")
     context = indices_to_boolean(list(batch["context_masks"]), num_patches).any(dim=1)
-    blocks = [t for item in batch["target_masks"] for t in (item if isinstance(item, (list, tuple)) else [item])]
-    return context, indices_to_boolean(blocks, num_patches)
+    return context, indices_to_boolean(target_levels(batch["target_masks"]).blocks(), num_patches)
 
 
 #: What ``masking_fn`` returns: H-JEPA's per-level dict, or its multi-block ``(context, targets)`` pair.
@@ -214,8 +217,7 @@ class HJEPAFeed:
             device = context.device if device is None else device
             return context[:batch_size].to(device), targets[:batch_size].to(device)
         context = indices_to_boolean(list(self.last["context_masks"]), self.num_patches).any(dim=1)
-        targets = self.last["target_masks"]
-        levels = targets if targets and isinstance(targets[0], (list, tuple)) else [targets]
+        levels = target_levels(self.last["target_masks"])
         device = context.device if device is None else device
         return {f"level_{i}": {"context": context[:batch_size].to(device),
                                "targets": indices_to_boolean(list(blocks), self.num_patches)[:batch_size].to(device)}

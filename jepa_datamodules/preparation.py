@@ -185,7 +185,8 @@ def _verify_unwritable(dataset: Dataset, settings: FetchSettings, command: str, 
     pending = "the files it fetches and extracts again" if settings.force else dataset.pending_writes()
     if pending is not None:
         raise StorageError(f"{where} {problem}, so {pending} cannot be written there "
-                           f"(to prepare {dataset.spec.name}); {_way_out(folder, command)}.")
+                           f"(to prepare {dataset.spec.name}); {_way_out(folder, command)}.", setting="data_dir",
+                           path=where)
     report = check(dataset, command, quick=True)
     if not report.ok:
         raise VerificationError(report)
@@ -227,8 +228,8 @@ def _fetch(archive: ArchiveSpec, folder: Path, settings: FetchSettings) -> str:
     """Download ``archive`` into ``folder``; returns its (checked) md5."""
     path = folder / archive.filename
     if not settings.download:
-        raise dl.DownloadError(f"{path} is missing and download=False; place {archive.filename} there by hand "
-                               f"(md5 {archive.md5}) or allow downloading.")
+        raise dl.DownloadError(f"{path} is missing and {setting('download', False)}; place {archive.filename} there "
+                               f"by hand (md5 {archive.md5}) or allow downloading.", setting="download", path=path)
     check_free_space(folder, archive.size + archive.extracted_size, f"download and extract {archive.filename}")
     urls = dl.candidate_urls(archive.filename, archive.urls, settings.mirrors)
     # force fetches again beside the archive and swaps it in only once its md5 matches, so a
@@ -252,11 +253,11 @@ def check_placed_archive(path: Path, archive: ArchiveSpec, command: str, progres
         raise dl.DownloadError(
             f"{path} is not the official {archive.filename}: it has {size:,} bytes, {expected}; it is truncated "
             f"or another file, so nothing was extracted: replace it with the official file, or delete it and "
-            f"run {command} to download it.")
+            f"run {command} to download it.", path=path)
     digest = (remembered or {}).get(archive.filename) or dl.file_md5(path, progress=progress)
     if digest != archive.md5:
         raise dl.DownloadError(
             f"{path} is not the official {archive.filename}: it has the expected {size:,} bytes but md5 {digest}, "
             f"{expected}; the file is damaged or another one, so nothing was extracted: replace it with the "
-            f"official file, or delete it and run {command} to download it.")
+            f"official file, or delete it and run {command} to download it.", path=path)
     return digest

@@ -47,7 +47,6 @@ TESTS: dict[str, list[str]] = {
     "formats/ownfolder.py": ["tests/formats/test_ownfolder.py", "tests/formats/test_ownfolder_labels.py"],
     "formats/hfparquet.py": ["tests/formats/test_hfparquet.py", "tests/formats/test_hfparquet_checks.py"],
     "formats/synthetic.py": ["tests/formats/test_writers.py", "tests/datamodule/test_foundation.py"],
-    "formats/writing.py": ["tests/formats/test_writers.py"],
     "formats/dataset.py": ["tests/preparation/test_prepare.py", "tests/storage/test_storage.py"],
     "pipeline/masks.py": ["tests/pipeline/test_masks.py", "tests/pipeline/test_mask_forms.py"],
     "pipeline/sampling.py": ["tests/pipeline/test_randomness.py", "tests/pipeline/test_sampler_resume.py",

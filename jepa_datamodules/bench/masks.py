@@ -17,7 +17,8 @@ from typing import Any
 
 import torch
 
-from ..pipeline.masks import HierarchicalMaskGenerator, MultiBlockMaskGenerator, _check_grid, _check_int
+from ..pipeline.masks import HierarchicalMaskGenerator, MultiBlockMaskGenerator, target_levels
+from ..pipeline.masks.validation import check_grid as _check_grid, check_int as _check_int
 from ..errors import ConfigError
 
 __all__ = ["mask_coverage", "per_sample_multiblock_baseline", "time_mask_generators"]
@@ -146,7 +147,7 @@ def mask_coverage(mask_generator: MultiBlockMaskGenerator | HierarchicalMaskGene
     context_hits = torch.zeros(rows * cols, dtype=torch.float64)
     for _ in range(batches):
         context_masks, target_masks = mask_generator(batch_size, g)
-        blocks = [t for item in target_masks for t in (item if isinstance(item, list) else [item])]
+        blocks = target_levels(target_masks).blocks()
         union = torch.zeros(batch_size, rows * cols, dtype=torch.bool)
         for block in blocks:
             union.scatter_(1, block, True)

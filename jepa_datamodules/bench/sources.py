@@ -1,7 +1,7 @@
 """``jepa-bench bench=sources data=imagenet``: one set of JPEGs in every storage form, side by side.
 
 One run writes (or reuses) ``bench.images`` ImageNet-like JPEGs (the ImageNet stand-in of
-``run.py``: ~105 KB, 500x375-class sizes) and reads the same images in five forms, one
+``standins.py``: ~105 KB, 500x375-class sizes) and reads the same images in five forms, one
 after the other, with the same batch size, image size, workers and per-image work (decode
 + random-resized crop + flip of ``pipeline.transforms.TrainView``, views built in the
 loader workers, the data config's masks):
@@ -9,7 +9,7 @@ loader workers, the data config's masks):
 1. ``folder``: the ImageNet ``train/<wnid>/`` JPEG folder (``source=folders``);
 2. ``parquet``: the Hugging Face release's shards read in place (``source=parquet``):
    the same JPEGs in a seeded shuffled row order (the release's rows are not class-sorted),
-   100-row row groups, snappy (``formats/hfparquet.write_hf_parquet``);
+   100-row row groups, snappy (``standin_writers.write_hf_parquet``);
 3. ``litdata_local``: LitData chunks of the folder (``streaming.convert_to_litdata``,
    ``bench.chunk_bytes`` per chunk) read from the local disk (``format=litdata``);
 4. ``litdata_s3``: the same chunk files uploaded to a loopback S3 endpoint (moto) and read
@@ -20,7 +20,7 @@ loader workers, the data config's masks):
    decoded and cropped by the same ``TrainView``, batches collated with the same mask
    generator.
 
-Per row (``run.measure_loader``): images/s over ``bench.batches`` batches after
+Per row (``measure.measure_loader``): images/s over ``bench.batches`` batches after
 ``bench.warmup``, CPU ms/image of the loader processes (main + workers, from ``/proc``; the
 S3 server's process is left out), time to the first batch, peak PSS of the loader
 processes, GETs per image after the first batch (the proxy's count; index files included),
@@ -28,7 +28,9 @@ and the peak bytes on disk of the row's LitData cache folder. Ratios: every row 
 the JPEG folder, and the S3 row against LitData's own loader, with the issue's targets
 (parquet >= 0.8x the folder; S3 >= 0.8x LitData's own with at most 2x its GETs per image).
 
-A row that fails is reported with its error and the others still run. The DataModule's
+A row that fails is reported with its error in the table and the others still run. Every
+row's DataModule is built with the stand-in's counts as its ``$JEPA_CATALOG`` override
+(``standins.bench_datamodule``). The DataModule's
 epoch-order arguments (``shuffle``, ``shuffle_window``) are passed only where its
 constructor has them, and each row records what it ran with.
 """
@@ -38,10 +40,10 @@ from __future__ import annotations
 import contextlib
 import inspect
 import io
-import math
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -50,10 +52,15 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ..choices import choice_message
-from ..storage.files import staging_folder
-from . import run as bench
-from .latency_proxy import LatencyProxy
 from ..errors import ConfigError
+from ..notices import Notice
+from ..storage.files import staging_folder
+from .latency_proxy import LatencyProxy
+from .measure import measure_loader
+from .report import machine, mask_name, standin_line, write_report
+from .run import setting_count
+from .standin_writers import write_hf_parquet
+from .standins import bench_datamodule, build_bench_datamodule, standin_counts
 
 #: The rows, in the order they run.
 ROWS = ("folder", "parquet", "litdata_local", "litdata_s3", "litdata_own")
@@ -89,24 +96,25 @@ def run_sources(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[s
     batch = settings["batch_size"]
     needed = (1 + settings["warmup"] + settings["batches"]) * batch
     if settings["images"] < needed:
-        print(f"note: {settings['images']} images are fewer than the {needed} each row reads; rows wrap around into "
-              "a new epoch (each boundary drains the loader once, and a cache may be read again).")
+        warnings.warn(Notice(f"{settings['images']} images are fewer than the {needed} each row reads; rows wrap "
+                             "around into a new epoch (each boundary drains the loader once, and a cache may be read "
+                             "again)."), stacklevel=2)
 
     # -- 1. the images, once: the JPEG folder stand-in, then the other forms made from its files
     run_settings = {"synthetic_like": "imagenet", "standin_images": settings["images"], "warmup": settings["warmup"],
                     "batches": settings["batches"]}
-    folder_dm, data = bench.build_bench_datamodule(cfg, run_settings)
+    folder_dm, data = build_bench_datamodule(cfg, run_settings)
     folder_dm.prepare_data()
-    counts = _parquet_counts(data["catalog_override"])
+    counts = standin_counts(folder_dm.spec, settings["images"])
     report: dict[str, Any] = {
         "mode": "sources", "dataset": "imagenet",
         "data": {**data, "train_images": counts["train"], "chunk_bytes": settings["chunk_bytes"]},
         "settings": {"batch_size": batch, "num_workers": settings["num_workers"],
                      "image_size": settings["image_size"], "batches": settings["batches"],
                      "warmup": settings["warmup"], "latency_ms": settings["latency_ms"], "rows": settings["rows"],
-                     "masks": bench._mask_name(folder_dm.mask_generator), "views_on": "workers",
+                     "masks": mask_name(folder_dm.mask_generator), "views_on": "workers",
                      "order_arguments": order or "none (the DataModule has no shuffle / shuffle_window arguments)"},
-        "machine": bench._machine(),
+        "machine": machine(),
         "rows": {},
     }
     wanted = settings["rows"]
@@ -121,18 +129,18 @@ def run_sources(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[s
                 _upload(chunks, proxy.s3_url)
                 report["data"]["remote"] = f"s3://{_BUCKET}/{_PREFIX}"
             for row in wanted:
-                report["rows"][row] = _measure_row(row, cfg, settings, order, folder_dm, counts, chunks, proxy,
+                report["rows"][row] = _measure_row(row, cfg, settings, order, folder_dm, data, chunks, proxy,
                                                    scratch / f"cache-{row}")
 
     report["ratios"], report["targets"] = _ratios(report["rows"])
     report["machine"]["load_average"] = {"before": list(load_before), "after": list(os.getloadavg())}
-    return bench.write_report(report, output_dir, format_report)
+    return write_report(report, output_dir, format_report)
 
 
 def check_settings(bench_cfg: DictConfig) -> dict[str, Any]:
     """``cfg.bench`` checked: each bad value refused with one sentence naming what is allowed."""
     def count(name: str, low: int) -> int:
-        return bench.setting_count(bench_cfg, name, low)
+        return setting_count(bench_cfg, name, low)
 
     latency = bench_cfg.get("latency_ms")
     if isinstance(latency, bool) or not isinstance(latency, (int, float)) or latency < 0:
@@ -190,23 +198,18 @@ def _accepts(cls: type, name: str) -> bool:
 
 
 # ================================================================ the forms
-def _parquet_counts(override: dict[str, Any]) -> dict[str, Any]:
-    """The folder stand-in's counts plus what the release's layout adds: a test split (one
-    image per class, labels -1 as upstream) and shards of at most 1,000 rows, as ``run.py``'s."""
-    counts = {**override["splits"], "num_classes": override["num_classes"], "test": override["num_classes"]}
-    counts["shards"] = {split: math.ceil(counts[split] / bench._PARQUET_SHARD_ROWS) for split in ("train", "val", "test")}
-    return counts
+def _parquet_datamodule(cfg: DictConfig, folder_dm, data: dict[str, Any], order: dict[str, Any]):
+    """The Hugging Face shards of the folder's own JPEGs (written once, then reused), as a DataModule.
 
-
-def _parquet_datamodule(cfg: DictConfig, folder_dm, counts: dict[str, Any], order: dict[str, Any]):
-    """The Hugging Face shards of the folder's own JPEGs (written once, then reused), as a DataModule."""
-    import hydra
-
+    The stand-in's counts (``standins.standin_counts``) hold the release's layout: a test split
+    (one image per class, labels -1 as upstream; its rows here are the first validation
+    images) and shards of at most 1,000 rows.
+    """
     from ..formats.base import load_encoded
-    from ..formats.hfparquet import write_hf_parquet
 
+    counts = standin_counts(folder_dm.spec, data["catalog_override"]["splits"]["train"])
     root = folder_dm.folder.parent.parent / f"{folder_dm.folder.parent.name}-parquet"
-    dm = hydra.utils.instantiate(cfg.data, data_dir=str(root), source="parquet", **order)
+    dm = bench_datamodule(cfg, data, data_dir=root, source="parquet", **order)
     if not dm.folder.is_dir():
         train, val = folder_dm.open_split("train"), folder_dm.open_split("val")
         shuffled = np.random.default_rng(int(cfg.seed)).permutation(len(train))
@@ -221,7 +224,6 @@ def _parquet_datamodule(cfg: DictConfig, folder_dm, counts: dict[str, Any], orde
             os.replace(staging, dm.folder)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-    bench.apply_standin_counts(dm, counts)
     return dm
 
 
@@ -319,9 +321,9 @@ def litdata_own_loader(url: str, storage_options: dict, cache_dir: Path, dm, bat
     """LitData's ``StreamingDataset(shuffle=True)`` + ``StreamingDataLoader`` with our view and masks."""
     from litdata import StreamingDataLoader, StreamingDataset
 
-    from ..streaming import _allow_plain_http
+    from ..streaming import allow_plain_http
 
-    _allow_plain_http(storage_options)
+    allow_plain_http(storage_options)
     seed = int(dm.hparams.seed)
     dataset = StreamingDataset(url, cache_dir=str(cache_dir), storage_options=storage_options, shuffle=True, seed=seed,
                                transform=LitDataView(dm.train_view, seed))
@@ -349,9 +351,7 @@ class _FolderSize:
 
 
 def _measure_row(row: str, cfg: DictConfig, settings: dict[str, Any], order: dict[str, Any], folder_dm,
-                 counts: dict[str, Any], chunks: Path | None, proxy: Any, cache_dir: Path) -> dict[str, Any]:
-    import hydra
-
+                 data: dict[str, Any], chunks: Path | None, proxy: Any, cache_dir: Path) -> dict[str, Any]:
     cache_dir.mkdir(parents=True, exist_ok=True)
     remote = row in REMOTE_ROWS
     storage_options = {"endpoint_url": proxy.url} if remote else None
@@ -367,16 +367,13 @@ def _measure_row(row: str, cfg: DictConfig, settings: dict[str, Any], order: dic
                                           settings["num_workers"])
         else:
             if row == "folder":
-                dm = hydra.utils.instantiate(cfg.data, data_dir=str(folder_dm.folder.parent), **order)
-                bench.apply_standin_counts(dm, counts)
+                dm = bench_datamodule(cfg, data, **order)
             elif row == "parquet":
-                dm = _parquet_datamodule(cfg, folder_dm, counts, order)
+                dm = _parquet_datamodule(cfg, folder_dm, data, order)
             else:
                 source = f"s3://{_BUCKET}/{_PREFIX}" if remote else str(chunks)
-                dm = hydra.utils.instantiate(cfg.data, data_dir=str(folder_dm.folder.parent), format="litdata",
-                                             input=source, storage_options=storage_options,
-                                             stream_cache_dir=str(cache_dir), **order)
-                bench.apply_standin_counts(dm, counts)
+                dm = bench_datamodule(cfg, data, format="litdata", input=source, storage_options=storage_options,
+                                      stream_cache_dir=str(cache_dir), **order)
             dm.prepare_data()
             dm.setup("fit")
             result["order"] = {key: dm.hparams.get(key, "n/a (not an argument)") for key in ("shuffle", "shuffle_window")}
@@ -390,8 +387,8 @@ def _measure_row(row: str, cfg: DictConfig, settings: dict[str, Any], order: dic
             return {"gets": stats.get("gets"), "requests": stats.get("requests"), "bytes": stats.get("bytes"),
                     "cache_bytes": cache.now()}
 
-        measured = bench.measure_loader(LABELS[row], make_loader, settings, probe=probe, watch=cache.now,
-                                        exclude=frozenset([proxy.pid]) if proxy is not None else frozenset())
+        measured = measure_loader(LABELS[row], make_loader, settings, probe=probe, watch=cache.now,
+                                  exclude=frozenset([proxy.pid]) if proxy is not None else frozenset())
         measured.pop("loader_settings")
         result.update(measured)
         result["cache_bytes_peak"] = cache.peak
@@ -403,8 +400,7 @@ def _measure_row(row: str, cfg: DictConfig, settings: dict[str, Any], order: dic
         # A loader worker's error arrives with its traceback as the message: its last line says what failed.
         lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [""]
         result["error"] = lines[-1] if len(lines) > 1 else f"{type(error).__name__}: {lines[0]}"
-        result["error_detail"] = str(error)[-4000:]
-        print(f"note: row {row} ({LABELS[row]}) failed: {result['error']}")
+        result["error_detail"] = str(error)[-4000:]  # the report's table shows the row as failed
     finally:
         shutil.rmtree(cache_dir, ignore_errors=True)
     return result
@@ -463,6 +459,7 @@ def format_report(report: dict[str, Any]) -> str:
              f"setting:  batch {s['batch_size']}, {s['num_workers']} workers, image {s['image_size']}, views in workers, "
              f"masks {s['masks']}, {s['batches']} timed batches after {s['warmup']}; {s['latency_ms']:g} ms per request "
              f"on S3, chunks of {report['data']['chunk_bytes']}; order arguments: {s['order_arguments']}",
+             standin_line(report["data"], width=10),
              f"{'':24}{'images/s':>10}{'CPU ms/image':>14}{'first batch':>13}{'GETs/image':>12}{'peak PSS':>20}"
              f"{'cache on disk':>15}  order"]
     for row, result in report["rows"].items():

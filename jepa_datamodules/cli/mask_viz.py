@@ -22,6 +22,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ..storage.files import atomic_write
 from ..errors import ConfigError
+from ..pipeline.masks import target_levels
 
 __all__ = ["CONTEXT_COLOUR", "HIDDEN_COLOUR", "TARGET_COLOURS", "describe_recipe", "draw_mask_grid", "tile_upscale"]
 
@@ -94,18 +95,6 @@ def _as_uint8_hwc(images: torch.Tensor) -> np.ndarray:
     if pixels.shape[1] == 1:
         pixels = pixels.expand(-1, 3, -1, -1)
     return pixels.permute(0, 2, 3, 1).numpy()
-
-
-def _target_levels(target_masks: Sequence | None) -> list[list[torch.Tensor]]:
-    """Target blocks per level: one level (multi-block) or a list per level (hierarchical)."""
-    if target_masks is None:
-        return []
-    if isinstance(target_masks, torch.Tensor) or not isinstance(target_masks, Sequence):
-        raise ConfigError("target_masks must be a list of LongTensors [B, K] or a list of such lists (hierarchical), "
-                         f"not {type(target_masks).__name__}.")
-    if all(isinstance(item, torch.Tensor) for item in target_masks):
-        return [list(target_masks)] if len(target_masks) else []
-    return [[item] if isinstance(item, torch.Tensor) else list(item) for item in target_masks]
 
 
 def _patch_state(masks: list[torch.Tensor], sample: int, n_patches: int, name: str) -> np.ndarray:
@@ -285,7 +274,7 @@ def draw_mask_grid(images: torch.Tensor, context_masks: Sequence[torch.Tensor] |
         raise ConfigError(f"patch_size={patch_size} is not allowed for {height} x {width} images: "
                          "it must divide both sides.")
     contexts = list(context_masks) if context_masks is not None else []
-    levels = _target_levels(target_masks)
+    levels = target_levels(target_masks)
     for mask in contexts + [m for level in levels for m in level]:
         if not isinstance(mask, torch.Tensor) or mask.dim() != 2 or mask.shape[0] < min(batch, max_images):
             raise ConfigError("masks must be LongTensors [B, K] with B at least the number of images drawn, "
@@ -297,8 +286,7 @@ def draw_mask_grid(images: torch.Tensor, context_masks: Sequence[torch.Tensor] |
     tiles = _Tiles(pixels, patch_size, up)
     font = _font(14 if up * max(height, width) >= 160 else 11)
     line_height = int(font.getbbox("Ag")[3]) + 6
-    hierarchical = len(levels) > 1 or (target_masks is not None and len(target_masks) > 0
-                                       and not isinstance(target_masks[0], torch.Tensor))
+    hierarchical = levels.hierarchical
     names = list(level_names or getattr(recipe, "level_names", None) or [str(k + 1) for k in range(len(levels))])
 
     panels: list[tuple[str | None, np.ndarray]] = []

@@ -23,6 +23,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from ..notices import Notice
 from ..errors import ConfigError
+from ..pipeline.masks import target_levels
 
 
 def sincos_position_embedding(grid: tuple[int, int], dim: int) -> torch.Tensor:
@@ -126,13 +127,6 @@ def pooled_features(tokens: torch.Tensor) -> torch.Tensor:
     when this was chosen (compare with ``pooled_features = lambda t: t.mean(1)``).
     """
     return torch.cat([tokens.mean(1), tokens.std(1)], dim=1)
-
-
-def target_levels(target_masks: list) -> list[list[torch.Tensor]]:
-    """Multi-block gives a list of blocks (one level); hierarchical a list of levels of blocks."""
-    if target_masks and isinstance(target_masks[0], (list, tuple)):
-        return [list(level) for level in target_masks]
-    return [list(target_masks)]
 
 
 class TinyJEPA(LightningModule):

@@ -22,7 +22,8 @@ import numpy as np
 
 from ..catalog import DatasetSpec
 from ..choices import check_choice
-from .base import ArraySource, FormatError
+from ..errors import FormatError, action, setting
+from .base import ArraySource
 from .dataset import Dataset
 
 # The CIFAR "python version" batches are pickles of a dict holding a uint8 array, lists
@@ -42,7 +43,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
         if (module, name) not in _CIFAR_PICKLE_GLOBALS:
             raise FormatError(
                 f"{self.source_name} refers to '{module}.{name}', which a CIFAR batch never contains; "
-                "refusing to unpickle it (the file is corrupt or was tampered with: delete it and run jepa-prepare again)."
+                "refusing to unpickle it (the file is corrupt or was tampered with: delete it and prepare the dataset "
+                "again).", path=self.source_name
             )
         return super().find_class(module, name)
 
@@ -57,9 +59,9 @@ def load_cifar_pickle(path: Path) -> dict[str, Any]:
         except FormatError:
             raise
         except Exception as error:  # truncated or garbage bytes
-            raise FormatError(f"{path} is not a readable CIFAR batch ({error}).") from error
+            raise FormatError(f"{path} is not a readable CIFAR batch ({error}).", path=path) from error
     if not isinstance(content, dict):
-        raise FormatError(f"{path} holds a {type(content).__name__}, not the dict a CIFAR batch is.")
+        raise FormatError(f"{path} holds a {type(content).__name__}, not the dict a CIFAR batch is.", path=path)
     return {(k.decode("latin1") if isinstance(k, bytes) else k): v for k, v in content.items()}
 
 
@@ -109,50 +111,10 @@ def open_split(spec: DatasetSpec, folder: Path, split: str, label_type: str = "f
         if label_key not in batch:
             raise FormatError(f"{folder / spec.data_root / name} has no {label_key} (it has "
                               f"{', '.join(sorted(k for k in batch if k.endswith('labels')))}), which "
-                              f"label_type={label_type} reads; use a label_type its file holds, or fetch "
-                              f"{spec.title} again (force=true) if the file is damaged.")
+                              f"{setting('label_type', label_type)} reads; use a {setting('label_type')} its file "
+                              f"holds, or run {action('prepare', spec.name, force=True)} if the file is damaged.",
+                              setting="label_type", path=folder / spec.data_root / name)
         labels.append(np.asarray(batch[label_key], dtype=np.int64))
     source = ArraySource(np.ascontiguousarray(np.concatenate(images)), np.concatenate(labels))
     source.label_files = [folder / spec.data_root / name for name in files]
     return source
-
-
-# ================================================== writing a small copy (test fakes, bench stand-ins)
-def write_cifar(spec: DatasetSpec, folder: Path, images: dict[str, np.ndarray], labels: dict[str, np.ndarray]) -> Path:
-    """Write ``spec``'s batches under ``folder / spec.data_root`` as upstream ships them.
-
-    Args:
-        spec: CIFAR-10 or CIFAR-100's spec (its file names and label keys).
-        folder: the dataset folder (created if needed).
-        images: ``train`` and ``test``: ``(N, 32, 32, 3)`` uint8; the train split is cut into
-            the spec's train files in order, in equal parts (CIFAR-10: five batches).
-        labels: ``train`` and ``test``: the fine labels, ``(N,)``. CIFAR-100's coarse label of
-            fine label ``f`` is ``f // 5`` (20 superclasses of 5 classes).
-
-    Each file is a protocol-2 pickle (what Python 2's cPickle wrote upstream) of a dict with
-    ``batch_label``, ``data`` ((N, 3072) uint8: red plane, green, blue), the label lists and
-    ``filenames``; the meta file holds placeholder class names. Returns the root written.
-    """
-    options = spec.options
-    root = Path(folder) / spec.data_root
-    root.mkdir(parents=True, exist_ok=True)
-
-    def relabel(fine: np.ndarray, granularity: str) -> list[int]:
-        return [int(v) for v in (fine if granularity == "fine" else np.asarray(fine) // 5)]
-
-    for split in ("train", "test"):
-        files = options[f"{split}_files"]
-        parts = zip(np.array_split(images[split], len(files)), np.array_split(labels[split], len(files)))
-        for number, (name, (pixels, fine)) in enumerate(zip(files, parts), 1):
-            content: dict[str, Any] = {
-                "batch_label": f"{split}ing batch {number} of {len(files)}",
-                "data": np.ascontiguousarray(pixels.transpose(0, 3, 1, 2)).reshape(len(pixels), 3072),
-                "filenames": [f"{split}_{number}_{i}.png" for i in range(len(pixels))],
-            }
-            content.update({key: relabel(fine, granularity) for granularity, key in options["label_keys"].items()})
-            (root / name).write_bytes(pickle.dumps(content, protocol=2))
-    fine_classes = spec.num_classes
-    meta = {key: [f"{granularity}-class-{i}" for i in range(fine_classes if granularity == "fine" else fine_classes // 5)]
-            for granularity, key in options["class_names_key"].items()}
-    (root / options["meta_file"]).write_bytes(pickle.dumps(meta, protocol=2))
-    return root

@@ -17,16 +17,20 @@ import importlib
 import os
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from ..catalog import DatasetSpec, dataset_folder, get_spec
 from ..choices import check_choice, choice_message
+from ..errors import ConfigError, JEPADataError
 from ..storage.files import human_bytes
-from ..storage.verify import VerifyReport, recorded_md5, recorded_sizes
+from ..storage.verify import VerifyReport, check_archives, check_files, nothing_on_disk, recorded_sizes
 from .base import Source, label_problem
-from ..errors import ConfigError
+
+#: Items decoded per split by a verification that is not ``full``.
+VERIFY_SAMPLE = 16
+from .images import item_name, item_problem
 
 #: ``spec.reader`` (or ``spec.handler``) -> the module (in this package) that reads it.
 READERS = {
@@ -192,26 +196,103 @@ class Dataset:
         return {}
 
 
-# ----------------------------------------------------------------------- the checks
-def _decodes(item: object) -> str | None:
-    """None when ``item`` is a usable RGB image, else why not."""
+# ----------------------------------------------------------------------- the split checks
+# The verification engine's checks that open a split (storage/verify.py has those that only
+# look at files). Each adds rows to a VerifyReport and returns whether they passed; a
+# dataset's verify() composes them (verify_dataset is the composition most datasets use).
+def read_checked(report: VerifyReport, split: str, open_split: Callable[[str], Source],
+                 blame: Sequence[str] = ()) -> Source | None:
+    """Split ``split`` opened, or None after a failed ``read <split>`` row giving the reason
+    (paths relative to ``report.folder``); the files of ``blame`` the reason names are blamed."""
     try:
-        if isinstance(item, np.ndarray):
-            if item.dtype != np.uint8 or item.ndim != 3 or item.shape[2] != 3:
-                return f"array of {item.dtype} {item.shape}"
-            np.asarray(item).sum()  # touches the bytes (memmaps fail here when truncated)
-            return None
-        item.load()  # PIL: decodes fully, raises on truncated data
+        return open_split(split)
+    except Exception as error:  # noqa: BLE001 - an unreadable split is the finding
+        # A package error's message keeps its marks (the console speaks them as overrides).
+        text = f"{type(error).__name__}: {error.message if isinstance(error, JEPADataError) else error}"
+        text = text.replace(f"{report.folder}{os.sep}", "")
+        report.add(f"read {split}", "readable", text, False)
+        for rel in blame:
+            if rel in text:
+                report.blame(rel)
         return None
-    except Exception as error:  # noqa: BLE001 - any failure to decode is the finding
-        return f"{type(error).__name__}: {error}"
+
+
+def check_count(report: VerifyReport, name: str, found: int, expected: int | None = None) -> bool:
+    """Row ``name``: ``found`` items, exactly ``expected`` [None = at least one]."""
+    if expected is None:
+        return report.add(name, "> 0", found, found > 0)
+    return report.add(name, expected, found, found == expected)
+
+
+def check_label_range(report: VerifyReport, split: str, source: Source, classes: int, unlabeled_ok: bool | None = None) -> bool:
+    """Row ``labels <split>``: every label in ``0..classes-1`` (or -1 where ``unlabeled_ok``
+    [None = the split's name says "unlabeled"]); a failure blames the source's ``label_files``."""
+    unlabeled_ok = "unlabeled" in split if unlabeled_ok is None else unlabeled_ok
+    out_of_range = label_problem(source.labels, classes, unlabeled_ok=unlabeled_ok)
+    allowed = f"all in 0..{classes - 1}" + (" or -1" if unlabeled_ok else "")
+    if report.add(f"labels {split}", allowed, out_of_range or "all in range", out_of_range is None):
+        return True
+    for path in getattr(source, "label_files", []):
+        report.blame(os.path.relpath(path, report.folder))
+    return False
+
+
+def check_classes(report: VerifyReport, split: str, source: Source, classes: int) -> bool:
+    """Row ``classes <split>``: the labelled items hold all ``classes`` classes and no other
+    (no row for a split without labels)."""
+    labeled = source.labels[source.labels >= 0]
+    if not len(labeled):
+        return True
+    found = len(np.unique(labeled))
+    return report.add(f"classes {split}", classes, found, found == classes and labeled.max() < found)
+
+
+def sample_picks(source: Source, rng: np.random.Generator, sample: int, full: bool = False) -> list[int]:
+    """The items a decode check reads, in index order: ``sample`` drawn by ``rng``, or every
+    item with ``full`` where items are files (``paths`` or ``read_bytes``; arrays are touched
+    by the count and label checks already)."""
+    every = full and (hasattr(source, "paths") or hasattr(source, "read_bytes"))
+    count = len(source) if every else min(sample, len(source))
+    return sorted(rng.choice(len(source), size=count, replace=False).tolist()) if len(source) else []
+
+
+def check_decode(report: VerifyReport, split: str, source: Source, picks: Sequence[int], *, pixels: bool = True,
+                 skipped: Callable[[int], str] | None = None) -> bool:
+    """Items ``picks`` of ``source`` must decode (:func:`images.item_problem`; ``pixels``: every
+    pixel, else a JPEG's header and end marker only). Row ``decode <split>``, failing on any
+    undecodable item; or, where training skips undecodable files (``skipped`` names item ``i``
+    for the report), row ``decodable <split>``, failing only when nothing decodes, plus one
+    ``unreadable <name>`` row per skipped file (shown, not failed)."""
+    bad = [(i, why) for i in picks if (why := item_problem(source, int(i), full=pixels)) is not None]
+    if skipped is not None:
+        ok = report.add(f"decodable {split}", f"{len(picks)} of {len(picks)} checked",
+                        f"{len(picks) - len(bad)} ({len(bad)} skipped)", len(bad) < len(picks))
+        for i, why in bad:
+            report.skip(skipped(i), why)
+        return ok
+    names = ", ".join(f"{item_name(source, i)} ({why})" for i, why in bad[:5])
+    return report.add(f"decode {split}", f"{len(picks)} of {len(picks)} decode",
+                      f"{len(bad)} fail: {names}" if bad else "all decode", not bad)
+
+
+def check_split(report: VerifyReport, split: str, source: Source, *, expected: int | None, classes: int,
+                picks: Sequence[int], count_name: str = "count", pixels: bool = True) -> bool:
+    """The per-split checks most datasets run: ``<count_name> <split>`` (``expected`` items),
+    labels in range, classes, and ``picks`` that decode."""
+    results = [check_count(report, f"{count_name} {split}", len(source), expected),
+               check_label_range(report, split, source, classes),
+               check_classes(report, split, source, classes),
+               check_decode(report, split, source, picks, pixels=pixels)]
+    return all(results)
 
 
 def verify_dataset(spec: DatasetSpec, folder: Path, open_split: Callable[[str], Source], *,
-                   splits: dict[str, int] | None = None, full: bool = False, sample: int = 16,
+                   splits: dict[str, int] | None = None, full: bool = False, sample: int = VERIFY_SAMPLE,
                    md5: Callable[[Path], str] | None = None, known_md5: dict[str, str] | None = None,
                    num_classes: int | None = None, seed: int = 0) -> VerifyReport:
-    """Run every check of ``spec`` against ``folder`` and return the report (nothing is raised).
+    """Run every check of ``spec`` against ``folder`` and return the report (nothing is raised):
+    :func:`~jepa_datamodules.storage.verify.check_archives`, ``check_files``, then, when every
+    file is there, :func:`check_split` on each split.
 
     Args:
         spec: the dataset's spec; its archives, files, splits and class count are checked.
@@ -228,72 +309,16 @@ def verify_dataset(spec: DatasetSpec, folder: Path, open_split: Callable[[str], 
         seed: picks the decoded sample; default 0.
     """
     report = VerifyReport(spec.name, folder)
-    from_this_run = dict(known_md5 or {})
-    from_stamp = {} if full else recorded_md5(folder)
-    for archive in spec.archives:
-        path = folder / archive.filename
-        if not path.exists() or md5 is None:
-            continue
-        if not full and archive.filename in from_this_run:
-            digest = found = from_this_run[archive.filename]
-        elif archive.filename in from_stamp:
-            digest = from_stamp[archive.filename]
-            found = f"{digest} (stamp)"
-        else:
-            digest = found = md5(path)
-        report.hashed[archive.filename] = digest
-        if not report.add(f"md5 {archive.filename}", archive.md5, found, digest == archive.md5):
-            report.blame(archive.filename)
-    sizes = recorded_sizes(folder, spec)
-    present, files_ok = 0, True
-    for rel in spec.files:
-        path = folder / rel
-        size = path.stat().st_size if path.exists() else None
-        verified_size = sizes.get(rel)
-        if size is None:
-            ok, expected, found = False, "present", "missing"
-        elif verified_size is not None:
-            # A verified copy had exactly this many bytes: catches truncation by name.
-            ok, expected, found = size == verified_size, f"{verified_size} bytes", f"{size} bytes"
-        else:
-            ok, expected, found = size > 0, "present", f"{size} bytes"
-        present += size is not None
-        if not report.add(f"file {rel}", expected, found, ok):
-            report.blame(rel)
-            files_ok = False
-    if spec.files and not present and not any((folder / a.filename).exists() for a in spec.archives):
-        report.nothing_on_disk = True
+    check_archives(report, spec.archives, md5=md5, known_md5=known_md5, full=full)
+    files_ok = check_files(report, spec.files, recorded_sizes(folder, spec))
+    report.nothing_on_disk = nothing_on_disk(folder, spec)
     if not files_ok:
         return report  # reading half a dataset would only repeat the same finding less clearly
     rng = np.random.default_rng(seed)
     classes = num_classes or spec.num_classes
     for split, expected in (splits or spec.splits).items():
-        try:
-            source = open_split(split)
-        except Exception as error:  # noqa: BLE001 - unreadable split is a finding
-            text = f"{type(error).__name__}: {error}".replace(f"{folder}{os.sep}", "")
-            report.add(f"read {split}", "readable", text, False)
-            for rel in spec.files:
-                if rel in text:
-                    report.blame(rel)
-            continue
-        report.add(f"count {split}", expected, len(source), len(source) == expected)
-        out_of_range = label_problem(source.labels, classes, unlabeled_ok="unlabeled" in split)
-        allowed = f"all in 0..{classes - 1}" + (" or -1" if "unlabeled" in split else "")
-        if not report.add(f"labels {split}", allowed, out_of_range or "all in range", out_of_range is None):
-            for path in getattr(source, "label_files", []):
-                report.blame(os.path.relpath(path, folder))
-        labeled = source.labels[source.labels >= 0]
-        if len(labeled):
-            found = len(np.unique(labeled))
-            report.add(f"classes {split}", classes, found, found == classes and labeled.max() < found)
-        file_based = hasattr(source, "paths")
-        count = len(source) if (full and file_based) else min(sample, len(source))
-        picks = rng.choice(len(source), size=count, replace=False) if len(source) else []
-        bad = [(int(i), why) for i in picks if (why := _decodes(source.load(int(i)))) is not None]
-        if bad and file_based:
-            names = ", ".join(f"{source.paths[i]} ({why})" for i, why in bad[:5])
-        else:
-            names = ", ".join(f"item {i} ({why})" for i, why in bad[:5])
-        report.add(f"decode {split}", f"{count} of {count} decode", "all decode" if not bad else f"{len(bad)} fail: {names}", not bad)
+        source = read_checked(report, split, open_split, blame=spec.files)
+        if source is not None:
+            check_split(report, split, source, expected=expected, classes=classes,
+                        picks=sample_picks(source, rng, sample, full))
     return report

@@ -12,7 +12,6 @@ Labels: the release numbers the classes by the position of their WordNet id in i
 is "goldfish" in its ``ClassLabel`` names. That is the sorted-wnid order of torchvision's
 ``ImageFolder`` and of our ``train/<wnid>/`` layout, so a model gets the same label ids
 from either source. The ascending list ships as ``resources/imagenet1k_wnids.txt``
-from ..errors import ConfigError, MissingFilesError
 (sha256-checked), which also maps ImageNet-100's wnids to parquet label ids.
 
 Reading in place: a shard's rows are stored in row groups; an item is read by reading the
@@ -32,7 +31,7 @@ import hashlib
 import importlib.resources
 import re
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +39,15 @@ import numpy as np
 
 from ..catalog import DatasetSpec
 from ..choices import check_choice
+from ..errors import ConfigError, FormatError, MissingFilesError, action, setting
 from ..storage.verify import VerifyReport
 from .base import SubsetSource
+from .dataset import (VERIFY_SAMPLE, check_classes, check_count, check_decode, check_label_range, read_checked,
+                      sample_picks)
 from .ownfolder import EncodedImageSource
 
 __all__ = ["REPO", "IMAGENET1K_WNIDS_SHA256", "imagenet1k_wnids", "parquet_shards", "has_parquet",
-           "ParquetSource", "parquet_instructions", "shard_problems"]
+           "ParquetSource", "parquet_instructions", "shard_problems", "check_shards", "verify_shards"]
 
 REPO = "ILSVRC/imagenet-1k"
 #: sha256 of resources/imagenet1k_wnids.txt.
@@ -125,7 +127,7 @@ def parquet_instructions(root: Path) -> str:
         f"       huggingface-cli download {REPO} --repo-type dataset --include 'data/*.parquet' --local-dir {root}\n"
         f"     (--include 'data/validation-*.parquet' fetches one split only).\n"
         f"  3. Check that {root}/{SHARD_FOLDER}/ holds train-*-of-00294.parquet, validation-*-of-00014.parquet\n"
-        f"     and test-*-of-00028.parquet, then run `jepa-prepare data=imagenet`: it verifies the shard counts,\n"
+        f"     and test-*-of-00028.parquet, then run {action('prepare', 'imagenet')}: it verifies the shard counts,\n"
         f"     the rows per split and that a sample decodes."
     )
 
@@ -137,8 +139,10 @@ def open_split(spec: DatasetSpec, folder: Path, split: str) -> "ParquetSource":
     check_choice(f"split of {spec.name}", split, prefixes)
     shards = parquet_shards(folder, prefixes[split])
     if not shards:
-        raise MissingFilesError(f"{folder}/data holds no {prefixes[split]}-*.parquet shards; "
-                                "download them as `jepa-prepare data=imagenet instructions=true` shows.")
+        raise MissingFilesError(f"{folder}/{SHARD_FOLDER} holds no {prefixes[split]}-*.parquet shards; download them "
+                                f"from https://huggingface.co/datasets/{REPO} (`huggingface-cli download {REPO} "
+                                f"--repo-type dataset --include 'data/*.parquet' --local-dir {folder}`).",
+                                path=Path(folder) / SHARD_FOLDER)
     return ParquetSource(shards)
 
 
@@ -148,40 +152,40 @@ def shard_files(spec: DatasetSpec, folder: Path) -> list[str]:
             for p in parquet_shards(folder, prefix)]
 
 
+def check_shards(report: VerifyReport, spec: DatasetSpec, split: str) -> bool:
+    """Row ``shards <prefix>``: every shard of ``split`` under ``report.folder/data``, as their
+    names count them and as many as the release has; a failure blames the split's shards."""
+    facts = spec.options["parquet"]
+    prefix, expected = facts["prefixes"][split], facts["shards"].get(split)
+    shards = parquet_shards(report.folder, prefix)
+    problem = shard_problems(shards, expected)
+    if report.add(f"shards {prefix}", f"{expected} files", problem or f"{len(shards)} files", problem is None):
+        return True
+    report.blame(f"{SHARD_FOLDER}/{prefix}-*.parquet")
+    return False
+
+
 def verify_shards(spec: DatasetSpec, folder: Path, open_split: Callable[[str], Any], *, full: bool = False,
                   seed: int = 0) -> VerifyReport:
-    """Shards per split (as their names count them and as the release has them), rows per
-    split, label range, and a seeded sample of images that must decode (all with ``full``)."""
-    facts, report = spec.options["parquet"], VerifyReport(spec.name, folder)
+    """Shards per split (:func:`check_shards`), then the engine's split checks: rows per split,
+    labels in range (the test split's all -1: unpublished), classes, and a seeded sample of
+    images (all with ``full``) whose JPEG header and end marker must be whole."""
+    report = VerifyReport(spec.name, folder)
     rng = np.random.default_rng(seed)
-    for split, prefix in facts["prefixes"].items():
-        shards = parquet_shards(folder, prefix)
-        problem = shard_problems(shards, facts["shards"].get(split))
-        report.add(f"shards {prefix}", f"{facts['shards'].get(split)} files", problem or f"{len(shards)} files", problem is None)
-        if problem is not None:
-            report.blame(f"data/{prefix}-*.parquet")
+    for split in spec.options["parquet"]["prefixes"]:
+        if not check_shards(report, spec, split):
             continue
-        try:
-            source = open_split(split)
-        except ValueError as error:
-            report.add(f"read {split}", "readable", str(error), False)
+        source = read_checked(report, split, open_split)
+        if source is None:
             continue
-        expected = spec.splits[split]
-        report.add(f"rows {split}", expected, len(source), len(source) == expected)
-        labels = source.labels
+        check_count(report, f"rows {split}", len(source), spec.splits[split])
         if split == "test":
-            report.add("labels test", "all -1 (unpublished)", f"{int((labels >= 0).sum())} labelled", bool((labels < 0).all()))
+            labelled = int((source.labels >= 0).sum())
+            report.add("labels test", "all -1 (unpublished)", f"{labelled} labelled", labelled == 0)
         else:
-            classes = spec.num_classes
-            in_range = bool(((labels >= 0) & (labels < classes)).all())
-            found = len(np.unique(labels))
-            report.add(f"classes {split}", classes, found if in_range else f"labels outside 0..{classes - 1}",
-                       in_range and found == classes)
-        count = len(source) if full else min(16, len(source))
-        picks = sorted(rng.choice(len(source), size=count, replace=False).tolist()) if len(source) else []
-        bad = [(i, why) for i in picks if (why := source.problem(i)) is not None]
-        names = ", ".join(f"{source.name(i)} ({why})" for i, why in bad[:5])
-        report.add(f"decode {split}", f"{count} of {count} decode", names or "all decode", not bad)
+            check_label_range(report, split, source, spec.num_classes, unlabeled_ok=False)
+            check_classes(report, split, source, spec.num_classes)
+        check_decode(report, split, source, sample_picks(source, rng, VERIFY_SAMPLE, full), pixels=False)
     return report
 
 
@@ -202,7 +206,8 @@ def class_subset(base: "ParquetSource", wnids: Sequence[str]) -> RelabeledSubset
     position = {wnid: i for i, wnid in enumerate(imagenet1k_wnids())}
     unknown = [w for w in wnids if w not in position]
     if unknown:
-        raise ConfigError(f"Class {', '.join(unknown[:5])} is not one of the 1,000 ImageNet-1k classes; fix the class list.")
+        raise ConfigError(f"Class {', '.join(unknown[:5])} is not one of the 1,000 ImageNet-1k classes; fix the "
+                          f"{setting('class_list')} file.", setting="class_list", allowed="ImageNet-1k wnids")
     ids = np.array(sorted(position[w] for w in wnids), dtype=np.int64)
     keep = np.flatnonzero(np.isin(base.labels, ids))
     return RelabeledSubset(base, keep, np.searchsorted(ids, base.labels[keep]))
@@ -227,22 +232,24 @@ class ParquetSource(EncodedImageSource):
                 handle = pq.ParquetFile(path)
                 names = handle.schema_arrow.names
                 if "image" not in names or "label" not in names:
-                    raise ConfigError(f"columns {names}, expected image and label")
+                    raise FormatError(f"columns {names}, expected image and label")
                 labels.append(handle.read(columns=["label"]).column("label").to_numpy().astype(np.int64))
                 for group in range(handle.metadata.num_row_groups):
                     group_rows.append(handle.metadata.row_group(group).num_rows)
                     group_shard.append(shard_number)
                     group_index.append(group)
             except Exception as error:  # noqa: BLE001 - any unreadable shard is reported by name
-                raise ConfigError(f"{path} is not a readable shard of the {REPO} release ({error}); "
-                                 "download it again (huggingface-cli download ... --include its name).") from error
+                raise FormatError(f"{path} is not a readable shard of the {REPO} release ({error}); download it "
+                                  f"again (`huggingface-cli download {REPO} --repo-type dataset --include "
+                                  f"'{SHARD_FOLDER}/{path.name}'`).", path=path) from error
         self.labels = np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64)
         self.group_start = np.concatenate([[0], np.cumsum(group_rows)]).astype(np.int64)
         self.group_shard = np.asarray(group_shard, dtype=np.int64)
         self.group_index = np.asarray(group_index, dtype=np.int64)
         if int(self.group_start[-1]) != len(self.labels):
-            raise ConfigError(f"The row groups of {self.shards[0].parent} hold {int(self.group_start[-1])} rows but "
-                             f"their label columns {len(self.labels)}; download the shards again.")
+            raise FormatError(f"The row groups of {self.shards[0].parent} hold {int(self.group_start[-1])} rows but "
+                              f"their label columns {len(self.labels)}; download the shards again.",
+                              path=self.shards[0].parent)
         self._files: dict[int, Any] = {}
         self._groups: OrderedDict[int, Any] = OrderedDict()
 
@@ -291,43 +298,3 @@ class ParquetSource(EncodedImageSource):
         shard = int(self.group_shard[group])
         first = int(self.group_start[np.flatnonzero(self.group_shard == shard)[0]])
         return f"{self.shards[shard].name} row {int(index) - first}"
-
-
-# ================================================== writing a small copy (test fakes, bench stand-ins)
-
-
-#: Rows per row group as the Hugging Face ``datasets`` library writes image datasets
-#: (its PARQUET_ROW_GROUP_SIZE_FOR_IMAGE_DATASETS = 100).
-ROW_GROUP_ROWS = 100
-
-
-def write_hf_parquet(spec: DatasetSpec, folder: Path, labels: Mapping[str, np.ndarray], shards: Mapping[str, int],
-                     jpeg: Callable[[], bytes], row_group_size: int = ROW_GROUP_ROWS) -> None:
-    """Write the release's shards under ``folder/data`` in its schema.
-
-    Args:
-        spec: ImageNet's spec (``options["parquet"]["prefixes"]``: split -> file prefix).
-        folder: the dataset folder.
-        labels: {split: label of each row, in row order}; the test split's are -1 upstream.
-        shards: {split: number of shards}; rows are cut into them in order, in near-equal parts.
-        jpeg: gives the next row's JPEG bytes, in row order.
-        row_group_size: rows per row group, default 100 (as the release's writer).
-
-    Files ``<prefix>-NNNNN-of-MMMMM.parquet``; rows ``image``: struct<bytes: binary, path:
-    string> (path ``<prefix>_<row:08d>.JPEG``), ``label``: int64. Each shard is built in
-    memory, then written: no split sits in memory whole.
-    """
-    pq = _require_pyarrow()
-    import pyarrow as pa
-
-    schema = pa.schema([("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])), ("label", pa.int64())])
-    (Path(folder) / SHARD_FOLDER).mkdir(parents=True, exist_ok=True)
-    for split, values in labels.items():
-        prefix = spec.options["parquet"]["prefixes"][split]
-        bounds = np.linspace(0, len(values), shards[split] + 1).astype(int)
-        for shard in range(shards[split]):
-            rows = range(bounds[shard], bounds[shard + 1])
-            table = pa.table({"image": [{"bytes": jpeg(), "path": f"{prefix}_{row:08d}.JPEG"} for row in rows],
-                              "label": [int(values[row]) for row in rows]}, schema=schema)
-            name = f"{prefix}-{shard:05d}-of-{shards[split]:05d}.parquet"
-            pq.write_table(table, Path(folder) / SHARD_FOLDER / name, row_group_size=row_group_size)

@@ -8,30 +8,26 @@ cache next to the data and reuse it while the caller's ``cache_key`` is unchange
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import random
-import re
 import warnings
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFile, UnidentifiedImageError
 
 from ..catalog import DatasetSpec
+from ..errors import ConfigError, MissingFilesError, setting
 from ..notices import Notice
 from ..storage.files import atomic_write, unwritable, user_cache_path
 from .base import FileSource
-from ..errors import ConfigError, MissingFilesError
+from .images import IMAGE_SUFFIXES, decode_problem, is_image_name
 
 __all__ = ["IMG_EXTENSIONS", "index_image_folder", "check_images", "open_split", "index_cache"]
 
-log = logging.getLogger(__name__)
-
-#: File suffixes counted as images, compared case-insensitively (ImageNet uses ".JPEG").
-IMG_EXTENSIONS: tuple[str, ...] = (".jpeg", ".jpg", ".png")
+#: The one list of image suffixes (``images.IMAGE_SUFFIXES``), under its old name.
+IMG_EXTENSIONS: tuple[str, ...] = IMAGE_SUFFIXES
 
 # Bumped whenever the cache's fields change, so an old cache is rebuilt, not misread.
 _CACHE_VERSION = 1
@@ -50,7 +46,7 @@ def index_image_folder(
     """List the images of an ImageFolder-style split.
 
     Class folders are the non-hidden sub-folders of ``split_dir``; images are the
-    non-hidden files directly inside them whose suffix is in :data:`IMG_EXTENSIONS`
+    non-hidden files directly inside them whose suffix is in :data:`images.IMAGE_SUFFIXES`
     (sub-folders of a class folder are not searched). Hidden entries (names starting
     with ".") are skipped, which also skips the ``.<wnid>.partial`` folders that an
     interrupted ``prepare_imagenet`` may leave behind.
@@ -93,14 +89,15 @@ def index_image_folder(
         chosen = sorted(classes)
         duplicates = sorted(c for c, n in Counter(chosen).items() if n > 1)
         if duplicates:
-            raise ConfigError(f"The class list names {', '.join(duplicates)} more than once; list each class once.")
+            raise ConfigError(f"The class list names {', '.join(duplicates)} more than once; list each class once.",
+                              allowed="each class once")
         known = set(all_classes)
         missing = [c for c in chosen if c not in known]
         if missing:
             shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
             raise ConfigError(
                 f"Class {shown} has no folder in {split_dir} ({len(all_classes)} classes there); "
-                "fix the class list or complete the dataset (e.g. re-run `jepa-prepare`)."
+                "fix the class list or complete the dataset (prepare it again).", path=split_dir, allowed=all_classes
             )
 
     starts = np.concatenate([[0], np.cumsum(counts)]).tolist()
@@ -115,23 +112,21 @@ def index_image_folder(
     return paths, labels, list(chosen)
 
 
-def _is_image_name(name: str) -> bool:
-    return not name.startswith(".") and name.lower().endswith(IMG_EXTENSIONS)
-
-
 def _scan(split_dir: Path) -> _Index:
     """List class folders and their images with os.scandir (one syscall stream per folder)."""
     if not split_dir.is_dir():
-        raise MissingFilesError(f"Image folder {split_dir} does not exist; prepare the dataset first or fix the data directory.")
+        raise MissingFilesError(f"Image folder {split_dir} does not exist; prepare the dataset first or fix "
+                                f"{setting('data_dir')}.", setting="data_dir", path=split_dir)
     with os.scandir(split_dir) as it:
         classes = sorted(e.name for e in it if not e.name.startswith(".") and e.is_dir())
     if not classes:
-        raise ConfigError(f"{split_dir} has no class folders; expected files laid out as {split_dir}/<class>/<image>.")
+        raise ConfigError(f"{split_dir} has no class folders; expected files laid out as {split_dir}/<class>/<image>.",
+                          path=split_dir, allowed="<class>/<image> folders")
     counts: list[int] = []
     names: list[str] = []
     for cls in classes:
         with os.scandir(split_dir / cls) as it:
-            files = sorted(e.name for e in it if _is_image_name(e.name) and e.is_file())
+            files = sorted(e.name for e in it if is_image_name(e.name) and e.is_file())
         counts.append(len(files))
         names.extend(files)
     return classes, counts, names
@@ -151,11 +146,13 @@ def _load_cache(cache: Path, split_dir: Path, cache_key: str) -> _Index | None:
             counts = [int(n) for n in z["counts"].tolist()]
             blob = z["names"].tobytes().decode("utf-8", "surrogateescape")
     except Exception as exc:  # any damage to the cache just means "list the folder again"
-        log.warning("Ignoring unreadable image-folder cache %s (%s); re-indexing.", cache, exc)
+        warnings.warn(Notice(f"The image-folder index {cache} is unreadable ({exc}); the folder is listed again."),
+                      stacklevel=3)
         return None
     names = blob.split(_SEP) if blob else []
     if len(names) != sum(counts) or len(counts) != len(classes):
-        log.warning("Ignoring inconsistent image-folder cache %s; re-indexing.", cache)
+        warnings.warn(Notice(f"The image-folder index {cache} does not add up; the folder is listed again."),
+                      stacklevel=3)
         return None
     return classes, counts, names
 
@@ -181,8 +178,8 @@ def _save_cache(cache: Path, split_dir: Path, cache_key: str, index: _Index) -> 
         atomic_write(cache, write)
     except OSError as exc:
         # The index is still correct without a cache; only the next start gets slower.
-        warnings.warn(f"Could not write the image-folder cache {cache} ({exc}); the folder will be listed again next time.",
-                      Notice, stacklevel=3)
+        warnings.warn(Notice(f"Could not write the image-folder cache {cache} ({exc}); the folder will be listed "
+                             "again next time."), stacklevel=3)
 
 
 def check_images(
@@ -203,36 +200,11 @@ def check_images(
     paths = list(paths)
     if sample is not None:
         if sample < 0:
-            raise ConfigError(f"sample must be None or a non-negative count, got {sample}.")
+            raise ConfigError(f"sample must be None or a non-negative count, got {sample}.", allowed="None or >= 0")
         if sample < len(paths):
             picked = sorted(random.Random(seed).sample(range(len(paths)), sample))
             paths = [paths[i] for i in picked]
-    failures: list[tuple[Path, str]] = []
-    # Some training code sets LOAD_TRUNCATED_IMAGES globally, which makes PIL pad a truncated
-    # JPEG with grey instead of failing; the check must see truncation, so force it off here.
-    previous = ImageFile.LOAD_TRUNCATED_IMAGES
-    ImageFile.LOAD_TRUNCATED_IMAGES = False
-    try:
-        for p in paths:
-            reason = _decode_problem(Path(p))
-            if reason is not None:
-                failures.append((Path(p), reason))
-    finally:
-        ImageFile.LOAD_TRUNCATED_IMAGES = previous
-    return failures
-
-
-def _decode_problem(path: Path) -> str | None:
-    try:
-        with Image.open(path) as img:
-            img.load()
-    except FileNotFoundError:
-        return "file not found"
-    except UnidentifiedImageError:
-        return "not an image file that PIL can read"
-    except Exception as exc:  # PIL reports corrupt data with OSError, SyntaxError, ValueError, ...
-        return f"could not be decoded ({type(exc).__name__}: {exc})"
-    return None
+    return [(Path(p), reason) for p in paths if (reason := decode_problem(Path(p))) is not None]
 
 
 def class_names(spec: DatasetSpec, folder: Path, *, root: Path | None = None, classes: Sequence[str] | None = None,
@@ -257,7 +229,8 @@ def open_split(spec: DatasetSpec, folder: Path, split: str, *, root: Path | None
     """
     split_dir = Path(root if root is not None else folder / spec.data_root) / split
     if not split_dir.is_dir():
-        raise MissingFilesError(f"{split_dir} does not exist; {spec.name} expects <wnid>/ class folders there.")
+        raise MissingFilesError(f"{split_dir} does not exist; {spec.name} expects <wnid>/ class folders there.",
+                                path=split_dir)
     cache = index_cache(Path(cache_dir if cache_dir is not None else folder), split_dir, split)
     paths, labels, _ = index_image_folder(split_dir, classes=classes, cache=cache, cache_key=class_folder_key(split_dir))
     return FileSource(split_dir, paths, labels)
@@ -283,52 +256,3 @@ def index_cache(cache_dir: Path, split_dir: Path, split: str) -> Path:
     if beside.is_file() or unwritable(Path(cache_dir)) is None:
         return beside
     return user_cache_path("index", split_dir, f"{{digest}}-{split}.npz")
-
-
-# ================================================== writing a small copy (test fakes, bench stand-ins)
-
-_WNID = re.compile(r"n\d{8}")
-
-
-def ilsvrc_names(labels: Mapping[str, Sequence[str]]) -> dict[str, list[tuple[str, str]]]:
-    """ILSVRC2012's file names (ImageNet's, and Imagenette's, which reuses them) for images
-    labelled ``labels`` = {split: wnid of each image}.
-
-    Train: ``<wnid>_<k>.JPEG`` (k counting from 1 within each class); any other split:
-    ``ILSVRC2012_val_<n:08d>.JPEG`` with n the image's 1-based position in ``labels[split]``
-    (shuffle that list first: upstream numbers are not grouped by class). Returns
-    {split: [(wnid, file name)]} in the order given.
-    """
-    names: dict[str, list[tuple[str, str]]] = {}
-    for split, wnids in labels.items():
-        bad = [w for w in wnids if not _WNID.fullmatch(w)]
-        if bad:
-            raise ConfigError(f"labels[{split!r}] holds '{bad[0]}', which is not a wnid; allowed are wnids like n01440764.")
-        seen: Counter[str] = Counter()
-        names[split] = []
-        for number, wnid in enumerate(wnids, 1):
-            seen[wnid] += 1
-            names[split].append((wnid, f"{wnid}_{seen[wnid]}.JPEG" if split == "train" else f"ILSVRC2012_val_{number:08d}.JPEG"))
-    return names
-
-
-def write_class_folders(root: Path, names: Mapping[str, Sequence[tuple[str, str]]], image: Callable[[], bytes]) -> None:
-    """Write ``root/<split>/<class>/<file>`` for each (class, file) of ``names[split]``, in order;
-    ``image()`` gives the next file's bytes. Existing files are overwritten."""
-    for split, items in names.items():
-        for label, name in items:
-            path = Path(root) / split / label / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(image())
-
-
-def write_imagenette(spec: DatasetSpec, folder: Path, labels: Mapping[str, Sequence[str]],
-                     jpeg: Callable[[], bytes]) -> dict[str, list[tuple[str, str]]]:
-    """Write Imagenette as its ``.tgz`` unpacks, under ``folder / spec.data_root``:
-    ``{train,val}/<wnid>/`` with ILSVRC2012 file names (see :func:`ilsvrc_names`) and the
-    ``noisy_imagenette.csv`` beside them (header only). Returns the names written."""
-    root = Path(folder) / spec.data_root
-    names = ilsvrc_names(labels)
-    write_class_folders(root, names, jpeg)
-    (root / "noisy_imagenette.csv").write_text("path,noisy_labels_0,is_valid\n")
-    return names

@@ -1,7 +1,7 @@
 """Your own folder of images: the file index, labels from class folders (or none), and a
 source that skips files it cannot decode.
 
-Layouts (``root`` is what the user points ``data.root`` at):
+Layouts (``root`` is the folder the user points the ``root`` setting at):
 
 * ``root/train/<class>/...`` (+ optional ``root/val/<class>/...``): labels from the sorted
   class folder names, as torchvision's ``ImageFolder`` assigns them; images may sit in
@@ -13,7 +13,7 @@ Layouts (``root`` is what the user points ``data.root`` at):
 every image of ``root/train`` sits inside a class folder (at any depth), or, for a root
 without ``train/``, directly in a first-level folder (``<folder>/<image>``); else ``"none"``.
 
-Images are files whose suffix is one of :data:`IMAGE_SUFFIXES` (any case); hidden files
+Images are files whose suffix is one of :data:`images.IMAGE_SUFFIXES` (any case); hidden files
 and folders (names starting with ".") and other files are ignored. Every image becomes
 RGB: grayscale, CMYK, palette and RGBA (alpha dropped) files are converted when decoded.
 
@@ -22,9 +22,9 @@ of-image marker (a cut-off download), is never handed to the view. In its place 
 source returns the next image of the same label (cyclically, in index order): a batch keeps
 its size, the sampler its seeded order, and the substitution is the same in every worker
 and every run. Each skipped file is reported once per process (a warning) and counted in
-``source.skipped``; ``jepa-verify data=imagefolder`` lists them all beforehand.
+``source.skipped``; verifying the dataset (``verify()``, ``jepa-verify``) lists them all beforehand.
 
-The decoding step is :func:`decode_image` on the file's bytes (:meth:`EncodedImageSource.read_bytes`),
+The decoding step is :func:`images.decode_image` on the file's bytes (:meth:`EncodedImageSource.read_bytes`),
 so a consumer that wants the encoded bytes (LitData conversion, decoding on the device)
 reads them without decoding anything here.
 """
@@ -32,7 +32,6 @@ reads them without decoding anything here.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import warnings
 from pathlib import Path
@@ -40,75 +39,25 @@ import functools
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import Image
 
 from ..catalog import DatasetSpec
 from ..choices import check_choice
-from ..errors import ConfigError, OwnFolderError, UndecodableImage
+from ..errors import ConfigError, OwnFolderError, UndecodableImage, setting
 from ..notices import Notice
 from ..storage.files import unwritable, user_cache_path
 from ..storage.verify import VerifyReport
 from .base import Source
-from .dataset import Dataset
+from .dataset import Dataset, check_count, check_decode, read_checked, sample_picks
 from .imagefolder import _load_cache, _save_cache
+from .images import IMAGE_SUFFIXES, decode_image, is_image_name, item_problem
 
 __all__ = ["IMAGE_SUFFIXES", "LABEL_MODES", "UndecodableImage", "decode_image", "EncodedImageSource",
            "OwnFolderSource", "list_images", "folder_labels", "listing_key", "state_folder", "STATE_NAME"]
 
-#: Suffixes counted as images, compared case-insensitively.
-IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 LABEL_MODES = ("auto", "folders", "none")
-
-_JPEG_FORMATS = ("JPEG", "MPO")
-_SOS, _EOI = b"\xff\xda", b"\xff\xd9"
-# Modes Pillow converts to RGB without surprises; 16/32-bit grey is scaled to 8 bits first.
-_WIDE_GREY = ("I", "I;16", "I;16B", "I;16L", "F")
-
-
-
-
-# ---------------------------------------------------------------------------- decoding
-def decode_image(data: bytes) -> Image.Image | np.ndarray:
-    """An RGB-able image from a file's bytes, or :class:`UndecodableImage`.
-
-    RGB and grayscale JPEGs come back as an undecoded ``PIL.Image`` over the bytes, so the
-    view can ask libjpeg for a reduced size (see ``transforms.decode_pixels``); only their
-    header is read here, plus a check that the scan ends with the end-of-image marker
-    (a truncated JPEG does not). Everything else (PNG, WebP, BMP, CMYK JPEGs, ...) is
-    decoded here, in full, to an ``HxWx3`` uint8 array, which also catches truncation.
-    """
-    try:
-        image = Image.open(io.BytesIO(data))
-        if image.format in _JPEG_FORMATS:
-            # Entropy-coded data never holds FF D9 (FF is stuffed), so the marker after the
-            # last start-of-scan is the real end of the image.
-            if data.find(_EOI, max(0, data.rfind(_SOS))) < 0:
-                raise UndecodableImage("JPEG data ends before its end-of-image marker (truncated file)")
-            if image.mode in ("RGB", "L"):
-                return image
-        return _rgb_pixels(image)
-    except UndecodableImage:
-        raise
-    except UnidentifiedImageError:
-        raise UndecodableImage("not an image file that Pillow can read") from None
-    except Exception as error:  # Pillow reports damage with OSError, SyntaxError, ValueError, ...
-        raise UndecodableImage(f"{type(error).__name__}: {error}") from None
-
-
-def _rgb_pixels(image: Image.Image) -> np.ndarray:
-    previous = ImageFile.LOAD_TRUNCATED_IMAGES
-    ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file must fail, not come back grey-padded
-    try:
-        image.load()
-    finally:
-        ImageFile.LOAD_TRUNCATED_IMAGES = previous
-    if image.mode in _WIDE_GREY:
-        grey = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode.startswith("I;16") or grey.max() > 255 else 255.0
-        image = Image.fromarray(np.clip(grey * (255.0 / top), 0, 255).astype(np.uint8), "L")
-    elif image.mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")  # Pillow's advice for palette transparency; alpha then dropped
-    return np.asarray(image.convert("RGB"))
+#: How the errors below tell the user to fix the folder they named.
+_POINT_ROOT = f"point {setting('root')} at the folder that holds your images"
 
 
 class EncodedImageSource(Source):
@@ -129,17 +78,9 @@ class EncodedImageSource(Source):
         return f"item {index}"
 
     def problem(self, index: int, full: bool = False) -> str | None:
-        """None when item ``index`` decodes (see :func:`decode_image`), else why not.
+        """None when item ``index`` decodes (see :func:`images.item_problem`), else why not.
         ``full``: also decode a JPEG's pixels (otherwise its header and end marker are checked)."""
-        try:
-            image = decode_image(self.read_bytes(index))
-            if full and isinstance(image, Image.Image):
-                _rgb_pixels(image)
-        except UndecodableImage as error:
-            return str(error)
-        except Exception as error:  # noqa: BLE001 - unreadable file or damaged pixels: the finding
-            return f"{type(error).__name__}: {error}"
-        return None
+        return item_problem(self, index, full=full)
 
     def load(self, index: int) -> Image.Image | np.ndarray:
         return self._usable(int(index))[1]
@@ -168,7 +109,7 @@ class EncodedImageSource(Source):
                 self._report(other, str(error))
         label = int(self.labels[index])
         raise UndecodableImage(f"No image with label {label} decodes (the last tried was {self.name(index)}); "
-                               "run jepa-verify to list the damaged files and replace them.")
+                               "verify the dataset to list the damaged files, and replace them.")
 
     @property
     def skipped(self) -> dict[int, str]:
@@ -180,8 +121,8 @@ class EncodedImageSource(Source):
     def _report(self, index: int, reason: str) -> None:
         if index not in self.skipped:
             self.skipped[index] = reason
-            warnings.warn(f"Skipping {self.name(index)}: {reason}; the next image of its class is used in its place.",
-                          stacklevel=3, category=Notice)
+            warnings.warn(Notice(f"Skipping {self.name(index)}: {reason}; the next image of its class is used in "
+                                 "its place."), stacklevel=3)
 
 
 class OwnFolderSource(EncodedImageSource):
@@ -202,10 +143,6 @@ class OwnFolderSource(EncodedImageSource):
 
 
 # ---------------------------------------------------------------------------- the index
-def _is_image(name: str) -> bool:
-    return not name.startswith(".") and name.lower().endswith(IMAGE_SUFFIXES)
-
-
 def _scan_tree(top: Path) -> list[str]:
     """Every image under ``top``, as sorted POSIX paths relative to it; hidden entries skipped.
 
@@ -223,7 +160,7 @@ def _scan_tree(top: Path) -> list[str]:
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         relative = Path(folder).relative_to(top).as_posix()
         prefix = "" if relative == "." else relative + "/"
-        found.extend(prefix + name for name in files if _is_image(name))
+        found.extend(prefix + name for name in files if is_image_name(name))
     return sorted(found)
 
 
@@ -236,7 +173,7 @@ def list_images(top: Path, cache: Path | None = None, cache_key: str = "") -> li
     """
     top = Path(top)
     if not top.is_dir():
-        raise OwnFolderError(f"Image folder {top} does not exist; point data.root at the folder that holds your images.")
+        raise OwnFolderError(f"Image folder {top} does not exist; {_POINT_ROOT}.", setting="root", path=top)
     index = _load_cache(Path(cache), top, cache_key) if cache is not None else None
     if index is None:
         paths = _scan_tree(top)
@@ -248,7 +185,7 @@ def list_images(top: Path, cache: Path | None = None, cache_key: str = "") -> li
 
 def listing_key(top: Path) -> str:
     """Changes when a file is added to or removed from ``top``, a folder in it, or one level
-    deeper (names at the top, folder mtimes below); deeper changes need ``force=true``.
+    deeper (names at the top, folder mtimes below); deeper changes need ``force=True``.
     Hidden entries do not count."""
     entries: list[tuple[str, int]] = []
     with os.scandir(top) as level1:
@@ -284,23 +221,24 @@ def folder_labels(paths: Sequence[str], mode: str, where: Path, classes: Sequenc
         return np.full(len(paths), -1, dtype=np.int64), []
     loose = [p for p in paths if "/" not in p]
     if loose:
-        raise ConfigError(f"labels=folders needs every image inside a class folder, but {where / loose[0]} "
-                         f"(and {len(loose) - 1} more) sits directly in {where}; move them into class folders "
-                         "or use labels=none.")
+        raise ConfigError(f"{setting('labels', 'folders')} needs every image inside a class folder, but "
+                          f"{where / loose[0]} (and {len(loose) - 1} more) sits directly in {where}; move them into "
+                          f"class folders or use {setting('labels', 'none')}.", setting="labels",
+                          path=where / loose[0], allowed=LABEL_MODES)
     tops = [p.split("/", 1)[0] for p in paths]
     names = sorted(set(tops)) if classes is None else list(classes)
     position = {name: i for i, name in enumerate(names)}
     unknown = sorted(set(tops) - position.keys())
     if unknown:
         raise ConfigError(f"{where} has class folder(s) {', '.join(unknown[:5])} that the training split does not have; "
-                         f"allowed are the training classes ({len(names)}).")
+                          f"allowed are the training classes ({len(names)}).", path=where, allowed=names)
     return np.array([position[t] for t in tops], dtype=np.int64), names
 
 
 # ------------------------------------------------------------------ the dataset
 #: The share of train carved out as val when a folder has no ``val/`` folder.
 DEFAULT_VAL_FRACTION = 0.01
-#: Files per split that ``prepare_data`` decodes (a seeded sample); ``jepa-verify`` reads every file.
+#: Files per split that ``prepare_data`` decodes (a seeded sample); ``verify()`` reads every file.
 PREPARE_SAMPLE = 64
 
 
@@ -320,11 +258,11 @@ def read_split(root: Path, state: Path, split: str, labels: str = "auto",
     check_choice("split of imagefolder", split, dirs)
     top = dirs[split]
     if not top.is_dir():
-        raise OwnFolderError(f"Image folder {top} does not exist; point data.root at the folder that holds your images.")
+        raise OwnFolderError(f"Image folder {top} does not exist; {_POINT_ROOT}.", setting="root", path=top)
     paths = list_images(top, cache=Path(state) / f".index-{split}.npz", cache_key=listing_key(top))
     if not paths:
-        raise OwnFolderError(f"{top} holds no images (looked for .jpg .jpeg .png .webp .bmp files, "
-                                "hidden ones excluded); point data.root at the folder that holds your images.")
+        raise OwnFolderError(f"{top} holds no images (looked for {' '.join(IMAGE_SUFFIXES)} files, hidden ones "
+                             f"excluded); {_POINT_ROOT}.", setting="root", path=top)
     mode = labels if split == "train" else ("folders" if classes else "none")
     found, names = folder_labels(paths, mode, top, classes if split != "train" else None, nested=top != Path(root))
     return top, paths, names, found
@@ -349,8 +287,8 @@ class OwnFolderDataset(Dataset):
         check_choice("labels", labels, LABEL_MODES)
         self.root = Path(root if root is not None else Path(data_dir) / "imagefolder").expanduser()
         if self.root.exists() and not self.root.is_dir():
-            raise ConfigError(f"Image folder {self.root} is a file, not a folder; point data.root at the folder that "
-                             "holds your images.")
+            raise ConfigError(f"Image folder {self.root} is a file, not a folder; {_POINT_ROOT}.", setting="root",
+                              path=self.root, allowed="a folder")
         self.has_val_folder = "val" in split_folders(self.root)
         # Without a val/ folder the only split is train; val (and test) are carved out of it.
         super().__init__(spec.replace(eval_split="val" if self.has_val_folder else "train"), data_dir, **rest)
@@ -387,14 +325,15 @@ class OwnFolderDataset(Dataset):
         if val_fraction is None:
             return 0.0 if self.has_val_folder else DEFAULT_VAL_FRACTION
         if not self.has_val_folder and val_fraction == 0:
-            raise ConfigError(f"val_fraction=0 leaves no validation images: {self.root} has no train/ + val/ folders; "
-                             "allowed is 0 < val_fraction < 1 (a seeded share of the images), or add a val/ folder.")
+            raise ConfigError(f"{setting('val_fraction', 0)} leaves no validation images: {self.root} has no train/ + "
+                              "val/ folders; allowed is 0 < val_fraction < 1 (a seeded share of the images), or add a "
+                              "val/ folder.", setting="val_fraction", path=self.root, allowed="0 < val_fraction < 1")
         return val_fraction
 
     def check_present(self) -> None:
         if not self.root.is_dir():
-            raise OwnFolderError(f"Image folder {self.root} does not exist; point data.root at the folder that "
-                                    "holds your images (nothing is downloaded for data=imagefolder).")
+            raise OwnFolderError(f"Image folder {self.root} does not exist; {_POINT_ROOT} (nothing is downloaded "
+                                 "for an own image folder).", setting="root", path=self.root)
 
     def build(self, force: bool = False) -> dict[str, str]:
         self.folder.mkdir(parents=True, exist_ok=True)  # the index cache and the stamp; the images stay as they are
@@ -407,23 +346,17 @@ class OwnFolderDataset(Dataset):
         (inside ``prepare_data``) checks a seeded sample of :data:`PREPARE_SAMPLE` files per split."""
         report = VerifyReport(self.spec.name, self.root)
         for split in split_folders(self.root):
-            try:
-                source = self.open_split(split)
-            except (FileNotFoundError, ValueError) as error:
-                report.add(f"read {split}", "readable", str(error), False)
+            source = read_checked(report, split, self.open_split)
+            if source is None:
                 continue
-            report.add(f"images {split}", "> 0", len(source), len(source) > 0)
+            check_count(report, f"images {split}", len(source))
             report.add(f"labels {split}", self.labels_mode, f"{len(self.classes)} class folders" if self.classes else "none (-1)", True)
-            picks: Sequence[int] = range(len(source))
-            if quick and PREPARE_SAMPLE < len(source):
-                picks = sorted(np.random.default_rng(self.seed).choice(len(source), PREPARE_SAMPLE, replace=False).tolist())
-            bad = [(i, why) for i in picks if (why := source.problem(i, full=full)) is not None]
-            report.add(f"decodable {split}", f"{len(picks)} of {len(picks)} checked",
-                       f"{len(picks) - len(bad)} ({len(bad)} skipped)", len(bad) < len(picks))
+            rng = np.random.default_rng(self.seed)
+            picks = sample_picks(source, rng, PREPARE_SAMPLE) if quick else range(len(source))
             # Each undecodable file by name: training skips it (the next image of its class
             # stands in), so these rows do not fail the verification.
-            for i, why in bad:
-                report.skip(f"{split}/{source.paths[i]}", why)
+            check_decode(report, split, source, picks, pixels=full,
+                         skipped=lambda i, split=split, source=source: f"{split}/{source.paths[i]}")
         return report
 
     def tracked_files(self) -> list[str]:

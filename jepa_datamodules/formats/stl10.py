@@ -13,7 +13,6 @@ Format option: ``fold`` (one of the predefined folds of ``train``; None = all of
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +20,9 @@ import numpy as np
 
 from ..catalog import DatasetSpec
 from ..choices import check_choice
-from .base import ConcatSource, FormatError, Source, SubsetSource
+from ..errors import ConfigError, FormatError, setting
+from .base import ConcatSource, Source, SubsetSource
 from .dataset import Dataset
-from ..errors import ConfigError
 
 STL10_SIDE = 96
 #: What pre-training may read (unlabeled items carry label -1).
@@ -46,12 +45,13 @@ class STL10Source(Source):
         self.images_path = Path(images_path)
         size = self.images_path.stat().st_size
         if size % _STL10_IMAGE_BYTES:
-            raise FormatError(f"{images_path} is {size} bytes, not a whole number of 96x96x3 images.")
+            raise FormatError(f"{images_path} is {size} bytes, not a whole number of 96x96x3 images.", path=images_path)
         count = size // _STL10_IMAGE_BYTES
         if labels is None:
             labels = np.full(count, -1, dtype=np.int64)
         if len(labels) != count:
-            raise FormatError(f"{images_path} holds {count} images but its label file has {len(labels)}.")
+            raise FormatError(f"{images_path} holds {count} images but its label file has {len(labels)}.",
+                              path=images_path)
         self.labels = np.asarray(labels, dtype=np.int64)
         self._fd: int | None = None
 
@@ -75,7 +75,8 @@ class STL10Source(Source):
             os.lseek(self._fd, offset, os.SEEK_SET)
             data = os.read(self._fd, _STL10_IMAGE_BYTES)
         if len(data) != _STL10_IMAGE_BYTES:
-            raise FormatError(f"{self.images_path} ends before image {index}: the file is truncated; run jepa-prepare again.")
+            raise FormatError(f"{self.images_path} ends before image {index}: the file is truncated; prepare the "
+                              "dataset again (with force=True it is fetched anew).", path=self.images_path)
         return np.frombuffer(data, np.uint8).reshape(3, STL10_SIDE, STL10_SIDE).transpose(2, 1, 0)
 
 
@@ -116,7 +117,8 @@ class STL10Dataset(Dataset):
         check_choice("train_split", train_split, PRETRAIN_SPLITS)
         folds = spec.options["folds"]
         if fold is not None and not 0 <= fold < folds:
-            raise ConfigError(f"fold={fold} is invalid; allowed is None or 0..{folds - 1} (STL-10's predefined folds).")
+            raise ConfigError(f"{setting('fold', fold)} is invalid; allowed is None or 0..{folds - 1} (STL-10's "
+                              "predefined folds).", setting="fold", allowed=f"None or 0..{folds - 1}")
         super().__init__(spec.replace(pretrain_split=train_split), data_dir, **rest)
         self.options = {"fold": fold}
 
@@ -134,40 +136,6 @@ def class_names(spec: DatasetSpec, folder: Path, **options: Any) -> list[str]:
 def stl10_fold_indices(root: Path, fold: int) -> np.ndarray:
     lines = (root / "fold_indices.txt").read_text().splitlines()
     if not 0 <= fold < len(lines):
-        raise ConfigError(f"STL-10 fold {fold} does not exist; valid folds are 0..{len(lines) - 1}.")
+        raise ConfigError(f"STL-10 fold {fold} does not exist; valid folds are 0..{len(lines) - 1}.", setting="fold",
+                          allowed=f"0..{len(lines) - 1}")
     return np.array(lines[fold].split(), dtype=np.int64)
-
-
-# ================================================== writing a small copy (test fakes, bench stand-ins)
-
-
-def write_stl10(spec: DatasetSpec, folder: Path, images: dict[str, Iterable[np.ndarray]],
-                labels: dict[str, np.ndarray], folds: Sequence[np.ndarray], class_names: Sequence[str] | None = None) -> Path:
-    """Write STL-10's binaries under ``folder / spec.data_root`` as upstream ships them.
-
-    Args:
-        spec: STL-10's spec.
-        folder: the dataset folder (created if needed).
-        images: ``train``, ``test`` and ``unlabeled``: each an ``(N, 96, 96, 3)`` uint8 array, or
-            an iterable of such chunks (so a large split never sits in memory whole).
-        labels: ``train`` and ``test``: 0-based labels (written 1-based, as uint8).
-        folds: the 10 predefined folds, each an array of train indices.
-        class_names: default ``class-<i>``.
-
-    Each ``*_X.bin`` holds per image three 96x96 planes stored column by column. Returns the
-    root written.
-    """
-    root = Path(folder) / spec.data_root
-    root.mkdir(parents=True, exist_ok=True)
-    for split, chunks in images.items():
-        with open(root / f"{split}_X.bin", "wb") as handle:
-            for pixels in chunks:
-                pixels = np.asarray(pixels, dtype=np.uint8).reshape(-1, STL10_SIDE, STL10_SIDE, 3)
-                # (N, H, W, C) -> (N, C, W, H) in C order: planes, column by column.
-                handle.write(np.ascontiguousarray(pixels.transpose(0, 3, 2, 1)).tobytes())
-    for split, values in labels.items():
-        (root / f"{split}_y.bin").write_bytes((np.asarray(values) + 1).astype(np.uint8).tobytes())
-    (root / "fold_indices.txt").write_text("".join(" ".join(map(str, fold)) + " \n" for fold in folds))
-    names = class_names if class_names is not None else [f"class-{i}" for i in range(spec.num_classes)]
-    (root / "class_names.txt").write_text("".join(f"{name}\n" for name in names))
-    return root

@@ -26,7 +26,7 @@ from ..progress import progress_bar
 from ..storage.files import remove_path, staging_folder
 from .base import ArraySource
 from .dataset import Dataset
-from ..errors import ConfigError
+from ..errors import ConfigError, setting
 
 CLASS_NAMES = (
     "disk", "square", "ring", "cross", "horizontal-stripes",
@@ -107,9 +107,11 @@ def generate(folder: Path, *, num_train: int, num_test: int, resolution: int, nu
     plain lines otherwise; False = silent].
     """
     if not 2 <= num_classes <= len(CLASS_NAMES):
-        raise ConfigError(f"num_classes={num_classes} is not supported by the synthetic dataset; allowed is 2..{len(CLASS_NAMES)}.")
+        raise ConfigError(f"{setting('num_classes', num_classes)} is not supported by the synthetic dataset; allowed is "
+                          f"2..{len(CLASS_NAMES)}.", setting="num_classes", allowed=f"2..{len(CLASS_NAMES)}")
     if resolution < 8:
-        raise ConfigError(f"resolution={resolution} is too small for the synthetic dataset; allowed is 8 or more pixels.")
+        raise ConfigError(f"{setting('resolution', resolution)} is too small for the synthetic dataset; allowed is 8 or "
+                          "more pixels.", setting="resolution", allowed="8 or more")
     rng = np.random.default_rng(seed)
     folder = Path(folder)
     staging = staging_folder(folder)

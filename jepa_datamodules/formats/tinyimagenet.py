@@ -15,30 +15,36 @@ means the same image on every machine.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from ..catalog import DatasetSpec
 from ..choices import check_choice
-from .base import FileSource, FormatError
-from ..errors import MissingFilesError
+from ..errors import FormatError, MissingFilesError
+from .base import FileSource
+from .images import is_image_name
 
 SPLITS = ("train", "val", "unlabeled")
 
 
 def _images(folder: Path) -> list[str]:
     if not folder.is_dir():
-        raise MissingFilesError(f"{folder} does not exist; Tiny-ImageNet-200 keeps its images there.")
-    return sorted(p.name for p in folder.iterdir() if p.suffix.lower() in (".jpeg", ".jpg") and not p.name.startswith("."))
+        raise MissingFilesError(f"{folder} does not exist; Tiny-ImageNet-200 keeps its images there.", path=folder)
+    return sorted(p.name for p in folder.iterdir() if is_image_name(p.name))
+
+
+def _text(path: Path) -> str:
+    if not path.is_file():
+        raise MissingFilesError(f"{path} does not exist; Tiny-ImageNet-200 keeps its labels there.", path=path)
+    return path.read_text()
 
 
 def read_classes(root: Path) -> list[str]:
     """The class wnids of ``root/wnids.txt`` in sorted order (label i = the i-th)."""
-    wnids = sorted({line.strip() for line in (root / "wnids.txt").read_text().splitlines() if line.strip()})
+    wnids = sorted({line.strip() for line in _text(root / "wnids.txt").splitlines() if line.strip()})
     if not wnids:
-        raise FormatError(f"{root / 'wnids.txt'} lists no class; it should hold one wnid a line.")
+        raise FormatError(f"{root / 'wnids.txt'} lists no class; it should hold one wnid a line.", path=root / "wnids.txt")
     return wnids
 
 
@@ -66,58 +72,19 @@ def open_split(spec: DatasetSpec, folder: Path, split: str) -> FileSource:
         return FileSource(root, paths, np.array(labels, dtype=np.int64))
     annotations = root / "val" / "val_annotations.txt"
     by_file: dict[str, int] = {}
-    for number, line in enumerate(annotations.read_text().splitlines(), 1):
+    for number, line in enumerate(_text(annotations).splitlines(), 1):
         if not line.strip():
             continue
         fields = line.split("\t")
         if len(fields) < 2 or fields[1] not in label:
             raise FormatError(f"Line {number} of {annotations} is {line[:80]!r}; each line must be "
-                              "file <TAB> wnid <TAB> box, with a wnid listed in wnids.txt.")
+                              "file <TAB> wnid <TAB> box, with a wnid listed in wnids.txt.", path=annotations)
         by_file[fields[0]] = label[fields[1]]
     names = _images(root / "val" / "images")
     unlabelled = [n for n in names if n not in by_file]
     if unlabelled:
         raise FormatError(f"{len(unlabelled)} image(s) of {root / 'val' / 'images'} (e.g. {unlabelled[0]}) have no line in "
-                          f"{annotations}; every val image must be listed there.")
+                          f"{annotations}; every val image must be listed there.", path=annotations)
     source = FileSource(root, [f"val/images/{n}" for n in names], np.array([by_file[n] for n in names], dtype=np.int64))
     source.label_files = [annotations]  # type: ignore[attr-defined]
     return source
-
-
-# ================================================== writing a small copy (test fakes, bench stand-ins)
-
-
-def write_tinyimagenet(spec: DatasetSpec, folder: Path, wnids: Sequence[str], train_per_class: int,
-                       val_labels: Sequence[str], unlabeled: int, jpeg: Callable[[], bytes]) -> dict[str, dict[str, str]]:
-    """Write Tiny-ImageNet-200 as its zip unpacks, under ``folder / spec.data_root``.
-
-    ``wnids.txt`` lists ``wnids`` in the order given (upstream's is not sorted) and
-    ``words.txt`` names them; ``train/<wnid>/images/<wnid>_<i>.JPEG`` (``train_per_class``
-    each) with ``train/<wnid>/<wnid>_boxes.txt``; the flat ``val/images/val_<i>.JPEG``, image
-    i labelled ``val_labels[i]`` in ``val/val_annotations.txt`` (file, wnid, box; tab
-    separated); ``unlabeled`` images under ``test/images/``. ``jpeg()`` gives the next image's
-    bytes. Returns {split: {path under the root: wnid}} (wnid "" for the unlabeled split).
-    """
-    root = Path(folder) / spec.data_root
-    written: dict[str, dict[str, str]] = {"train": {}, "val": {}, "unlabeled": {}}
-
-    def image(rel: str, wnid: str, split: str) -> None:
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_bytes(jpeg())
-        written[split][rel] = wnid
-
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "wnids.txt").write_text("".join(f"{wnid}\n" for wnid in wnids))
-    (root / "words.txt").write_text("".join(f"{wnid}\twords of {wnid}\n" for wnid in wnids))
-    for wnid in wnids:
-        for i in range(train_per_class):
-            image(f"train/{wnid}/images/{wnid}_{i}.JPEG", wnid, "train")
-        (root / "train" / wnid / f"{wnid}_boxes.txt").write_text(
-            "".join(f"{wnid}_{i}.JPEG\t0\t0\t63\t63\n" for i in range(train_per_class)))
-    for i, wnid in enumerate(val_labels):
-        image(f"val/images/val_{i}.JPEG", wnid, "val")
-    (root / "val" / "val_annotations.txt").write_text(
-        "".join(f"val_{i}.JPEG\t{wnid}\t1\t2\t60\t61\n" for i, wnid in enumerate(val_labels)))
-    for i in range(unlabeled):
-        image(f"test/images/test_{i}.JPEG", "", "unlabeled")
-    return written

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
+from .buffers import batch_buffer
 from .device_views import EncodedImages, view_params_tensors
 from ..formats.base import FormatError, Source, load_many, prefetch
 from .sampling import BatchKey, seeded_generator
@@ -106,10 +107,7 @@ def _native_batch(arrays: list[np.ndarray]) -> torch.Tensor:
     the largest height and width (each image at the top left), in shared memory inside a worker."""
     height = max(a.shape[0] for a in arrays)
     width = max(a.shape[1] for a in arrays)
-    count = len(arrays)
-    nbytes = count * height * width * 3
-    storage = torch.UntypedStorage._new_shared(nbytes) if get_worker_info() is not None else torch.UntypedStorage(nbytes)
-    batch = torch.empty(0, dtype=torch.uint8).set_(storage).view(count, height, width, 3)
+    batch = batch_buffer((len(arrays), height, width, 3), torch.uint8)
     pixels = batch.numpy()  # numpy copies from read-only memmaps without torch's warning
     if any(a.shape[:2] != (height, width) for a in arrays):
         pixels.fill(0)
@@ -127,9 +125,7 @@ def _batch_buffer(count: int, first: torch.Tensor) -> torch.Tensor:
     view and then be copied into shared memory a second time.
     """
     channels, height, width = first.shape
-    nbytes = count * channels * height * width * first.element_size()
-    storage = torch.UntypedStorage._new_shared(nbytes) if get_worker_info() is not None else torch.UntypedStorage(nbytes)
-    return torch.empty(0, dtype=first.dtype).set_(storage).view(count, height, width, channels).permute(0, 3, 1, 2)
+    return batch_buffer((count, height, width, channels), first.dtype).permute(0, 3, 1, 2)
 
 
 class JEPACollate:

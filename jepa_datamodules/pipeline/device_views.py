@@ -53,7 +53,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..formats.base import FormatError
-from .transforms import ViewParams, _resize
+from ..notices import Notice
+from .buffers import batch_buffer
+from .transforms import ViewParams, _resize, normalize
 
 # Grayscale weights of torchvision's rgb_to_grayscale (ITU-R 601-2 luma), used by its
 # contrast and saturation adjustments.
@@ -80,8 +82,7 @@ class EncodedImages:
         bounds = np.zeros(len(items) + 1, dtype=np.int64)
         np.cumsum([len(item) for item in items], out=bounds[1:])
         total = int(bounds[-1])
-        storage = torch.UntypedStorage._new_shared(total) if shared else torch.UntypedStorage(total)
-        data = torch.empty(0, dtype=torch.uint8).set_(storage)
+        data = batch_buffer((total,), torch.uint8, shared)
         buffer = data.numpy()
         for start, end, item in zip(bounds[:-1], bounds[1:], items):
             buffer[start:end] = np.frombuffer(item, dtype=np.uint8)
@@ -159,7 +160,7 @@ def decode_batch(encoded: EncodedImages, device: torch.device,
         except OSError as error:  # Pillow's UnidentifiedImageError and truncation errors
             where = f"dataset index {indices[position]}" if indices is not None else f"batch position {position}"
             raise FormatError(f"The image at {where} cannot be decoded ({error}); the file is damaged: "
-                              "jepa-verify data=<name> full=true names every such file.") from error
+                              "a full verification of the dataset names every such file.") from error
         fallbacks += 1
     return images, fallbacks
 
@@ -286,10 +287,10 @@ class DeviceViews:
         if encoded is not None:
             decoded, fallbacks = decode_batch(encoded, device, batch["indices"].tolist())
             if fallbacks and not self.fallbacks:
-                warnings.warn(f"{fallbacks} image(s) of a batch were decoded by Pillow on the CPU because "
-                              f"decode_jpeg on {device} refused them (not JPEG, or a JPEG kind it does not "
-                              "decode); training goes on, the count is in datamodule.device_views.fallbacks.",
-                              RuntimeWarning, stacklevel=2)
+                warnings.warn(Notice(f"{fallbacks} image(s) of a batch were decoded by Pillow on the CPU because "
+                                     f"decode_jpeg on {device} refused them (not JPEG, or a JPEG kind it does not "
+                                     "decode); training goes on, the count is in datamodule.device_views.fallbacks."),
+                              stacklevel=2)
             self.fallbacks += fallbacks
             images = self._views_of_files(decoded, views)
         else:
@@ -302,10 +303,9 @@ class DeviceViews:
             # Rounded as the workers' uint8 resize is, so that late jitter sees the same integers.
             images = images.round_().clamp_(0.0, 255.0)
             images = color_jitter(images, torch.where(early, 1.0, views["jitter"]), views["jitter_order"])
-        # (x / 255 - mean) / std as one scale and one shift, in place.
-        mean = torch.tensor(self.mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-        batch["images"] = images.contiguous().mul_(1.0 / (255.0 * std)).sub_(mean / std)
+        # (x / 255 - mean) / std in place: the views are a fresh float32 batch already.
+        images = images.contiguous()
+        batch["images"] = normalize(images, self.mean, self.std, out=images)
         return batch
 
     def _views_of_files(self, decoded: list[torch.Tensor], views: dict[str, torch.Tensor]) -> torch.Tensor:

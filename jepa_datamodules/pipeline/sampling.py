@@ -99,7 +99,8 @@ class EpochBatchSampler(DistributedSampler):
         # DistributedSampler.__init__ insists on a process group; this sampler takes its
         # world explicitly, so the parent is only used as a type Lightning recognises.
         if batch_size <= 0:
-            raise ConfigError(f"batch_size={batch_size} is invalid; allowed is a positive integer.")
+            raise ConfigError(f"batch_size={batch_size} is invalid; allowed is a positive integer.",
+                              setting="batch_size", allowed="a positive integer")
         if not 0 <= rank < num_replicas:
             raise ConfigError(f"rank={rank} is outside 0..{num_replicas - 1}.")
         self.dataset_size = int(num_samples)
@@ -110,9 +111,11 @@ class EpochBatchSampler(DistributedSampler):
         self.num_replicas = int(num_replicas)
         self.rank = int(rank)
         if order not in ORDERS:
-            raise ConfigError(f"Unknown value '{order}' for argument order. Valid values are {{{', '.join(ORDERS)}}}.")
+            raise ConfigError(f"Unknown value '{order}' for argument order. Valid values are {{{', '.join(ORDERS)}}}.",
+                              allowed=ORDERS)
         if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window <= 0:
-            raise ConfigError(f"shuffle_window={window} is invalid; allowed is a positive integer (blocks mixed together).")
+            raise ConfigError(f"shuffle_window={window} is invalid; allowed is a positive integer (blocks mixed together).",
+                              setting="shuffle_window", allowed="a positive integer")
         if order == "blocks" and blocks is None:
             raise ConfigError("order='blocks' needs the block id of every item; this source declares no blocks.")
         if blocks is not None and len(blocks) != self.dataset_size:

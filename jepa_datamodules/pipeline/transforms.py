@@ -77,7 +77,8 @@ _DRAWS_PER_VIEW = 2 * CROP_TRIES + 9
 def check_crop_scale(crop_scale: Sequence[float]) -> tuple[float, float]:
     low, high = (float(v) for v in crop_scale)
     if not (0 < low <= high <= 1):
-        raise ConfigError(f"crop_scale={tuple(crop_scale)} is invalid; allowed is (low, high) with 0 < low <= high <= 1.")
+        raise ConfigError(f"crop_scale={tuple(crop_scale)} is invalid; allowed is (low, high) with 0 < low <= high <= 1.",
+                          setting="crop_scale", allowed="(low, high) with 0 < low <= high <= 1")
     return low, high
 
 
@@ -85,7 +86,8 @@ def check_crop_ratio(crop_ratio: Sequence[float]) -> tuple[float, float]:
     low, high = (float(v) for v in crop_ratio)
     if not (0 < low <= high):
         raise ConfigError(f"crop_ratio={tuple(crop_ratio)} is invalid; allowed is (low, high) with 0 < low <= high "
-                         f"(width / height of the crop window).")
+                         f"(width / height of the crop window).", setting="crop_ratio",
+                          allowed="(low, high) with 0 < low <= high")
     return low, high
 
 
@@ -316,7 +318,8 @@ class TrainView:
         self.crop_ratio = check_crop_ratio(crop_ratio)
         self.hflip = bool(hflip)
         if not 0 <= color_jitter < 1:
-            raise ConfigError(f"color_jitter={color_jitter} is invalid; allowed is 0 <= color_jitter < 1 (0 turns it off).")
+            raise ConfigError(f"color_jitter={color_jitter} is invalid; allowed is 0 <= color_jitter < 1 (0 turns it off).",
+                              setting="color_jitter", allowed="0 <= color_jitter < 1")
         self.color_jitter = float(color_jitter)
 
     def draw(self, height: int, width: int, generator: torch.Generator) -> "ViewParams":
@@ -378,7 +381,8 @@ class EvalView:
 
     def __init__(self, image_size: int, crop_fraction: float = 0.875):
         if not 0 < crop_fraction <= 1:
-            raise ConfigError(f"crop_fraction={crop_fraction} is invalid; allowed is 0 < crop_fraction <= 1.")
+            raise ConfigError(f"crop_fraction={crop_fraction} is invalid; allowed is 0 < crop_fraction <= 1.",
+                              setting="crop_fraction", allowed="0 < crop_fraction <= 1")
         self.image_size = int(image_size)
         self.crop_fraction = float(crop_fraction)
         self.resize_to = int(self.image_size / self.crop_fraction)
@@ -418,14 +422,20 @@ class EvalView:
         return _finish(view[:, top:top + size, left:left + size], base, image)
 
 
-def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float],
+              out: torch.Tensor | None = None) -> torch.Tensor:
     """uint8 ``(B, 3, H, W)`` (or ``(3, H, W)``), any strides -> contiguous float32 ``(x / 255 - mean) / std``.
 
     Runs on the tensor's device; ``mean`` and ``std`` are per channel, in [0, 1] units.
+    ``out``: a contiguous float32 tensor of ``images``' shape to write the result into [None:
+    a new one]; ``out=images`` normalizes a contiguous float32 batch (pixel values 0..255) in
+    place, with no second buffer.
     """
     mean_t = torch.as_tensor(mean, dtype=torch.float32, device=images.device).view(-1, 1, 1)
     std_t = torch.as_tensor(std, dtype=torch.float32, device=images.device).view(-1, 1, 1)
-    out = torch.empty(images.shape, dtype=torch.float32, device=images.device)
-    out.copy_(images)  # converts dtype and, for channels-last input, the layout in one pass
+    if out is None:
+        out = torch.empty(images.shape, dtype=torch.float32, device=images.device)
+    if out is not images:
+        out.copy_(images)  # converts dtype and, for channels-last input, the layout in one pass
     # (x / 255 - mean) / std == x * (1 / (255 std)) + (-mean / std): one fused pass.
     return torch.addcmul(-mean_t / std_t, out, 1.0 / (255.0 * std_t), out=out)

@@ -28,13 +28,15 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from ..errors import ConfigError, DownloadError, setting
+from ..notices import Notice
 from ..progress import mode as progress_mode
 from ..progress import progress_bar
-from ..errors import ConfigError, DownloadError
 
 from .files import (
     StorageError,
@@ -61,7 +63,7 @@ MIRROR_ENV = "JEPA_DATA_MIRROR"
 # Checked in this order; the first one that is set wins, as in pip / requests.
 _CA_BUNDLE_ENV = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
 _USER_AGENT = "jepa-datamodules/0.1 (Python urllib)"
-_FIX_HINT = "set data.mirrors or ${env} to a mirror that has it".format(env=MIRROR_ENV)
+_FIX_HINT = f"set {setting('mirrors')} or ${MIRROR_ENV} to a mirror that has it"
 _TLS_HINT = (
     "certificate checks stay on; if a proxy re-signs HTTPS traffic, point SSL_CERT_FILE or "
     "REQUESTS_CA_BUNDLE at its CA bundle"
@@ -86,7 +88,7 @@ def candidate_urls(filename: str, upstream: Sequence[str], mirrors: Sequence[str
     Args:
         filename: file name (or relative path) of the archive on the mirrors.
         upstream: full URLs of the original source(s).
-        mirrors: base URLs from the config (``data.mirrors``); default none.
+        mirrors: base URLs the user configured (the DataModule's ``mirrors``); default none.
 
     Returns:
         The URLs in the order :func:`fetch` should try them.
@@ -183,11 +185,11 @@ def fetch(
     if dest.is_file():
         if _matches(dest, expected_md5, size, show, chunk_size):
             return dest
-        logger.warning("%s exists but does not match its checksum; downloading it again.", dest)
+        _notice(f"{dest} exists but does not match its checksum; downloading it again.", stacklevel=3)
     if not url_list:
         raise DownloadError(
             f"No download URL is known for {dest.name}. Place the file at {dest} by hand, "
-            f"or {_fix_hint()}."
+            f"or {_fix_hint()}.", setting="mirrors", path=dest
         )
 
     try:
@@ -234,10 +236,7 @@ def _fetch_urls(url_list: list[str], dest: Path, part: _PartFile, opener: urllib
                     break
                 delay = backoff * 2**retry_index
                 retry_index += 1
-                logger.warning(
-                    "Downloading %s failed: %s; retry %d/%d in %.1f s.",
-                    dest.name, last_error, retry_index, retries, delay,
-                )
+                _notice(f"Downloading {dest.name} failed: {last_error}; retry {retry_index}/{retries} in {delay:.1f} s.")
                 _sleep(delay)
             except _GiveUpOnUrl as exc:
                 last_error = _with_url(str(exc), url)
@@ -249,13 +248,13 @@ def _fetch_urls(url_list: list[str], dest: Path, part: _PartFile, opener: urllib
                     last_error += " (also after a fresh re-download)"
                     break
                 redownloaded, retry_index = True, 0
-                logger.warning("%s; downloading it once more from scratch.", exc)
+                _notice(f"{exc}; downloading it once more from scratch.")
             else:
                 os.replace(part.path, dest)
                 return dest
         tried.append((url, attempts, last_error))
         if len(url_list) > 1:
-            logger.warning("Giving up on %s for %s: %s", url, dest.name, last_error)
+            _notice(f"Giving up on {url} for {dest.name}: {last_error}.")
 
     if len(tried) == 1:
         url, n, _ = tried[0]
@@ -264,7 +263,7 @@ def _fetch_urls(url_list: list[str], dest: Path, part: _PartFile, opener: urllib
         summary = "tried " + "; ".join(f"{u} ({n} attempt{'s' if n != 1 else ''}: {_without_url(e, u)})"
                                        for u, n, e in tried)
     raise DownloadError(f"Could not download {dest.name} to {dest}: {summary}. Place the file at {dest} by hand, "
-                        f"or {_fix_hint()}.")
+                        f"or {_fix_hint()}.", setting="mirrors", path=dest)
 
 
 def _without_url(text: str, url: str) -> str:
@@ -276,8 +275,14 @@ def _fix_hint() -> str:
     configured = os.environ.get(MIRROR_ENV, "").strip()
     if configured:
         return (f"put an intact copy on the mirror ${MIRROR_ENV} names ({configured}), or point ${MIRROR_ENV} "
-                "or data.mirrors at one that has it")
+                f"or {setting('mirrors')} at one that has it")
     return _FIX_HINT
+
+
+def _notice(sentence: str, stacklevel: int = 4) -> None:
+    """Tell the user what the download is doing about a failure (the run goes on); ``stacklevel``
+    [4: from ``_fetch_urls``] points the warning at ``fetch``'s caller."""
+    warnings.warn(Notice(sentence), stacklevel=stacklevel)
 
 
 def _with_url(text: str, url: str) -> str:

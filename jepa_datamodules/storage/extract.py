@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import glob
 import logging
-import os
 import re
-import secrets
 import tarfile
 import zipfile
 import zlib
@@ -25,7 +23,7 @@ from typing import Any
 from ..progress import mode as progress_mode
 from ..progress import track
 from ..errors import ExtractError
-from .files import check_free_space, honour_umask, is_storage_error, remove_path, staging_folder, storage_error
+from .files import check_free_space, honour_umask, is_storage_error, remove_path, staging_folder, storage_error, swap_in
 
 __all__ = ["name_problem", "safe_extract", "tar_member_problem"]
 
@@ -73,7 +71,7 @@ def safe_extract(
     """
     archive, target = Path(archive), Path(target)
     if not archive.is_file():
-        raise ExtractError(f"Archive {archive} does not exist; download it first or place it there by hand.")
+        raise ExtractError(f"Archive {archive} does not exist; download it first or place it there by hand.", path=archive)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         _remove_leftovers(target)
@@ -148,14 +146,15 @@ def _is_zip(archive: Path) -> bool:
 def _unreadable(archive: Path, exc: BaseException) -> ExtractError:
     return ExtractError(
         f"{archive} is not a readable .tar, .tar.gz/.tgz or .zip archive ({exc}); "
-        f"delete it and download it again."
+        f"delete it and download it again.", path=archive
     )
 
 
 def _refusal(archive: Path, member: str, reason: str) -> ExtractError:
     return ExtractError(
         f"Refusing to extract {archive.name}: member {member!r} {reason}. "
-        f"The archive is damaged or malicious; nothing was extracted, download it again from a trusted source."
+        f"The archive is damaged or malicious; nothing was extracted, download it again from a trusted source.",
+        path=archive
     )
 
 
@@ -255,17 +254,11 @@ def _extract_atomically(archive: Path, target: Path, extract: Callable[[Path], N
         if isinstance(exc, (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError)):
             raise ExtractError(
                 f"Extracting {archive.name} into {target} failed ({exc}); {target} was left as it was. "
-                f"Check free space and permissions, or delete the archive and download it again if it is damaged."
+                f"Check free space and permissions, or delete the archive and download it again if it is damaged.",
+                path=archive
             ) from exc
         raise
-    if target.exists() or target.is_symlink():
-        # os.replace cannot overwrite a non-empty folder: move the old one aside, swap, then delete.
-        old = target.parent / f".{target.name}.old-{secrets.token_hex(4)}"
-        os.replace(target, old)
-        os.replace(partial, target)
-        remove_path(old)
-    else:
-        os.replace(partial, target)
+    swap_in(partial, target)  # os.replace cannot overwrite a non-empty folder
 
 
 def _remove_leftovers(target: Path) -> None:

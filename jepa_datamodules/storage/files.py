@@ -43,8 +43,8 @@ _STORAGE_ERRNOS = {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.E
                    errno.EISDIR, errno.EEXIST}
 _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
 
-# Hidden names that only ever hold unfinished work (see the module docstring and imagenet.py).
-_STAGING = re.compile(r"^\.(?P<target>.+?)\.(?:partial|old)-[0-9a-f]+$|^\.(?P<wnid>[^.]+)\.partial$|^\.val\.(?:partial|flat-old)$")
+# Hidden names that only ever hold unfinished work (staging_folder's, swap_in's).
+_STAGING = re.compile(r"^\.(?P<target>.+?)\.(?P<kind>partial|old)-[0-9a-f]+$")
 _TEMP = re.compile(r"^\.(?P<target>.+)\.[0-9a-zA-Z_]+\.tmp$|^\.stamp-\w+$")
 # A temporary file younger than this may belong to a writer that is still running.
 TEMP_GRACE_S = 3600.0
@@ -94,7 +94,7 @@ def check_free_space(folder: Path, needed_bytes: int, what: str) -> None:
         needed_text, free_text = _pair(needed_bytes, free)
         raise StorageError(
             f"Not enough free space to {what}: needs {needed_text} at {folder}, only {free_text} free; "
-            f"free space there or {DATA_DIR_HINT} a disk with room."
+            f"free space there or {DATA_DIR_HINT} a disk with room.", setting="data_dir", path=folder
         )
 
 
@@ -163,14 +163,14 @@ def storage_error(exc: OSError, folder: Path, what: str, needed: int | None = No
         quota = " (or your disk quota was reached)" if exc.errno == errno.EDQUOT else ""
         return StorageError(
             f"The disk holding {folder} filled up{quota} while writing {what}: {amount}; nothing half-written "
-            f"was kept: free space there or {DATA_DIR_HINT} a disk with room."
+            f"was kept: free space there or {DATA_DIR_HINT} a disk with room.", setting="data_dir", path=folder
         )
     reason = unwritable(folder)
     if reason is None:  # the folder itself is fine: the error was about one path inside it
         culprit = exc.filename or folder
         reason = f"holds {culprit}, which cannot be written ({exc.strerror or exc})"
     return StorageError(f"{folder} {reason}, so {what} cannot be written there; "
-                        f"{fix or DATA_DIR_HINT + ' a folder you can write'}.")
+                        f"{fix or DATA_DIR_HINT + ' a folder you can write'}.", setting="data_dir", path=folder)
 
 
 # ------------------------------------------------------------------------------ writing
@@ -231,6 +231,31 @@ def staging_folder(target: Path) -> Path:
             continue
 
 
+def swap_in(built: Path, target: Path) -> None:
+    """Put the complete folder ``built`` (from :func:`staging_folder`) at ``target``.
+
+    A ``target`` already there (folder, file or link) is first renamed aside to a hidden
+    ``.<name>.old-<random>`` and deleted once ``built`` is in place (a link is removed, never
+    what it points to). A run killed between the two renames leaves ``target`` missing and its
+    old copy aside: :func:`set_aside` finds it and :func:`clear_staging` puts it back.
+    """
+    target = Path(target)
+    if not (target.exists() or target.is_symlink()):
+        os.replace(built, target)
+        return
+    old = target.parent / f".{target.name}.old-{secrets.token_hex(4)}"
+    os.replace(target, old)
+    os.replace(built, target)
+    remove_path(old)
+
+
+def set_aside(target: Path) -> list[Path]:
+    """Old copies of ``target`` that an interrupted :func:`swap_in` left aside (normally none), sorted."""
+    target = Path(target)
+    return sorted(Path(e.path) for e in _scandir(target.parent)
+                  if (m := _STAGING.match(e.name)) and m.group("kind") == "old" and m.group("target") == target.name)
+
+
 def honour_umask(folder: Path) -> None:
     """Give everything under ``folder`` (and ``folder``) the modes ``mkdir`` / ``open`` would."""
     mask = current_umask()
@@ -270,9 +295,9 @@ def lock_held(lock: Path) -> bool:
 def staging_entries(folder: Path, guard: Path | None = None, now: float | None = None) -> list[Path]:
     """Unfinished work left in ``folder`` by runs that are no longer running.
 
-    ``.<x>.partial-*`` / ``.<x>.old-*`` entries (and ImageNet's ``.<wnid>.partial``,
-    ``.val.partial``) count when no live process holds their lock: ``guard`` when given (the
-    lock of the dataset ``folder`` belongs to), else ``.<x>.lock`` beside them. Temporary
+    ``.<x>.partial-*`` / ``.<x>.old-*`` entries count when no live process holds their lock:
+    ``guard`` when given (the lock of the dataset ``folder`` belongs to, e.g. for ImageNet's
+    ``train/.<wnid>.partial-*``), else ``.<x>.lock`` beside them. Temporary
     ``.*.tmp`` files count once older than :data:`TEMP_GRACE_S`. Nothing is written.
     """
     now = time.time() if now is None else now
@@ -284,8 +309,7 @@ def staging_entries(folder: Path, guard: Path | None = None, now: float | None =
     for entry in entries:
         staging = _STAGING.match(entry.name)
         if staging:
-            target = staging.group("target") or staging.group("wnid") or "val"
-            lock = guard if guard is not None else Path(folder) / f".{target}.lock"
+            lock = guard if guard is not None else Path(folder) / f".{staging.group('target')}.lock"
             if not lock_held(lock):
                 found.append(Path(entry.path))
         elif _TEMP.match(entry.name):
@@ -302,19 +326,36 @@ def remove_stale_staging(folder: Path) -> list[Path]:
 
     Inside ``folder`` every staging entry is stale (this process holds the lock that every writer
     of ``folder`` takes); beside it, ``folder``'s own staging is stale and so is other folders'
-    whose lock no live process holds. Returns what was removed.
+    whose lock no live process holds. An old copy whose original is missing (a :func:`swap_in`
+    killed between its renames) is put back instead. Returns what was removed.
     """
     folder = Path(folder)
-    removed = []
     own = re.compile(rf"^\.{re.escape(folder.name)}\.(?:partial|old)-[0-9a-f]+$")
     beside = [Path(e.path) for e in _scandir(folder.parent) if own.match(e.name)]
     others = [p for p in staging_entries(folder.parent) if not own.match(p.name)]
-    inside = [Path(e.path) for e in _scandir(folder) if _STAGING.match(e.name)]
-    inside += [p for p in staging_entries(folder) if _TEMP.match(p.name)]
-    for path in beside + others + inside:
-        remove_path(path)
-        removed.append(path)
-    return removed
+    return [path for path in beside + others if _clear(path)] + clear_staging(folder)
+
+
+def clear_staging(folder: Path) -> list[Path]:
+    """Delete the staging directly inside ``folder``: every ``.<x>.partial-*`` / ``.<x>.old-*``
+    entry, and ``.*.tmp`` files older than :data:`TEMP_GRACE_S`. Call it holding the lock of the
+    dataset ``folder`` is (part of): then no live process is writing them. An old copy whose
+    original is missing is put back instead (see :func:`swap_in`). Returns what was removed."""
+    staging = sorted(Path(e.path) for e in _scandir(folder) if _STAGING.match(e.name))
+    staging += [p for p in staging_entries(folder) if _TEMP.match(p.name)]
+    return [path for path in staging if _clear(path)]
+
+
+def _clear(path: Path) -> bool:
+    """Remove the leftover ``path``, or rename it back when it is an old copy whose original is
+    missing; True when it was removed."""
+    match = _STAGING.match(path.name)
+    original = path.with_name(match.group("target")) if match else path
+    if match and match.group("kind") == "old" and not (original.exists() or original.is_symlink()):
+        os.rename(path, original)
+        return False
+    remove_path(path)
+    return True
 
 
 def _scandir(folder: Path) -> list[os.DirEntry]:

@@ -15,7 +15,9 @@ def dataset_lock(folder: Path, timeout: float = -1) -> filelock.FileLock:
     """Inter-process lock for one dataset folder; use as ``with dataset_lock(folder): ...``.
 
     The lock file is ``folder.parent / f".{folder.name}.lock"`` (so deleting or replacing the dataset
-    folder does not remove it); the parent folder is created if needed.
+    folder does not remove it); the parent folder is created if needed. Not re-entrant: code that
+    runs under it (a Dataset's ``build()`` during ``prepare``) must not take it again, or it waits
+    for itself.
 
     Args:
         folder: the dataset folder to protect.

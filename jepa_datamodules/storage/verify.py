@@ -1,8 +1,10 @@
-"""The verification report and the stamp that records a verified copy.
+"""The verification engine's report and file checks, and the stamp that records a verified copy.
 
-The checks themselves open the dataset's splits, so they live with the formats
-(``formats/dataset.py``: archive checksums, expected files, per-split counts, classes, a
-seeded sample that must decode). When all pass, a stamp file records
+A dataset's ``verify()`` is a composition of checks that each add rows to one
+:class:`VerifyReport`: here the ones that need no reader (:func:`check_archives`: archive
+md5s; :func:`check_files`: expected files present, with the sizes a verified copy had), in
+``formats/dataset.py`` the per-split ones that open a split (readable, count, labels in range,
+classes, a seeded sample that decodes: ``check_split``). When all pass, a stamp file records
 the size and mtime of every file it relied on plus the checksums it checked; a later
 ``prepare_data`` that finds a matching stamp only ``stat``s files (no hashing, no reading).
 
@@ -16,17 +18,19 @@ notice (a truncated memory-mapped binary, say).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..catalog import DatasetSpec
+from ..catalog import ArchiveSpec, DatasetSpec
 from ..errors import VerificationError, action, with_options
 from .files import atomic_write_text
 
+__all__ = ["Check", "VerifyReport", "VerificationError", "check_archives", "check_files", "nothing_on_disk",
+           "read_stamp", "stamp_matches", "recorded_md5", "recorded_sizes", "write_stamp", "remove_stamp"]
+
 STAMP_NAME = ".jepa-verified.json"
 STAMP_VERSION = 1
-
-
 
 
 @dataclass
@@ -50,7 +54,7 @@ class VerifyReport:
     nothing_on_disk: bool = False
     # The marked fix that prepares this very dataset with the user's own settings (errors.action).
     prepare_command: str = ""
-    # Whether `prepare force=true` can fetch and extract the copy again (it has archives); an own
+    # Whether preparing with force=True can fetch and extract the copy again (it has archives); an own
     # folder or a set of parquet shards can only be replaced by its owner.
     refetchable: bool = True
 
@@ -118,6 +122,71 @@ class VerifyReport:
         cut = [c for c in self.failures if max(len(c.name), len(c.expected), len(c.found)) > 60]
         lines += [f"FAIL {c.name}: expected {c.expected}, found {c.found}" for c in cut]
         return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- file checks
+def check_archives(report: VerifyReport, archives: Sequence[ArchiveSpec], *, md5: Callable[[Path], str] | None,
+                   known_md5: Mapping[str, str] | None = None, full: bool = False) -> bool:
+    """One row ``md5 <archive>`` per archive present in ``report.folder``; a wrong digest
+    blames the archive. Returns True when every checked digest matches.
+
+    Args:
+        report: gets the rows; its ``hashed`` records each digest (the stamp keeps them).
+        archives: the dataset's archives (``spec.archives``); absent ones are not checked.
+        md5: hashes one file; None = no archive is checked.
+        known_md5: ``{archive file name: md5}`` computed this run (while downloading); trusted
+            unless ``full``. Default none.
+        full: hash every archive present, even one whose md5 is known this run or recorded by
+            a stamp whose size and mtime still match (then the row says ``(stamp)``); default False.
+    """
+    folder, ok = report.folder, True
+    from_this_run = dict(known_md5 or {})
+    from_stamp = {} if full else recorded_md5(folder)
+    for archive in archives:
+        path = folder / archive.filename
+        if not path.exists() or md5 is None:
+            continue
+        if not full and archive.filename in from_this_run:
+            digest = found = from_this_run[archive.filename]
+        elif archive.filename in from_stamp:
+            digest = from_stamp[archive.filename]
+            found = f"{digest} (stamp)"
+        else:
+            digest = found = md5(path)
+        report.hashed[archive.filename] = digest
+        if not report.add(f"md5 {archive.filename}", archive.md5, found, digest == archive.md5):
+            report.blame(archive.filename)
+            ok = False
+    return ok
+
+
+def check_files(report: VerifyReport, files: Sequence[str], verified_sizes: Mapping[str, int] | None = None) -> bool:
+    """One row ``file <name>`` per expected file (relative to ``report.folder``): present and
+    not empty, or, where a verified copy recorded its size (``verified_sizes``, from
+    :func:`recorded_sizes`), exactly that many bytes, so a truncated file is named even when
+    its reader would not notice. Failures are blamed. Returns True when every file passes."""
+    sizes, ok = dict(verified_sizes or {}), True
+    for rel in files:
+        path = report.folder / rel
+        size = path.stat().st_size if path.exists() else None
+        verified_size = sizes.get(rel)
+        if size is None:
+            good, expected, found = False, "present", "missing"
+        elif verified_size is not None:
+            good, expected, found = size == verified_size, f"{verified_size} bytes", f"{size} bytes"
+        else:
+            good, expected, found = size > 0, "present", f"{size} bytes"
+        if not report.add(f"file {rel}", expected, found, good):
+            report.blame(rel)
+            ok = False
+    return ok
+
+
+def nothing_on_disk(folder: Path, spec: DatasetSpec) -> bool:
+    """True when none of ``spec``'s files and archives is in ``folder``: the fix is to prepare
+    it, not to repair it (:meth:`VerifyReport.fix`)."""
+    return bool(spec.files) and not any((folder / rel).exists() for rel in spec.files) \
+        and not any((folder / a.filename).exists() for a in spec.archives)
 
 
 # ---------------------------------------------------------------------------- stamp

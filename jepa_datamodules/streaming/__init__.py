@@ -20,9 +20,6 @@ from .inputs import FORMATS, INPUTS, LitDataInput, open_input
 from .remote import allow_plain_http, check_reachable, split_url
 from .source import DEFAULT_IO_THREADS, LitDataSource, read_facts, read_single_item
 
-# The old private name, kept until every caller (bench/sources.py) uses allow_plain_http.
-_allow_plain_http = allow_plain_http
-
 __all__ = ["DEFAULT_CACHE_BYTES", "DEFAULT_CHUNK_BYTES", "DEFAULT_IO_THREADS", "DEFAULT_QUALITY", "FORMATS", "INPUTS",
            "ChunkCache", "LitDataInput", "LitDataSource", "allow_plain_http", "check_reachable", "convert_to_litdata",
            "dataset_facts", "default_cache_root", "open_input", "parse_bytes", "read_facts", "read_single_item",

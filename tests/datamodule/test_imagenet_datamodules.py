@@ -61,8 +61,9 @@ def test_missing_data_gives_the_manual_steps(tmp_path):
         dm.prepare_data()
     text = str(error.value)
     for needed in ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar", "ILSVRC2012_devkit_t12.tar.gz",
-                   "jepa-prepare data=imagenet"):
+                   "`prepare_data()` of the imagenet DataModule"):
         assert needed in text
+    assert error.value.path == tmp_path / "data" / "imagenet"
 
 
 def test_damaged_archive_is_named(tmp_path, monkeypatch):

@@ -15,7 +15,7 @@ import pytest
 
 from jepa_datamodules import EvalDataModule, ImageNet100DataModule, ImageNetDataModule, imagenet_subset
 from jepa_datamodules.formats.hfparquet import imagenet1k_wnids
-from jepa_datamodules.formats.writing import pattern_jpeg
+from tests.helpers.fake_formats import pattern_jpeg
 
 # sha256 of google-research/simclr imagenet_subsets/{1,10}percent.txt at 383d4143 (computed from the upstream files).
 UPSTREAM = {"1percent": (12_811, "71e82a48ba78252683ae334c4d019ebd5c6e855b9599c1389fbe83eb9549cf17"),

@@ -11,8 +11,10 @@ import yaml
 
 from jepa_datamodules import CIFAR100DataModule
 from jepa_datamodules.catalog import get_spec
+from jepa_datamodules.cli.terms import HydraTerms, console_text
 from jepa_datamodules.formats.base import FormatError
-from jepa_datamodules.formats.cifar import load_cifar_pickle, write_cifar
+from jepa_datamodules.formats.cifar import load_cifar_pickle
+from tests.helpers.fake_formats import write_cifar
 
 
 def test_num_classes_follows_a_catalog_override(tmp_path, monkeypatch):
@@ -37,5 +39,7 @@ def test_coarse_labels_missing_from_the_batches_is_one_sentence(tmp_path):
         (root / name).write_bytes(pickle.dumps(batch, protocol=2))
     fine = CIFAR100DataModule(data_dir=tmp_path).open_split("train")
     assert fine.labels.tolist() == labels["train"].tolist()
-    with pytest.raises(FormatError, match=r"has no coarse_labels \(it has fine_labels\), which label_type=coarse reads"):
+    with pytest.raises(FormatError, match=r"has no coarse_labels \(it has fine_labels\), which label_type='coarse' reads") as error:
         CIFAR100DataModule(data_dir=tmp_path, label_type="coarse").open_split("train")
+    # The console names the same setting as the override a user types.
+    assert "which data.label_type=coarse reads" in console_text(error.value, HydraTerms())

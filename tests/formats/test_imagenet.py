@@ -13,16 +13,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from jepa_datamodules.cli.terms import HydraTerms, console_text
+from jepa_datamodules.errors import ConfigError, ExtractError
 from jepa_datamodules.formats import imagefolder
-from jepa_datamodules.formats import imagenet
 from jepa_datamodules.formats.imagefolder import check_images, index_image_folder
 from jepa_datamodules.formats.imagenet import (
     IMAGENET100_SHA256,
     ImageNetSetupError,
+    datasets,
     detect_source,
     load_class_list,
     parse_devkit,
     prepare_imagenet,
+    unpack,
 )
 from tests.helpers.fake_imagenet import (
     DEVKIT,
@@ -72,9 +75,9 @@ def test_prepare_from_archives_builds_the_layout_with_val_in_ground_truth_classe
     # Non-leaf synsets of meta.mat own no images and must not become classes.
     for wnid in info["non_leaf_wnids"]:
         assert not (root / "train" / wnid).exists() and not (root / "val" / wnid).exists()
-    # Nothing temporary is left; the archives stay.
-    leftovers = [p.name for p in root.rglob(".*") if p.name != ".imagenet-prepare.lock"]
-    assert leftovers == []
+    # Nothing temporary is left; the archives stay. The lock is the dataset's, beside the folder.
+    assert [p.name for p in root.rglob(".*")] == []
+    assert sorted(p.name for p in root.parent.iterdir()) == [".imagenet.lock", "imagenet"]
     for name in (TRAIN_TAR, VAL_TAR, DEVKIT):
         assert (root / name).is_file()
 
@@ -94,13 +97,13 @@ def test_rerun_rebuilds_only_the_missing_class(archives, monkeypatch):
     shutil.rmtree(root / "train" / "n01484850")
 
     calls: list[str] = []
-    real = imagenet._extract_class
+    real = unpack._extract_class
 
     def spy(train_tar, wnid, *args):
         calls.append(wnid)
         return real(train_tar, wnid, *args)
 
-    monkeypatch.setattr(imagenet, "_extract_class", spy)
+    monkeypatch.setattr(unpack, "_extract_class", spy)
     prepare_imagenet(root, workers=1, progress=False)
 
     assert calls == ["n01484850"]
@@ -115,21 +118,22 @@ def test_rerun_rebuilds_only_the_missing_class(archives, monkeypatch):
 def test_interrupted_extractions_are_redone(archives):
     root, info = archives
     prepare_imagenet(root, workers=1, progress=False)
-    # Simulate a kill mid-way through one class and through the val build.
+    # Simulate a kill mid-way through one class and through the val build (storage's staging names).
     shutil.rmtree(root / "train" / "n02102040")
-    partial = imagenet._partial_dir(root / "train", "n02102040")
+    partial = root / "train" / ".n02102040.partial-0a1b2c3d"
     partial.mkdir()
     (partial / "n02102040_1.JPEG").write_bytes(b"\xff\xd8half")
     (partial / "n02102040_999.JPEG").write_bytes(b"\xff\xd8stale")
     shutil.rmtree(root / "val")
-    (root / ".val.partial" / "n01440764").mkdir(parents=True)
-    (root / ".val.partial" / "n01440764" / "junk.JPEG").write_bytes(b"junk")
+    val_partial = root / ".val.partial-4e5f6a7b"
+    (val_partial / "n01440764").mkdir(parents=True)
+    (val_partial / "n01440764" / "junk.JPEG").write_bytes(b"junk")
 
     assert detect_source(root) == "archives"
     prepare_imagenet(root, workers=2, progress=False)
 
     assert layout_files(root) == expected_layout(info)
-    assert not partial.exists() and not (root / ".val.partial").exists()
+    assert [p.name for p in root.rglob(".*")] == []
 
 
 def test_flat_val_folder_is_sorted_into_classes(archives):
@@ -156,18 +160,18 @@ def test_val_swap_interrupted_between_its_renames_is_recovered(archives):
     root, info = archives
     prepare_imagenet(root, workers=1, progress=False)
     (root / VAL_TAR).unlink()
-    # The flat folder had been set aside as .val.flat-old and the sorted one not yet moved in.
-    old = root / imagenet._VAL_OLD
+    # The flat folder had been set aside by storage's swap and the sorted one not yet moved in.
+    old = root / ".val.old-0a1b2c3d"
     old.mkdir()
     for path in (root / "val").glob("*/*.JPEG"):
         shutil.copy(path, old / path.name)
-    (root / "val").rename(root / ".val.partial")
+    (root / "val").rename(root / ".val.partial-4e5f6a7b")
 
-    assert detect_source(root) == "archives"
+    assert detect_source(root) == "archives"  # the flat copy aside still counts as the val images
     prepare_imagenet(root, workers=1, progress=False)
 
     assert layout_files(root) == expected_layout(info)
-    assert not old.exists() and not (root / ".val.partial").exists()
+    assert [p.name for p in root.rglob(".*")] == []
 
 
 def test_incomplete_flat_val_folder_is_reported_with_counts(archives):
@@ -211,13 +215,14 @@ def test_unsafe_member_in_a_class_tar_is_refused(tmp_path, member):
         bad = tar_bytes({"n01443537_1.JPEG": b"fine", name: b"pwned"})
     (root / TRAIN_TAR).write_bytes(tar_bytes({"n01440764.tar": good, "n01443537.tar": bad}))
 
-    with pytest.raises(ImageNetSetupError, match="Refusing to unpack.*n01443537.tar"):
+    with pytest.raises(ExtractError, match="Refusing to unpack.*n01443537.tar") as caught:
         prepare_imagenet(root, workers=1, progress=False)
+    assert caught.value.path == root / TRAIN_TAR
 
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["imagenet"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".imagenet.lock", "imagenet"]  # the dataset lock
     assert [p for p in tmp_path.rglob("*evil*")] == []
     assert not (root / "train" / "n01443537").exists()
-    assert not imagenet._partial_dir(root / "train", "n01443537").exists()
+    assert [p.name for p in root.rglob(".*")] == []  # its staging folder went with the refusal
     assert not (root / "val").exists()
 
 
@@ -261,19 +266,24 @@ def test_missing_data_gives_step_by_step_instructions(tmp_path):
         prepare_imagenet(root, progress=False)
     message = str(caught.value)
     for needed in (TRAIN_TAR, VAL_TAR, DEVKIT, "138 GB", "6.3 GB", "2.5 MB", "image-net.org",
-                   "jepa-prepare data=imagenet", "paths.data_dir=", "$JEPA_DATA_DIR", str(root)):
+                   "$JEPA_DATA_DIR", str(root)):
         assert needed in message
     assert "train/<wnid>" in message and "val/<wnid>" in message
+    assert caught.value.path == root
+    # Python speaks Python; the console gives the command line.
+    assert "Run `prepare_data()` of the imagenet DataModule" in message and "point\n     data_dir at" in message
+    console = console_text(caught.value, HydraTerms())
+    assert "Run `jepa-prepare data=imagenet`" in console and "point\n     paths.data_dir at" in console
     assert sorted(p.name for p in root.iterdir()) == [TRAIN_TAR]  # nothing was written
 
 
 def test_ready_layout_is_used_as_is_without_writing(tmp_path):
     root = tmp_path / "imagenet"
     make_imagenet_layout(root, WNIDS[:2])
-    before = snapshot(root)
+    before = snapshot(tmp_path)
     # Not even a lock file: shared read-only copies of ImageNet are common on clusters.
     prepare_imagenet(root, progress=False)
-    assert snapshot(root) == before
+    assert snapshot(tmp_path) == before
 
 
 # --------------------------------------------------------------------------- indexing
@@ -384,8 +394,8 @@ def test_packaged_imagenet100_list():
 
 
 def test_packaged_list_with_a_wrong_checksum_is_refused(monkeypatch):
-    monkeypatch.setattr(imagenet, "IMAGENET100_SHA256", "0" * 64)
-    with pytest.raises(RuntimeError, match="expected 0{64}"):
+    monkeypatch.setattr(datasets, "IMAGENET100_SHA256", "0" * 64)
+    with pytest.raises(ImageNetSetupError, match="expected 0{64}"):
         load_class_list()
 
 
@@ -396,9 +406,12 @@ def test_user_class_list_is_validated_line_by_line(tmp_path):
 
     bad = tmp_path / "bad.txt"
     bad.write_text("n01440764\n# comment\ngoldfish\n")
-    with pytest.raises(ValueError, match=r"line 3: 'goldfish' is not a WordNet id"):
+    with pytest.raises(ConfigError, match=r"line 3: 'goldfish' is not a WordNet id") as caught:
         load_class_list(bad)
+    assert caught.value.setting == "class_list" and caught.value.path == bad
     repeated = tmp_path / "repeated.txt"
     repeated.write_text("n01440764\nn01443537\nn01440764\n")
     with pytest.raises(ValueError, match="line 3: n01440764 already appears on line 1"):
         load_class_list(repeated)
+    with pytest.raises(ConfigError, match="class_list='.*missing.txt' cannot be read"):
+        load_class_list(tmp_path / "missing.txt")

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 
 from jepa_datamodules import ImageFolderDataModule
+from jepa_datamodules.cli.terms import HydraTerms, console_text
+from jepa_datamodules.notices import Notice
 from jepa_datamodules.pipeline.masks import MultiBlockMaskGenerator
 from jepa_datamodules.formats import ownfolder
 from jepa_datamodules.formats.ownfolder import STATE_NAME
@@ -124,7 +126,7 @@ def test_labels_argument_says_what_it_means(tmp_path):
     none = ImageFolderDataModule(root=tmp_path / "mine", labels="none", **SMALL)
     assert (none.open_split("train").labels == -1).all() and none.num_classes == 0
     make_unlabeled_folder(tmp_path / "photos")
-    with pytest.raises(ValueError, match=r"labels=folders needs every image inside a class folder, but .*img_000.jpg"):
+    with pytest.raises(ValueError, match=r"labels='folders' needs every image inside a class folder, but .*img_000.jpg"):
         ImageFolderDataModule(root=tmp_path / "photos", labels="folders", **SMALL).open_split("train")
     # Without train/, auto reads first-level folders as classes only when every image sits directly in one.
     for name in ("a", "b"):
@@ -135,8 +137,9 @@ def test_labels_argument_says_what_it_means(tmp_path):
         ImageFolderDataModule(root=tmp_path / "mine", labels="yes", **SMALL)
     with pytest.raises(ValueError, match="val_fraction=0 leaves no validation images"):
         ImageFolderDataModule(root=tmp_path / "mine", val_fraction=0.0, **SMALL)
-    with pytest.raises(FileNotFoundError, match="does not exist; point data.root at the folder"):
+    with pytest.raises(FileNotFoundError, match="does not exist; point root at the folder") as missing:
         ImageFolderDataModule(root=tmp_path / "nowhere", **SMALL).prepare_data()
+    assert "point data.root at the folder" in console_text(missing.value, HydraTerms())  # the console's words
     assert not (tmp_path / "nowhere").exists()  # nothing created where there was nothing
 
 
@@ -156,6 +159,16 @@ def test_index_and_stamp_live_under_data_dir_and_the_folder_is_left_as_it_was(tm
     make_unlabeled_folder(tmp_path / "other" / "mine", count=5)
     other = ImageFolderDataModule(root=tmp_path / "other" / "mine", data_dir=tmp_path / "data", **SMALL)
     assert other.folder != dm.folder and other.folder.parent == dm.folder.parent
+
+
+def test_a_damaged_index_is_a_notice_and_the_folder_is_listed_again(tmp_path):
+    make_labelled_folder(tmp_path / "mine")
+    dm = ImageFolderDataModule(root=tmp_path / "mine", data_dir=tmp_path / "data", **SMALL)
+    listed = len(dm.open_split("train"))
+    (dm.folder / ".index-train.npz").write_bytes(b"half an index")
+    with pytest.warns(Notice, match=r"The image-folder index .*\.index-train\.npz is unreadable .*; the folder is listed again"):
+        again = ImageFolderDataModule(root=tmp_path / "mine", data_dir=tmp_path / "data", **SMALL).open_split("train")
+    assert len(again) == listed
 
 
 def test_read_only_data_dir_keeps_the_index_in_the_user_cache(tmp_path, monkeypatch):
@@ -227,9 +240,8 @@ def test_prepare_data_checks_a_sample_and_jepa_verify_every_file(tmp_path, monke
     make_labelled_folder(tmp_path / "mine")
     dm = ImageFolderDataModule(root=tmp_path / "mine", **SMALL)
     read: list[int] = []
-    original = type(dm.open_split("train")).problem
-    monkeypatch.setattr(type(dm.open_split("train")), "problem",
-                        lambda self, i, full=False: read.append(i) or original(self, i, full))
+    original = type(dm.open_split("train")).read_bytes
+    monkeypatch.setattr(type(dm.open_split("train")), "read_bytes", lambda self, i: read.append(i) or original(self, i))
     monkeypatch.setattr(ownfolder, "PREPARE_SAMPLE", 4)
     dm.prepare_data()
     assert len(read) == 4 + 2  # 4 of 11 train files, both val files

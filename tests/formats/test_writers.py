@@ -13,9 +13,9 @@ import pytest
 
 from jepa_datamodules.catalog import get_spec
 from jepa_datamodules.formats.cifar import open_split as open_cifar
-from jepa_datamodules.formats.cifar import write_cifar
-from jepa_datamodules.formats.imagenet import parse_devkit, write_imagenet_archives
-from jepa_datamodules.formats.writing import archive_members, pack_archive, pattern_jpeg
+from jepa_datamodules.formats.imagenet import parse_devkit
+from tests.helpers.fake_formats import archive_members, pack_archive, pattern_jpeg, write_cifar
+from tests.helpers.fake_imagenet import write_imagenet_archives
 
 
 def test_cifar_batches_are_protocol_2_pickles_read_back_exactly(tmp_path):

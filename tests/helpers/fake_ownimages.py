@@ -5,7 +5,7 @@
   grayscale, palette and RGBA PNGs, one truncated JPEG, hidden files and a non-image.
 * :func:`make_unlabeled_folder`: images at several depths, no class structure.
 * :func:`write_hf_parquet`: ``data/{train,validation,test}-NNNNN-of-MMMMM.parquet``, written
-  by ``formats.hfparquet.write_hf_parquet`` in the release's schema (``image``: struct<bytes: binary, path: string>,
+  by ``fake_formats.write_hf_parquet`` in the release's schema (``image``: struct<bytes: binary, path: string>,
   ``label``: int64, -1 in test), several row groups per shard, labels shuffled across shards.
 
 Every builder returns what a loader must give back: per relative path (or per split, in
@@ -21,8 +21,8 @@ import numpy as np
 from PIL import Image
 
 from jepa_datamodules.catalog import get_spec
-from jepa_datamodules.formats.hfparquet import write_hf_parquet as write_hf_parquet_shards
-from jepa_datamodules.formats.writing import smooth_pixels, write_file
+from tests.helpers.fake_formats import smooth_pixels, write_file
+from tests.helpers.fake_formats import write_hf_parquet as write_hf_parquet_shards
 
 
 def encode(pixels: np.ndarray, fmt: str, mode: str = "RGB") -> tuple[bytes, np.ndarray]:

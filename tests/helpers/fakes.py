@@ -1,9 +1,9 @@
 """Small upstream archives for tests that never touch the internet.
 
-The files inside are written by the formats' own writers (``jepa_datamodules.formats.*.write_*``,
-the same ones ``jepa-bench``'s stand-ins use) into a scratch folder laid out as the dataset
+The files inside are written by the formats' writers (``tests/helpers/fake_formats.py``, which
+shares those ``jepa-bench``'s stand-ins use) into a scratch folder laid out as the dataset
 folder after extraction; :func:`packed` packs the archive's part of it with
-``formats.writing.pack_archive`` under the upstream file name. Each builder returns what it
+``fake_formats.pack_archive`` under the upstream file name. Each builder returns what it
 wrote so tests can compare pixels and labels.
 
 CIFAR "python version" (``cifar-10-python.tar.gz`` / ``cifar-100-python.tar.gz``), STL-10
@@ -23,11 +23,10 @@ import numpy as np
 import yaml
 
 from jepa_datamodules.catalog import DatasetSpec, get_spec
-from jepa_datamodules.formats.cifar import write_cifar
-from jepa_datamodules.formats.imagefolder import write_imagenette
-from jepa_datamodules.formats.stl10 import write_stl10
-from jepa_datamodules.formats.tinyimagenet import write_tinyimagenet
-from jepa_datamodules.formats.writing import archive_members, balanced_labels, pack_archive, pattern_jpeg
+from tests.helpers.fake_formats import (
+    archive_members, balanced_labels, pack_archive, pattern_jpeg, write_cifar, write_imagenette, write_stl10,
+    write_tinyimagenet,
+)
 from jepa_datamodules.storage.download import file_md5
 
 

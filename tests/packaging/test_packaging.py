@@ -53,3 +53,35 @@ def test_version_comes_from_the_installed_metadata() -> None:
     from importlib.metadata import version
 
     assert jepa_datamodules.__version__ == version("jepa-datamodules")
+
+
+def test_every_module_of_the_package_ships(wheel: tuple[Path, str]) -> None:
+    """A subpackage missing from pyproject's list would install without its modules (an import
+    error for the user only, since the editable install used by the tests finds every folder)."""
+    path, _ = wheel
+    names = set(zipfile.ZipFile(path).namelist())
+    package = Path(jepa_datamodules.__file__).parent
+    in_repo = {f"jepa_datamodules/{p.relative_to(package).as_posix()}" for p in package.rglob("*.py")
+               if "__pycache__" not in p.parts}
+    assert in_repo - names == set()
+
+
+def test_the_wheel_carries_no_test_fixture_writers(wheel: tuple[Path, str]) -> None:
+    """Writers of fake datasets belong to tests/helpers (and jepa-bench's stand-ins to bench/):
+    no module outside bench/ defines a ``write_<dataset>`` fixture any more."""
+    import ast
+
+    path, _ = wheel
+    archive = zipfile.ZipFile(path)
+    fixtures = []
+    for name in archive.namelist():
+        if not name.startswith("jepa_datamodules/") or not name.endswith(".py") or "/bench/" in name:
+            continue
+        tree = ast.parse(archive.read(name))
+        fixtures += [f"{name}: {node.name}" for node in tree.body if isinstance(node, ast.FunctionDef)
+                     and node.name.startswith("write_") and node.name not in _LIBRARY_WRITERS]
+    assert fixtures == []
+
+
+# Writers the library itself needs (stamps, LitData facts): not fixtures.
+_LIBRARY_WRITERS = {"write_stamp", "write_facts", "write_state"}

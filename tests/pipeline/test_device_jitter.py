@@ -14,6 +14,7 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 
 from jepa_datamodules.pipeline.device_views import DeviceViews, EncodedImages, color_jitter, view_params_tensors
+from jepa_datamodules.notices import Notice
 from jepa_datamodules.pipeline.transforms import TrainView, ViewParams
 
 FACTORS = (1.7, 0.35, 1.9)  # brightness, contrast, saturation: strong, so every order differs
@@ -60,5 +61,5 @@ def test_device_jitter_is_before_the_resize_exactly_when_the_workers_is(box):
     Image.fromarray(image).save(png, format="PNG")
     files = {"encoded": EncodedImages.from_bytes([png.getvalue()]), "indices": torch.tensor([0]),
              "views": view_params_tensors([params])}
-    with pytest.warns(RuntimeWarning, match="decoded by Pillow"):  # a PNG: the device decoder refuses it
+    with pytest.warns(Notice, match="decoded by Pillow"):  # a PNG: the device decoder refuses it
         assert (_device_view(files, size) - workers).abs().mean() <= 1.0

@@ -17,6 +17,7 @@ from PIL import Image
 from jepa_datamodules import ImageFolderDataModule, ImageNetDataModule, MultiBlockMaskGenerator, SyntheticDataModule
 from jepa_datamodules.pipeline.device_views import EncodedImages, axis_weights, decode_batch
 from jepa_datamodules.formats.base import FormatError
+from jepa_datamodules.notices import Notice
 from jepa_datamodules.pipeline.sampling import seeded_generator
 from tests.helpers.fake_imagenet import make_imagenet_layout
 from tests.helpers.fake_ownimages import make_labelled_folder, write_hf_parquet
@@ -98,7 +99,7 @@ def test_device_views_of_jpeg_files_equal_the_workers_views(imagenet_root):
     on_device = _imagenet(imagenet_root, "device", color_jitter=0.3, num_workers=1)  # files cross from a worker
     batch = next(iter(on_device.train_dataloader()))
     assert isinstance(batch["encoded"], EncodedImages) and "images" not in batch  # files, not pixels, left the workers
-    with pytest.warns(RuntimeWarning, match=r"1 image\(s\) of a batch were decoded by Pillow on the CPU"):
+    with pytest.warns(Notice, match=r"1 image\(s\) of a batch were decoded by Pillow on the CPU"):
         assert _compare_loaders(on_workers, on_device, "train") == 2
     assert _compare_loaders(on_workers, on_device, "val") == 1
     assert on_device.device_views.fallbacks == 1  # the PNG, decoded by Pillow, once per epoch
@@ -163,7 +164,7 @@ def test_a_file_the_decoder_refuses_falls_back_to_pillow_and_is_counted(imagenet
     png_pixels = np.array(Image.open(imagenet_root / "imagenet/train" / WNIDS[1] / "z.png").convert("RGB"))
     assert torch.equal(images[1], torch.from_numpy(png_pixels).permute(2, 0, 1))
     # A damaged file (neither decoder reads it) is named by its dataset index, not a bare decoder error.
-    with pytest.raises(FormatError, match=r"The image at dataset index 17 cannot be decoded .* jepa-verify"):
+    with pytest.raises(FormatError, match=r"The image at dataset index 17 cannot be decoded .* a full verification of the dataset names"):
         decode_batch(EncodedImages.from_bytes([jpeg, jpeg[:200]]), torch.device("cpu"), indices=[3, 17])
 
 

@@ -17,7 +17,7 @@ from scipy import stats
 
 from jepa_datamodules import SyntheticDataModule
 from jepa_datamodules.pipeline import transforms as tf
-from jepa_datamodules.formats.writing import photo_like, texture_bank
+from tests.helpers.fake_formats import photo_like, texture_bank
 from jepa_datamodules.pipeline.transforms import EvalView, TrainView, decode_pixels, normalize, sample_crop
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -59,6 +59,15 @@ def test_device_normalization_equals_torchvision_on_the_same_views(device):
     assert ours.dtype == torch.float32 and ours.device.type == device
     assert ours.is_contiguous()  # a model may .view() it
     torch.testing.assert_close(ours.cpu(), reference, atol=1e-5, rtol=1e-5)
+
+
+def test_normalize_in_place_gives_the_same_floats_in_the_same_memory():
+    # DeviceViews normalizes its fresh float views with out=images: no second batch-sized buffer.
+    pixels = torch.randint(0, 256, (3, 3, 8, 8), generator=torch.Generator().manual_seed(0)).to(torch.float32)
+    expected = normalize(pixels.to(torch.uint8), MEAN, STD)
+    address = pixels.data_ptr()
+    result = normalize(pixels, MEAN, STD, out=pixels)
+    assert result.data_ptr() == address and torch.equal(result, expected)
 
 
 def test_datamodule_batches_normalize_like_torchvision_after_transfer(tmp_path):

@@ -35,6 +35,7 @@ from jepa_datamodules.storage.download import (
     file_md5,
 )
 from jepa_datamodules.errors import ExtractError
+from jepa_datamodules.notices import Notice
 from jepa_datamodules.storage.extract import safe_extract
 from jepa_datamodules.storage.locks import dataset_lock
 import jepa_datamodules.storage.locks as locks
@@ -108,7 +109,8 @@ def test_connection_reset_mid_body_is_retried(files, tmp_path):
     dest = tmp_path / "small.bin"
     with LoopbackServer(root) as srv:
         srv.drop_after("small.bin", 80_000, times=1, reset=True)
-        _get(srv, dest, "small.bin", data["small.bin"])
+        with pytest.warns(Notice, match=r"^Downloading small.bin failed: .*; retry 1/4 in 0.0 s.$"):  # the user is told
+            _get(srv, dest, "small.bin", data["small.bin"])
         assert srv.count("small.bin") == 2
     assert dest.read_bytes() == data["small.bin"]
 
@@ -261,7 +263,7 @@ def test_a_bad_local_mirror_is_named_with_its_own_error_and_a_fix_that_can_work(
     assert (shelf / "f.bin").as_uri() in mirror_part and "f.bin" in mirror_part and "1 attempt:" in mirror_part
     assert dead in upstream_part
     assert f"put an intact copy on the mirror ${MIRROR_ENV} names ({shelf})" in message
-    assert f"set data.mirrors or ${MIRROR_ENV} to a mirror" not in message
+    assert f"set mirrors or ${MIRROR_ENV} to a mirror" not in message
 
 
 def test_candidate_urls_order_and_deduplication(monkeypatch):
@@ -540,8 +542,9 @@ def test_free_space_message_names_needed_free_and_path(tmp_path, monkeypatch):
     with pytest.raises(StorageError) as err:
         check_free_space(folder, 2_700_000_000, "download x.tar")
     assert str(err.value) == (f"Not enough free space to download x.tar: needs 2.7 GB at {folder}, only 1.1 GB free; "
-                              "free space there or point data_dir (paths.data_dir=... or $JEPA_DATA_DIR) at a disk "
+                              "free space there or point data_dir (or $JEPA_DATA_DIR) at a disk "
                               "with room.")
+    assert (err.value.setting, err.value.path) == ("data_dir", folder)  # the facts, for callers that act on them
     assert not folder.exists()
 
 

@@ -82,7 +82,7 @@ def test_staging_without_any_lock_file_is_a_leftover_and_age_is_measured_from_no
 
 def test_staging_inside_the_folder_goes_even_though_its_lock_is_held(data_dir):
     imagenet = data_dir / "imagenet"
-    inside = [imagenet / ".val.partial", imagenet / ".train.partial-1a2b3c4d", imagenet / ".n01440764.partial"]
+    inside = [imagenet / ".val.partial-5e6f7a8b", imagenet / ".train.partial-1a2b3c4d", imagenet / ".n01440764.partial-9c0d1e2f"]
     for path in inside:
         (path / "half").mkdir(parents=True)
     (imagenet / "train").mkdir()

@@ -53,9 +53,27 @@ def test_the_folders_own_swaps_go_while_a_live_neighbours_staging_stays(tmp_path
 
 def test_staging_inside_a_dataset_is_live_while_the_dataset_lock_is_held(data_dir):
     imagenet = data_dir / "imagenet"
-    partial = imagenet / "train" / ".n01440764.partial"
+    partial = imagenet / "train" / ".n01440764.partial-1a2b3c4d"  # one ImageNet class being unpacked
     partial.mkdir(parents=True)
     (partial / "n01440764_1.JPEG").write_bytes(b"\xff\xd8" + b"\0" * 1000)
     with dataset_lock(imagenet):  # jepa-prepare unpacking the class right now
         assert disk_state(get_spec("imagenet"), data_dir).leftovers == ()
     assert disk_state(get_spec("imagenet"), data_dir).leftovers == (partial,)  # its run is gone
+
+
+def test_a_swap_cut_between_its_renames_is_put_back_not_deleted(tmp_path):
+    folder = tmp_path / "imagenet"
+    (folder / "train").mkdir(parents=True)
+    # swap_in had moved val/ aside and was killed before the new copy was renamed in.
+    aside = folder / ".val.old-0a1b2c3d"
+    aside.mkdir()
+    (aside / "ILSVRC2012_val_00000001.JPEG").write_bytes(b"the user's only copy")
+    built = folder / ".val.partial-4e5f6a7b"
+    built.mkdir()
+    # And an old copy whose replacement did arrive: that one is garbage.
+    (folder / ".train.old-5a6b7c8d").mkdir()
+    with dataset_lock(folder):
+        removed = remove_stale_staging(folder)
+    assert sorted(removed) == [folder / ".train.old-5a6b7c8d", built]
+    assert (folder / "val" / "ILSVRC2012_val_00000001.JPEG").read_bytes() == b"the user's only copy"
+    assert sorted(p.name for p in folder.iterdir()) == ["train", "val"]

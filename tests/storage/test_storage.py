@@ -29,6 +29,7 @@ from jepa_datamodules.storage import download as dl
 from jepa_datamodules.storage.extract import safe_extract
 from jepa_datamodules.formats.base import FormatError
 from jepa_datamodules import StorageError
+from jepa_datamodules.cli.terms import HydraTerms, console_text
 from jepa_datamodules.storage.verify import STAMP_NAME, VerificationError
 from tests.helpers.fake_imagenet import make_imagenet_layout
 from tests.helpers.fakes import catalog_override
@@ -197,13 +198,17 @@ def test_work_needed_on_read_only_storage_is_one_sentence_before_any_download(mi
     sentence = str(error.value)
     assert sentence.startswith(f"{data} is on a read-only file system, so the download of {ARCHIVE} (")
     assert "and the extracted files (186.2 MB) cannot be written there (to prepare cifar10)" in sentence
-    assert "point data_dir (paths.data_dir=... or $JEPA_DATA_DIR) at a writable folder" in sentence
-    assert (f"or run `jepa-prepare data=cifar10 paths.data_dir={data} 'data.mirrors=[{server.url}]'` once from "
-            f"an account or machine that can write in {data / 'cifar10'}.") in sentence
+    assert "point data_dir (or $JEPA_DATA_DIR) at a writable folder" in sentence
+    assert (f"or run `prepare_data()` of the cifar10 DataModule with data_dir='{data}', mirrors=['{server.url}'] "
+            f"once from an account or machine that can write in {data / 'cifar10'}.") in sentence
 
     result = run_cli("jepa-prepare", *cifar10_cli(data, server), cwd=tmp_path)
     assert result.returncode == 2
-    assert last_error(result.stderr) == sentence  # the console script prints the exception's sentence
+    shown = last_error(result.stderr)  # the exception's sentence, in the console's words
+    assert shown == console_text(error.value, HydraTerms())
+    assert "point paths.data_dir (or $JEPA_DATA_DIR) at a writable folder" in shown
+    assert (f"or run `jepa-prepare data=cifar10 paths.data_dir={data} 'data.mirrors=[{server.url}]'` once from "
+            f"an account or machine that can write in {data / 'cifar10'}.") in shown
     assert server.requests == []
 
 
@@ -213,11 +218,11 @@ def test_unusable_data_dir_is_one_sentence_from_python_and_exit_2_from_the_conso
     if case == "a file":
         data = tmp_path / "data"
         data.write_text("not a folder")
-        expected = f"data_dir {data} is a file, not a folder; point data_dir"
+        expected = f"data_dir='{data}' is a file, not a folder; point data_dir"
     elif case == "under a file":
         (tmp_path / "plain").write_text("not a folder")
         data = tmp_path / "plain" / "data"
-        expected = f"data_dir {data} cannot be created: {tmp_path / 'plain'} is a file, not a folder; point data_dir"
+        expected = f"data_dir='{data}' cannot be created: {tmp_path / 'plain'} is a file, not a folder; point data_dir"
     else:
         mount = tmpfs()
         remount_read_only(mount)
@@ -234,7 +239,7 @@ def test_unusable_data_dir_is_one_sentence_from_python_and_exit_2_from_the_conso
     result = run_cli("jepa-prepare", "data=synthetic", f"paths.data_dir={data}", "data.num_train=64",
                      "data.num_test=32", cwd=tmp_path)
     assert result.returncode == 2
-    assert last_error(result.stderr) == sentence
+    assert last_error(result.stderr) == console_text(error.value, HydraTerms())
 
 
 # ------------------------------------------------------------------------------- full disks
@@ -274,7 +279,7 @@ def test_disk_filling_up_mid_download_names_need_and_place_and_keeps_nothing(tmp
     assert sentence.startswith(f"The disk holding {disk} filled up while writing the download of big.bin: "
                                f"it needs 3.0 MB there, "), sentence
     assert sentence.endswith("nothing half-written was kept: free space there or point data_dir "
-                             "(paths.data_dir=... or $JEPA_DATA_DIR) at a disk with room.")
+                             "(or $JEPA_DATA_DIR) at a disk with room.")
     assert sorted(p.name for p in disk.iterdir()) == ["other-job.bin"]
 
 
@@ -297,7 +302,7 @@ def test_jepa_prepare_on_a_disk_filling_up_mid_download_exits_2_with_one_sentenc
     sentence = last_error(result.stderr)
     assert sentence.startswith(f"The disk holding {disk / 'cifar10'} filled up while writing the download of "
                                f"{ARCHIVE}: it needs "), sentence
-    assert "nothing half-written was kept: free space there or point data_dir" in sentence
+    assert "nothing half-written was kept: free space there or point paths.data_dir" in sentence  # console words
     assert sorted(p.name for p in (disk / "cifar10").iterdir()) == []  # no .part, no archive, no stamp
 
 
@@ -338,7 +343,7 @@ def test_disk_too_small_for_the_extraction_fails_before_it_and_keeps_the_archive
 
     result = run_cli("jepa-prepare", *cifar10_cli(disk, server), cwd=tmp_path)
     assert result.returncode == 2
-    assert last_error(result.stderr) == str(error.value)
+    assert last_error(result.stderr) == console_text(error.value, HydraTerms())
     assert server.count(ARCHIVE) == 1  # the complete archive was kept and reused
 
 
@@ -364,7 +369,7 @@ def test_wrong_hand_placed_archive_is_named_before_any_extraction(damage, served
         found = dl.hashlib.md5(placed).hexdigest()
         assert sentence.startswith(f"{folder / ARCHIVE} is not the official {ARCHIVE}: it has the expected "
                                    f"{fake.size:,} bytes but md5 {found}, {expected}")
-    assert f"run `jepa-prepare data=cifar10 paths.data_dir={data_dir}`" in sentence
+    assert f"run `prepare_data()` of the cifar10 DataModule with data_dir='{data_dir}' to download it" in sentence
     assert sorted(p.name for p in folder.iterdir()) == [ARCHIVE]
 
 
@@ -401,7 +406,8 @@ def test_staging_of_a_killed_prepare_is_reclaimable_and_the_next_prepare_removes
     proc = subprocess.Popen([sys.executable, str(script), str(data_dir)], stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 180
-        while not list(synthetic.glob(".*.partial-*/train_images.npy")):
+        # Killed once a megabyte is written, so the reclaimable size below is in MB on any machine.
+        while not any(p.stat().st_size > 1_000_000 for p in synthetic.glob(".*.partial-*/train_images.npy")):
             assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
             assert time.monotonic() < deadline, "generation never wrote its first file"
             time.sleep(0.02)
@@ -479,7 +485,10 @@ def test_damaged_label_file_is_one_sentence_at_setup_and_verify_removes_the_stam
         fresh.setup("fit")
     assert str(error.value) == (
         f"The labels of synthetic train ({labels}) are damaged: 1 of 64 outside (e.g. 200 at item 17), allowed is "
-        f"0..9; run `jepa-verify data=synthetic paths.data_dir={data_dir} data.num_train=64 data.num_test=32 "
+        f"0..9; run `verify(full=True)` of the synthetic DataModule with data_dir='{data_dir}', num_train=64, "
+        f"num_test=32 to find the damaged file.")
+    assert console_text(error.value, HydraTerms()).endswith(
+        f"run `jepa-verify data=synthetic paths.data_dir={data_dir} data.num_train=64 data.num_test=32 "
         f"full=true` to find the damaged file.")
 
     args = [*TINY_SYNTHETIC_ARGS, f"paths.data_dir={data_dir}"]

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from jepa_datamodules import ImageFolderDataModule, ImageNetDataModule
-from jepa_datamodules.formats.writing import pattern_jpeg, write_file
+from tests.helpers.fake_formats import pattern_jpeg, write_file
 from jepa_datamodules.pipeline.masks import MultiBlockMaskGenerator
 from jepa_datamodules.storage.download import DownloadError
 from jepa_datamodules.streaming import convert_to_litdata

@@ -1,16 +1,16 @@
-"""What every format's writer shares: sample images, in-memory tars, archive packing.
+"""Small copies of upstream on-disk formats for the tests: every format's writer, and what
+they share (cheap sample images, in-memory tars, archive packing).
 
-Each format module ends with a public ``write_*`` function that writes a small copy of its
-exact upstream on-disk format; the test fakes and ``jepa-bench``'s stand-ins both call those.
-This module holds the parts they have in common:
+The writers ``jepa-bench``'s stand-ins also need live in ``jepa_datamodules.bench.standin_writers``
+and are re-exported here (CIFAR, STL-10, ImageNet's layout, the Hugging Face parquet shards, the
+ILSVRC2012 file names, balanced labels and photo-like images), so each format is written in one
+place. The rest are test-only:
 
-* :func:`balanced_labels`: every class in every split, shuffled;
+* :func:`write_imagenette`, :func:`write_tinyimagenet`: those datasets as their archives unpack;
 * :func:`smooth_pixels` / :func:`pattern_jpeg`: smooth random colour blocks (plus noise, as a
-  small JPEG): cheap images for tests;
-* :func:`texture_bank` / :func:`photo_like`: ImageNet-like photos (1/f texture, shapes), whose
-  file sizes and decode times are close to real ones (the benchmark's stand-ins);
-* :func:`tar_bytes`: an uncompressed tar of named byte strings (archives within archives,
-  as ImageNet's train tar holds one tar per class);
+  small JPEG): cheap images;
+* :func:`tar_bytes`: an uncompressed tar of named byte strings (archives within archives, as
+  ImageNet's train tar holds one tar per class), :func:`gzip_bytes`;
 * :func:`pack_archive`: a written folder as ``.tar``, ``.tar.gz`` / ``.tgz`` or ``.zip``.
 
 Archives are byte-identical across runs for the same files (fixed mtimes, sorted members).
@@ -23,29 +23,34 @@ import io
 import os
 import tarfile
 import zipfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from ..errors import ConfigError
+
+from jepa_datamodules.bench.standin_writers import (
+    ROW_GROUP_ROWS, balanced_labels, ilsvrc_names, photo_like, texture_bank, write_cifar, write_class_folders,
+    write_hf_parquet, write_imagenet_layout, write_stl10,
+)
+from jepa_datamodules.catalog import DatasetSpec
+
+__all__ = ["ARCHIVE_MTIME", "ROW_GROUP_ROWS", "archive_members", "balanced_labels", "gzip_bytes", "ilsvrc_names",
+           "pack_archive", "pattern_jpeg", "photo_like", "smooth_pixels", "tar_bytes", "texture_bank", "write_cifar",
+           "write_class_folders", "write_file", "write_hf_parquet", "write_imagenet_layout", "write_imagenette",
+           "write_stl10", "write_tinyimagenet"]
 
 # A fixed date (ILSVRC2012's release year) keeps written archives byte-identical across runs.
 ARCHIVE_MTIME = 1_338_000_000
 
 
+# ================================================================== sample images
 def smooth_pixels(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
     """``(height, width, 3)`` uint8 RGB pixels of ``size`` = (width, height): random colour
     blocks of about 8x8 pixels, bilinearly upsampled (smooth, so they compress like a photo)."""
     width, height = size
     coarse = rng.integers(0, 256, size=(max(2, height // 8), max(2, width // 8), 3), dtype=np.uint8)
     return np.asarray(Image.fromarray(coarse, "RGB").resize((width, height), Image.BILINEAR))
-
-
-def balanced_labels(count: int, classes: int, rng: np.random.Generator) -> np.ndarray:
-    """``count`` int64 labels with every class as often as the count allows, in a shuffled order
-    (so a small copy holds every class the verifier counts)."""
-    return rng.permutation(np.arange(count) % classes).astype(np.int64)
 
 
 def pattern_jpeg(rng: np.random.Generator, size: tuple[int, int] = (80, 60), quality: int = 90) -> bytes:
@@ -61,46 +66,7 @@ def pattern_jpeg(rng: np.random.Generator, size: tuple[int, int] = (80, 60), qua
     return buffer.getvalue()
 
 
-def texture_bank(rng: np.random.Generator, count: int = 4, side: int = 640) -> list[np.ndarray]:
-    """Fields with a 1/f amplitude spectrum (that of natural images), unit variance.
-
-    Crops of these give :func:`photo_like` images detail at every scale, and with it file
-    sizes and decode times close to ImageNet's (flat colours would decode far faster).
-    """
-    fy = np.fft.fftfreq(side)[:, None]
-    fx = np.fft.rfftfreq(side)[None, :]
-    radius = np.hypot(fy, fx)
-    radius[0, 0] = 1.0
-    bank = []
-    for _ in range(count):
-        spectrum = (rng.normal(size=radius.shape) + 1j * rng.normal(size=radius.shape)) / radius
-        spectrum[0, 0] = 0.0
-        field = np.fft.irfft2(spectrum, s=(side, side))
-        bank.append((field / field.std()).astype(np.float32))
-    return bank
-
-
-def photo_like(rng: np.random.Generator, bank: list[np.ndarray], width: int, height: int) -> Image.Image:
-    """A smooth colour field, a few flat shapes, then 1/f texture from ``bank`` (amplitude 45 of 255)."""
-    from PIL import ImageDraw
-
-    corners = rng.integers(0, 256, (3, 4, 3), dtype=np.uint8)
-    canvas = Image.fromarray(corners).resize((width, height), Image.BICUBIC)
-    draw = ImageDraw.Draw(canvas)
-    for _ in range(int(rng.integers(3, 8))):
-        x0, y0 = rng.uniform(-50, width), rng.uniform(-50, height)
-        box = (x0, y0, x0 + rng.uniform(width / 15, width / 1.5), y0 + rng.uniform(height / 15, height / 1.5))
-        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
-        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=colour)
-    texture = bank[int(rng.integers(len(bank)))]
-    if texture.shape[0] < height or texture.shape[1] < width:
-        raise ConfigError(f"a {width}x{height} photo-like image needs a texture bank of at least that side.")
-    top = int(rng.integers(0, texture.shape[0] - height + 1))
-    left = int(rng.integers(0, texture.shape[1] - width + 1))
-    pixels = np.asarray(canvas, dtype=np.float32) + 45.0 * texture[top:top + height, left:left + width, None]
-    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
-
-
+# ================================================================ files and archives
 def write_file(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path``, creating its parent folders."""
     path = Path(path)
@@ -166,3 +132,52 @@ def pack_archive(folder: Path, archive: Path, order: Sequence[str] | None = None
     data = tar_bytes((name, b"" if name.endswith("/") else (folder / name).read_bytes()) for name in names)
     archive.write_bytes(gzip_bytes(data) if archive.name.endswith((".tar.gz", ".tgz")) else data)
     return archive
+
+
+# ================================================================ test-only formats
+def write_imagenette(spec: DatasetSpec, folder: Path, labels: Mapping[str, Sequence[str]],
+                     jpeg: Callable[[], bytes]) -> dict[str, list[tuple[str, str]]]:
+    """Write Imagenette as its ``.tgz`` unpacks, under ``folder / spec.data_root``:
+    ``{train,val}/<wnid>/`` with ILSVRC2012 file names (see :func:`ilsvrc_names`) and the
+    ``noisy_imagenette.csv`` beside them (header only). Returns the names written."""
+    root = Path(folder) / spec.data_root
+    names = ilsvrc_names(labels)
+    write_class_folders(root, names, jpeg)
+    (root / "noisy_imagenette.csv").write_text("path,noisy_labels_0,is_valid\n")
+    return names
+
+
+def write_tinyimagenet(spec: DatasetSpec, folder: Path, wnids: Sequence[str], train_per_class: int,
+                       val_labels: Sequence[str], unlabeled: int, jpeg: Callable[[], bytes]) -> dict[str, dict[str, str]]:
+    """Write Tiny-ImageNet-200 as its zip unpacks, under ``folder / spec.data_root``.
+
+    ``wnids.txt`` lists ``wnids`` in the order given (upstream's is not sorted) and
+    ``words.txt`` names them; ``train/<wnid>/images/<wnid>_<i>.JPEG`` (``train_per_class``
+    each) with ``train/<wnid>/<wnid>_boxes.txt``; the flat ``val/images/val_<i>.JPEG``, image
+    i labelled ``val_labels[i]`` in ``val/val_annotations.txt`` (file, wnid, box; tab
+    separated); ``unlabeled`` images under ``test/images/``. ``jpeg()`` gives the next image's
+    bytes. Returns {split: {path under the root: wnid}} (wnid "" for the unlabeled split).
+    """
+    root = Path(folder) / spec.data_root
+    written: dict[str, dict[str, str]] = {"train": {}, "val": {}, "unlabeled": {}}
+
+    def image(rel: str, wnid: str, split: str) -> None:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(jpeg())
+        written[split][rel] = wnid
+
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "wnids.txt").write_text("".join(f"{wnid}\n" for wnid in wnids))
+    (root / "words.txt").write_text("".join(f"{wnid}\twords of {wnid}\n" for wnid in wnids))
+    for wnid in wnids:
+        for i in range(train_per_class):
+            image(f"train/{wnid}/images/{wnid}_{i}.JPEG", wnid, "train")
+        (root / "train" / wnid / f"{wnid}_boxes.txt").write_text(
+            "".join(f"{wnid}_{i}.JPEG\t0\t0\t63\t63\n" for i in range(train_per_class)))
+    for i, wnid in enumerate(val_labels):
+        image(f"val/images/val_{i}.JPEG", wnid, "val")
+    (root / "val" / "val_annotations.txt").write_text(
+        "".join(f"val_{i}.JPEG\t{wnid}\t1\t2\t60\t61\n" for i, wnid in enumerate(val_labels)))
+    for i in range(unlabeled):
+        image(f"test/images/test_{i}.JPEG", "", "unlabeled")
+    return written
