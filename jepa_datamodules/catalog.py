@@ -7,20 +7,22 @@ one YAML in ``conf/data``.
 Overrides: ``$JEPA_CATALOG`` may name a YAML file whose top-level keys are dataset names
 and whose values replace spec fields (archive checksums, split sizes, ...). It exists for
 mirrors that serve re-packed archives and for the test-suite's small fakes; every use is
-announced on stderr so a run never silently trusts other checksums.
+announced (a :class:`~jepa_datamodules.notices.Notice`, once per file and dataset) so a run never
+silently trusts other checksums.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .choices import check_choice, choice_message
 from .errors import ConfigError
+from .notices import Notice
 
 CATALOG_ENV = "JEPA_CATALOG"
 
@@ -338,7 +340,7 @@ def get_spec(name: str, variant: str | None = None) -> DatasetSpec:
     """The spec called ``name`` (in ``variant``, where it has variants; None = its default),
     with any ``$JEPA_CATALOG`` overrides applied."""
     if name not in SPECS:
-        raise ConfigError(choice_message(name, SPECS, noun="dataset"))
+        raise ConfigError(choice_message(name, SPECS, noun="dataset"), allowed=list(SPECS))
     return _apply_overrides(select_variant(SPECS[name], variant))
 
 
@@ -366,10 +368,9 @@ def _apply_overrides(spec: DatasetSpec) -> DatasetSpec:
         return spec
     unknown = set(changes) - {f.name for f in dataclasses.fields(DatasetSpec)}
     if unknown:
-        raise ConfigError(
-            f"{path} overrides unknown spec fields {sorted(unknown)} for '{spec.name}'; "
-            f"allowed are {sorted(f.name for f in dataclasses.fields(DatasetSpec))}."
-        )
+        allowed = sorted(f.name for f in dataclasses.fields(DatasetSpec))
+        raise ConfigError(f"{path} overrides unknown spec fields {sorted(unknown)} for '{spec.name}'; allowed are {allowed}.",
+                          path=path, allowed=allowed)
     if "archives" in changes:
         by_name = {a.filename: a for a in spec.archives}
         archives = []
@@ -383,7 +384,8 @@ def _apply_overrides(spec: DatasetSpec) -> DatasetSpec:
             changes[key] = tuple(changes[key])
     if (path, spec.name) not in _ANNOUNCED:
         _ANNOUNCED.add((path, spec.name))
-        print(f"note: catalog overrides from {path} apply to '{spec.name}' ({', '.join(sorted(changes))})", file=sys.stderr)
+        warnings.warn(Notice(f"catalog overrides from {path} apply to '{spec.name}' ({', '.join(sorted(changes))})."),
+                      stacklevel=3)
     return spec.replace(**changes)
 
 

@@ -8,7 +8,8 @@ wrong one through :func:`check_choice`, so the sentence reads the same everywher
 from __future__ import annotations
 
 from typing import Any, Iterable
-from .errors import ConfigError
+
+from .errors import ConfigError, setting
 
 
 def choice_message(value: Any, allowed: Iterable[Any], argument: str | None = None, *,
@@ -20,14 +21,18 @@ def choice_message(value: Any, allowed: Iterable[Any], argument: str | None = No
 
 
 def check_choice(argument: str, value: Any, allowed: Iterable[Any], *, note: str = "") -> None:
-    """Raise ``ValueError`` (``Unknown value 'x' for argument <argument>. Valid values are {...}.``)
-    when ``value`` is not one of ``allowed``; ``note`` goes before the final full stop."""
+    """Raise :class:`ConfigError`, a ``ValueError`` (``Unknown value 'x' for argument <argument>. Valid
+    values are {...}.``, with ``setting=argument`` and ``allowed``) when ``value`` is not one of
+    ``allowed``; ``note`` goes before the final full stop."""
     allowed = list(allowed)
     if value not in allowed:
-        raise ConfigError(choice_message(value, allowed, f"argument {argument}", note=note))
+        raise ConfigError(choice_message(value, allowed, f"argument {argument}", note=note), setting=argument,
+                          allowed=allowed)
 
 
 def check_positive(argument: str, value: Any) -> None:
-    """Raise ``ValueError`` (``<argument>=<value> is invalid; allowed is a positive integer.``)."""
-    if not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"{argument}={value} is invalid; allowed is a positive integer.")
+    """Raise :class:`ConfigError`, a ``ValueError`` (``<argument>=<value> is invalid; allowed is a positive
+    integer.``), when ``value`` is not a positive integer."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{setting(argument, value)} is invalid; allowed is a positive integer.", setting=argument,
+                          allowed="a positive integer")

@@ -80,7 +80,7 @@ class PythonTerms:
     """Marks in Python's words: ``data_dir='/x'``; ``prepare_data()`` of a DataModule made with
     ``data_dir='/x', force=True``; ``verify(full=True)``."""
 
-    _METHODS = {"prepare": "prepare_data()", "fit": "Trainer.fit()"}
+    _METHODS = {"prepare": "prepare_data()", "fit": "Trainer.fit()", "convert": "convert_to_litdata(dm, output)"}
 
     def setting(self, name: str, value: Any = NO_VALUE) -> str:
         return name if value is NO_VALUE else f"{name}={value!r}"

@@ -22,6 +22,7 @@ import shlex
 import signal
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,6 +32,7 @@ from omegaconf import DictConfig
 
 from ..choices import choice_message
 from ..errors import ConfigError, JEPADataError
+from ..notices import Notice
 
 from .console import (
     NO_RUN_FOLDER_COMMANDS,
@@ -267,6 +269,8 @@ def prepare_task(cfg: DictConfig) -> None:
         from ..streaming import convert_to_litdata
 
         convert_to_litdata(dm, cfg.output, resize=cfg.get("resize"), quality=cfg.get("quality"))
+        print(f"{dm.spec.name}: LitData chunks at {cfg.output} (read them with data.format=litdata "
+              f"data.input={cfg.output})", file=sys.stderr)
     elif cfg.format is not None:
         raise ConfigError(choice_message(cfg.format, ["litdata"], "format", note=" (or leave it unset)"))
 
@@ -283,8 +287,8 @@ def verify_task(cfg: DictConfig) -> None:
         bad = ", ".join(c.name for c in report.failures)
         return _fail(console_text(f"{dm.spec.name} failed {len(report.failures)} check(s) ({bad}); {report.fix(terms=None)}."), 1)
     if unrecorded is not None:
-        print(f"warning: {dm.folder} {unrecorded}: the stamp that lets later runs skip this check was not written.",
-              file=sys.stderr)
+        warnings.warn(Notice(f"{dm.folder} {unrecorded}: the stamp that lets later runs skip this check was not "
+                             "written."), stacklevel=2)
     print(console_text(f"ok: {dm.spec.name} is {report.verdict()}"))
 
 
@@ -396,7 +400,7 @@ def _refuse_mistakes(main: Callable[[], Any]) -> Callable[[], Any]:
 
         problems = command_line_problems(sys.argv, {"config_module": "jepa_datamodules.conf", **CONFIG})
         for problem in problems:  # one sentence per mistake
-            print(f"error: {problem}", file=sys.stderr)
+            print(f"error: {console_text(problem)}", file=sys.stderr)
         if problems:
             sys.exit(2)
         result = main()

@@ -34,6 +34,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .apps import _entry, build_datamodule, user_facing
 from .console import HELP, RunFolder
+from .terms import console_text
 from ..errors import ConfigError
 
 # torch, Lightning and the package's modules that import them are imported when a command
@@ -200,7 +201,7 @@ def eval_task(cfg: DictConfig) -> dict[str, Any]:
         notes.append("no per_class.png: the picture needs matplotlib (pip install 'jepa-datamodules[pictures]')")
     summary["wall_time_s"] = time.perf_counter() - started
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
-    print(summary_text(summary, dm, notes))
+    print(console_text(summary_text(summary, dm, notes)))  # library text (descriptions) may hold marks
     return summary
 
 

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..progress import PlainProgress
 from ..storage.files import atomic_write, atomic_write_text
+from .terms import console_text
 from .tinyjepa import TinyJEPA
 
 # "above chance" needs a one-sided binomial test at this level: an accuracy this far above
@@ -255,7 +256,7 @@ class FitSummary(Callback):
         loss = (f"{summary['first_loss']:.4f} -> {summary['last_loss']:.4f}" if model.losses else "n/a")
         probe = f"{accuracy:.3f}: {verdict['text']}" if chance is not None else verdict["text"]
         val = getattr(dm, "val_description", None)  # how val was made, where a dataset chooses (imagefolder)
-        print(
+        print(console_text(  # library text (val's description, notes) may hold marked settings
             f"\n== jepa-fit summary ==\n"
             f"dataset:        {summary['dataset']} ({dm.hparams.image_size}px, patch {dm.hparams.patch_size})\n"
             f"steps:          {self.steps}\n"
@@ -269,7 +270,7 @@ class FitSummary(Callback):
             + (f"val:            {val}\n" if val else "")
             + "".join(f"picture:        {path}\n" for path in self.pictures.values())
             + "".join(f"note:           {note}\n" for note in self.notes)
-        )
+        ))
         return summary
 
     @staticmethod

@@ -35,10 +35,11 @@ from typing import IO, Any, Collection, Iterable, Sequence
 
 from ..catalog import SPECS, DatasetSpec, dataset_folder, dataset_names, get_spec, parquet_spec
 from ..formats.ownfolder import STATE_NAME as OWN_FOLDER_STATE
-from ..errors import ConfigError, DownloadError, PrepareAllError
+from ..errors import ConfigError, DownloadError, JEPADataError, PrepareAllError
 from ..storage.files import free_space, lock_path, staging_entries
 from ..storage.files import human_bytes  # one formatter for every size the package prints
 from ..storage.verify import read_stamp, stamp_matches
+from .terms import console_text
 
 # The smallest useful pair of real datasets: what the quick-start and the probe comparisons
 # use (the synthetic set needs no disk worth planning for).
@@ -420,6 +421,7 @@ class AllAutoDownload:
     def prepare_data(self) -> None:
         """Prepare each member in turn, print the summary, raise :class:`PrepareAllError` if any failed."""
         self.results = []
+        bugs: list[BaseException] = []  # not a JEPADataError: reported with its traceback once the rest are done
         count = len(self.spec.members)
         for index, name in enumerate(self.spec.members, 1):
             spec = get_spec(name)
@@ -429,7 +431,11 @@ class AllAutoDownload:
             try:
                 self.build(name).prepare_data()
             except Exception as error:  # noqa: BLE001 - one dataset's failure, whatever it is, must not stop the rest
-                message = str(error) or type(error).__name__
+                if isinstance(error, JEPADataError):
+                    message = console_text(error)
+                else:
+                    bugs.append(error)
+                    message = f"{type(error).__name__}: {error} (its traceback follows the summary)"
                 self.results.append(PrepareResult(name, False, time.perf_counter() - start,
                                                   disk_usage(dataset_folder(self.data_dir, spec)), message))
                 print(f"[{index}/{count}] {name}: FAILED (reason below the summary)", flush=True)
@@ -439,6 +445,8 @@ class AllAutoDownload:
         print()
         print(self.summary())
         failed = [r.name for r in self.results if not r.ok]
+        if bugs:
+            raise bugs[0]  # its own traceback and a non-zero exit, not one sentence
         if failed:
             raise PrepareAllError(
                 f"{len(failed)} of {count} datasets failed: {', '.join(failed)} (reasons above); the others are "

@@ -19,14 +19,17 @@ import difflib
 from typing import Any
 
 from ..choices import choice_message
+from ..errors import ConfigError
 from .console import group_options
 
 # The datasets are the options of the data group; the sentence names them so.
 _NOUN = {"data": "dataset", "mask": "mask recipe", "trainer": "trainer", "paths": "paths setting", "bench": "bench setting"}
 
 
-def command_line_problems(argv: list[str], config: dict[str, str]) -> list[str]:
-    """The mistakes in ``argv``'s overrides, one sentence each; empty when Hydra may go on.
+def command_line_problems(argv: list[str], config: dict[str, str]) -> list[ConfigError]:
+    """The mistakes in ``argv``'s overrides, one :class:`ConfigError` each (its sentence names the
+    override, ``setting`` its key, ``allowed`` the valid options where they are few); empty when
+    Hydra may go on.
 
     ``config``: ``config_module`` and ``config_name`` of the app (composed only when a key is set).
     """
@@ -51,7 +54,8 @@ def command_line_problems(argv: list[str], config: dict[str, str]) -> list[str]:
         if name in groups:
             values = list(override.sweep_string_iterator()) if override.is_sweep_override() else \
                 [override.get_value_element_as_str()]
-            problems += [unknown_option(name, value, groups[name]) for value in values if value not in groups[name]]
+            problems += [ConfigError(unknown_option(name, value, groups[name]), setting=name, allowed=groups[name])
+                         for value in values if value not in groups[name]]
             swept = swept or override.is_sweep_override()
             choices.append(override.input_line)
         else:
@@ -61,17 +65,18 @@ def command_line_problems(argv: list[str], config: dict[str, str]) -> list[str]:
     cfg = _compose(config, choices)
     if cfg is None:
         return []
-    problems = [unknown_key(cfg, override.key_or_group, override.get_value_element_as_str(),
-                            added=override.is_add() or override.is_force_add(), groups=groups) for override in keys]
-    return [problem for problem in problems if problem]
+    problems = [(override.key_or_group, unknown_key(cfg, override.key_or_group, override.get_value_element_as_str(),
+                                                    added=override.is_add() or override.is_force_add(), groups=groups))
+                for override in keys]
+    return [ConfigError(sentence, setting=key) for key, sentence in problems if sentence]
 
 
-def environment_problem() -> str | None:
-    """A package setting read from the environment that is invalid, as one sentence."""
+def environment_problem() -> ConfigError | None:
+    """A package setting read from the environment that is invalid (its :class:`ConfigError`)."""
     try:
         from .. import progress  # noqa: F401 - reads $JEPA_PROGRESS_MIN_SECONDS on import
-    except ValueError as error:
-        return str(error)
+    except ConfigError as error:
+        return error
     return None
 
 

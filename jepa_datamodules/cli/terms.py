@@ -10,6 +10,7 @@ the user picked on this command line, it repeats the overrides the user typed (s
 
 from __future__ import annotations
 
+import re
 import shlex
 from typing import Any
 
@@ -17,13 +18,22 @@ from ..errors import NO_VALUE, JEPADataError, render
 
 # Constructor arguments that are not under data.* on the command line.
 _TOP_LEVEL = {"data_dir": "paths.data_dir", "seed": "seed"}
-_SCRIPTS = {"prepare": "jepa-prepare", "verify": "jepa-verify", "fit": "jepa-fit"}
+# A command's own settings, by the name the library's functions give them (``evaluation/``: k, shots, ...).
+COMMAND_KEYS = {
+    "jepa-eval": {"k": "eval.knn.k", "temperature": "eval.knn.temperature", "standardize": "eval.knn.standardize",
+                  "epochs": "eval.linear.epochs", "lr": "eval.linear.lr", "weight_decay": "eval.linear.weight_decay",
+                  "shots": "eval.shots", "subset": "eval.subset", "protocol": "eval.protocol"},
+}
+_SCRIPTS = {"prepare": "jepa-prepare", "verify": "jepa-verify", "fit": "jepa-fit", "convert": "jepa-prepare"}
+# A word left as written, not quoted: a placeholder for the user to fill in (data=<name>).
+_PLACEHOLDER = re.compile(r"^[\w.+]+=<[\w ]+>$")
 
 
-def override_key(name: str) -> str:
+def override_key(name: str, keys: dict[str, str] | None = None) -> str:
     """The command-line key of the constructor argument ``name``: ``data_dir`` ->
-    ``paths.data_dir``, ``seed`` -> ``seed``, anything else ``data.<name>``."""
-    return _TOP_LEVEL.get(name, f"data.{name}")
+    ``paths.data_dir``, ``seed`` -> ``seed``, one of the command's own ``keys`` as they say,
+    anything else ``data.<name>``."""
+    return (keys or {}).get(name) or _TOP_LEVEL.get(name, f"data.{name}")
 
 
 def override_value(value: Any) -> str:
@@ -39,13 +49,15 @@ def override_value(value: Any) -> str:
 
 class HydraTerms:
     """Marks spoken as command-line overrides. ``typed``: the overrides of this run that pick
-    the dataset (see :func:`current_terms`), used for actions on that very dataset."""
+    the dataset (see :func:`current_terms`), used for actions on that very dataset; ``keys``:
+    the running command's own settings (:data:`COMMAND_KEYS`)."""
 
-    def __init__(self, typed: list[str] | None = None, dataset: str | None = None):
-        self.typed, self.dataset = typed, dataset
+    def __init__(self, typed: list[str] | None = None, dataset: str | None = None,
+                 keys: dict[str, str] | None = None):
+        self.typed, self.dataset, self.keys = typed, dataset, keys
 
     def setting(self, name: str, value: Any = NO_VALUE) -> str:
-        key = override_key(name)
+        key = override_key(name, self.keys)
         return key if value is NO_VALUE else f"{key}={override_value(value)}"
 
     def action(self, verb: str, dataset: str, settings: dict[str, Any], options: dict[str, Any]) -> str:
@@ -53,8 +65,11 @@ class HydraTerms:
             words = list(self.typed)
         else:
             words = [f"data={dataset}", *(f"{override_key(k)}={override_value(v)}" for k, v in settings.items())]
+        if verb == "convert":  # jepa-prepare converts with format=litdata output=...
+            options = {"format": "litdata", "output": "<where>", **options}
         words += [f"{k}={override_value(v)}" for k, v in options.items()]
-        return "`" + " ".join([_SCRIPTS.get(verb, f"jepa-{verb}"), *(shlex.quote(w) for w in words)]) + "`"
+        quoted = (w if _PLACEHOLDER.match(w) else shlex.quote(w) for w in words)
+        return "`" + " ".join([_SCRIPTS.get(verb, f"jepa-{verb}"), *quoted]) + "`"
 
 
 def console_text(text: Any, terms: HydraTerms | None = None) -> str:
@@ -72,11 +87,12 @@ def current_terms() -> HydraTerms:
     try:
         from hydra.core.hydra_config import HydraConfig
 
-        task = list(HydraConfig.get().overrides.task)
+        hydra_config = HydraConfig.get()
+        task, command = list(hydra_config.overrides.task), hydra_config.job.name
     except (ImportError, ValueError):
         return HydraTerms()
     keys = [word.split("=", 1)[0].lstrip("+~") for word in task]
     picked = next((word.split("=", 1)[1] for word, key in zip(task, keys) if key == "data"), None)
     kept = [word for word, key in zip(task, keys)
             if key in ("data", "seed", "paths.data_dir") or key.startswith("data.")]
-    return HydraTerms(kept if picked else None, picked)
+    return HydraTerms(kept if picked else None, picked, COMMAND_KEYS.get(command))

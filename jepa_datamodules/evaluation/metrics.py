@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from ..errors import ConfigError
+from ..errors import ConfigError, setting
 
 #: DINO's eval_knn.py defaults (Caron et al., 2021): 20 neighbours, temperature 0.07.
 KNN_K = 20
@@ -17,9 +17,11 @@ KNN_TEMPERATURE = 0.07
 
 def check_knn_settings(k: Any, temperature: Any) -> None:
     if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
-        raise ConfigError(f"eval.knn.k={k!r} is invalid; allowed is a positive whole number of neighbours (DINO uses 20).")
+        raise ConfigError(f"{setting('k', k)} is invalid; allowed is a positive whole number of neighbours (DINO uses "
+                          "20).", setting="k", allowed="a positive whole number")
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
-        raise ConfigError(f"eval.knn.temperature={temperature!r} is invalid; allowed is a number > 0 (DINO uses 0.07).")
+        raise ConfigError(f"{setting('temperature', temperature)} is invalid; allowed is a number > 0 (DINO uses "
+                          "0.07).", setting="temperature", allowed="a number > 0")
 
 
 def knn_predict(train_features: torch.Tensor, train_labels: torch.Tensor, test_features: torch.Tensor,
@@ -63,9 +65,12 @@ def train_linear_probe(features: torch.Tensor, labels: torch.Tensor, num_classes
     ``epochs`` passes over shuffled mini-batches. Returns ``standardize -> linear`` as one module."""
     for name, value in (("epochs", epochs), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ConfigError(f"eval.linear.{name}={value!r} is invalid; allowed is a positive whole number.")
+            # batch_size unmarked: on the console a marked batch_size is the DataModule's, not the probe's.
+            shown = setting(name, value) if name != "batch_size" else f"batch_size={value!r}"
+            raise ConfigError(f"{shown} is invalid; allowed is a positive whole number.", setting=name,
+                              allowed="a positive whole number")
     if not lr > 0:
-        raise ConfigError(f"eval.linear.lr={lr!r} is invalid; allowed is a number > 0.")
+        raise ConfigError(f"{setting('lr', lr)} is invalid; allowed is a number > 0.", setting="lr", allowed="a number > 0")
     device = features.device
     features = features.float()
     mean, std = features.mean(0), features.std(0).clamp_min(1e-6)

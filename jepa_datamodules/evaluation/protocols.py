@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from lightning import LightningDataModule
 
-from ..choices import check_choice, check_positive
+from ..choices import check_choice
 from ..datamodule import JEPADataModule
 from ..formats.base import Source, SubsetSource
 from ..pipeline.batching import ViewDataset
@@ -39,7 +39,7 @@ from ..pipeline.transforms import TrainView, check_crop_scale, normalize
 from .sampling import EvalBatchSampler
 from .shots import check_shots, few_shot_indices
 from .subsets import check_subset_dataset, subset_indices
-from ..errors import ConfigError
+from ..errors import ConfigError, setting
 
 PROTOCOLS = ("knn", "linear")
 SPLITS = ("train", "eval")
@@ -86,16 +86,20 @@ class EvalDataModule(LightningDataModule):
         if subset is not None:
             check_subset_dataset(subset, datamodule.spec.name)
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise ConfigError(f"seed={seed!r} is invalid; allowed is an integer (e.g. seed=0).")
+            raise ConfigError(f"seed={seed!r} is invalid; allowed is an integer (e.g. seed=0).", setting="seed",
+                              allowed="an integer")
         self.datamodule = datamodule
         self.protocol = protocol
         self.subset = subset
         self.seed = int(seed)
         self.batch_size = int(batch_size if batch_size is not None else datamodule.hparams.batch_size)
-        check_positive("batch_size", self.batch_size)
+        if self.batch_size <= 0:  # not check_positive: its mark would name the DataModule's batch_size
+            raise ConfigError(f"batch_size={self.batch_size} is invalid; allowed is a positive integer.",
+                              setting="batch_size", allowed="a positive integer")
         self.num_workers = int(num_workers if num_workers is not None else datamodule.hparams.num_workers)
         if self.num_workers < 0:
-            raise ConfigError(f"num_workers={self.num_workers} is invalid; allowed is 0 or more.")
+            raise ConfigError(f"num_workers={self.num_workers} is invalid; allowed is 0 or more.", setting="num_workers",
+                              allowed="0 or more")
         hp = datamodule.hparams
         self.train_view = (TrainView(hp.image_size, check_crop_scale(linear_crop_scale), hp.crop_ratio, hflip=True)
                            if protocol == "linear" else datamodule.eval_view)
@@ -132,7 +136,8 @@ class EvalDataModule(LightningDataModule):
         for what, source in (("labelled train split", train), ("evaluation split", evaluation)):
             if len(source) == 0:
                 raise ConfigError(f"{name} has no labelled images in its {what}, so frozen features cannot be "
-                                 "evaluated on it; allowed are datasets with labels (for your own folder: labels=folders).")
+                                  "evaluated on it; allowed are datasets with labels (for your own folder: "
+                                  f"{setting('labels', 'folders')}).", setting="labels")
         self.train_source, self.eval_source = train, evaluation
 
     def describe(self) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..pipeline.sampling import mix_seed
-from ..errors import ConfigError
+from ..errors import ConfigError, setting
 
 _SHOTS_STREAM = 0x5407
 
@@ -15,8 +15,9 @@ def check_shots(shots: object) -> int | None:
     if shots is None:
         return None
     if isinstance(shots, bool) or not isinstance(shots, (int, np.integer)) or shots <= 0:
-        raise ConfigError(f"shots={shots!r} is invalid; allowed is a positive whole number of labelled images per "
-                         "class (e.g. shots=5), or null for the whole labelled train split.")
+        raise ConfigError(f"{setting('shots', shots)} is invalid; allowed is a positive whole number of labelled "
+                          f"images per class (e.g. {setting('shots', 5)}), or {setting('shots', None)} for the whole "
+                          "labelled train split.", setting="shots", allowed="a positive whole number or None")
     return int(shots)
 
 
@@ -34,8 +35,10 @@ def few_shot_indices(labels: np.ndarray, shots: int, seed: int, num_classes: int
     short = np.flatnonzero(counts < shots)
     if len(short):
         cls = int(short[0])
-        raise ConfigError(f"shots={shots} needs {shots} labelled images of every class, but class {cls} of {what} has "
-                         f"{int(counts[cls])} ({len(short)} class(es) short); allowed is shots <= {int(counts.min())}.")
+        raise ConfigError(f"{setting('shots', shots)} needs {shots} labelled images of every class, but class {cls} "
+                          f"of {what} has {int(counts[cls])} ({len(short)} class(es) short); allowed is "
+                          f"{setting('shots')} <= {int(counts.min())}.", setting="shots",
+                          allowed=f"at most {int(counts.min())}")
     picked = []
     for cls in range(num_classes):
         members = np.flatnonzero(labels == cls)

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..choices import check_choice
 from ..formats.base import SubsetSource
-from ..errors import ConfigError
+from ..errors import ConfigError, FormatError, action, setting
 
 #: name -> (packaged file, file names in it, sha256 of the uncompressed list as upstream ships it).
 SUBSETS: dict[str, tuple[str, int, str]] = {
@@ -45,11 +45,12 @@ def _load(name: str) -> tuple[str, ...]:
     text = gzip.decompress(packed)
     digest = hashlib.sha256(text).hexdigest()
     if digest != sha256:
-        raise RuntimeError(f"The packaged {name} list ({resource}) has sha256 {digest}, expected {sha256}; "
-                           "the installation is damaged: reinstall jepa-datamodules.")
+        raise FormatError(f"The packaged {name} list ({resource}) has sha256 {digest}, expected {sha256}; "
+                          "the installation is damaged: reinstall jepa-datamodules.", path=resource)
     names = tuple(text.decode("ascii").split())
     if len(names) != count:
-        raise RuntimeError(f"The packaged {name} list holds {len(names)} names, expected {count}; reinstall jepa-datamodules.")
+        raise FormatError(f"The packaged {name} list holds {len(names)} names, expected {count}; reinstall "
+                          "jepa-datamodules.", path=resource)
     return names
 
 
@@ -94,9 +95,10 @@ def check_subset_dataset(subset: str, dataset: str) -> None:
     """Refuse a subset on a dataset the lists do not describe, in one sentence."""
     check_choice("subset", subset, tuple(SUBSETS))
     if dataset not in SUBSET_DATASETS:
-        raise ConfigError(f"subset={subset} is one of SimCLR's ImageNet-1k label subsets; data={dataset} has none: "
-                         f"allowed are data=imagenet or data=imagenet100, or subset=null (use shots=N for a low-shot "
-                         f"split of any dataset).")
+        raise ConfigError(f"{setting('subset', subset)} is one of SimCLR's ImageNet-1k label subsets, and {dataset} "
+                          f"has none: allowed are the datasets {' and '.join(SUBSET_DATASETS)}, or "
+                          f"{setting('subset', None)} (use {setting('shots')}=N for a low-shot split of any dataset).",
+                          setting="subset", allowed=list(SUBSET_DATASETS))
 
 
 def subset_indices(subset: str, source: Any, dataset: str, classes: Sequence[str] | None = None) -> np.ndarray:
@@ -114,7 +116,7 @@ def subset_indices(subset: str, source: Any, dataset: str, classes: Sequence[str
     position = {name: i for i, name in enumerate(item_names(source))}
     missing = [name for name in wanted if name not in position]
     if missing:
-        raise ConfigError(f"{len(missing):,} of the {len(wanted):,} files of subset={subset} are not in the {dataset} train "
-                         f"split (e.g. {', '.join(missing[:3])}); allowed is a complete ImageNet train split "
-                         f"(run `jepa-verify data={dataset}`), or subset=null.")
+        raise ConfigError(f"{len(missing):,} of the {len(wanted):,} files of {setting('subset', subset)} are not in the "
+                          f"{dataset} train split (e.g. {', '.join(missing[:3])}); allowed is a complete ImageNet train "
+                          f"split (run {action('verify', dataset)}), or {setting('subset', None)}.", setting="subset")
     return np.sort(np.array([position[name] for name in wanted], dtype=np.int64))

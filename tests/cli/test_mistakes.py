@@ -83,8 +83,8 @@ def test_a_folder_smaller_than_a_batch_is_refused_and_left_byte_for_byte_unchang
     # The README's command with the defaults (batch 128, drop_last): 39 training images give no step.
     refused = cli("jepa-fit", "data=imagefolder", f"data.root={tmp_path / 'photos'}", cwd=tmp_path)
     line = one_error_line(refused)
-    assert "batch_size=128 with drop_last=true gives no training batch" in line and "has 39 images" in line
-    assert "batch_size=39 or less" in line
+    assert "data.batch_size=128 with data.drop_last=true gives no training batch" in line and "has 39 images" in line
+    assert "data.batch_size=39 or less" in line
     verified = cli("jepa-verify", "data=imagefolder", f"data.root={tmp_path / 'mine'}", cwd=tmp_path)
     assert verified.returncode == 0, verified.stderr[-2000:]
     assert "usable, 1 unreadable file skipped" in verified.stdout

@@ -39,8 +39,8 @@ def test_stl10_fold_range_comes_from_the_spec(tmp_path, monkeypatch):
 
 
 def test_fold_with_litdata_is_refused_by_the_litdata_input(tmp_path):
-    with pytest.raises(ValueError, match=r"^fold=1 is not available with format=litdata \(the chunks hold whole splits\); "
-                                         r"allowed is fold=None, or format=files\.$"):
+    with pytest.raises(ValueError, match=r"^fold=1 is not available with format='litdata' \(the chunks hold whole "
+                                         r"splits\); allowed is fold=None, or format='files'\.$"):
         STL10DataModule(data_dir=tmp_path, fold=1, format="litdata", input=str(tmp_path / "chunks"))
 
 

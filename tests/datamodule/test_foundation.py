@@ -182,7 +182,8 @@ def _cli(*args: str, env: dict | None = None, cwd: Path) -> subprocess.Completed
 def test_cli_user_error_is_one_sentence(tmp_path):
     result = _cli("jepa-prepare", "data=cifar10", "data.batch_size=0", f"paths.data_dir={tmp_path}", cwd=tmp_path)
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1].startswith("error: batch_size=0 is invalid")
+    # The console names the setting as it is typed there (str(error) in Python says batch_size=0).
+    assert result.stderr.strip().splitlines()[-1].startswith("error: data.batch_size=0 is invalid")
     assert "Traceback" not in result.stderr
 
 

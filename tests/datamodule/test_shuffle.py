@@ -110,7 +110,7 @@ def test_blocks_on_a_source_without_blocks_is_one_sentence(tmp_path):
     dm.prepare_data()
     with pytest.raises(ValueError, match=r"^shuffle='blocks' needs a source that declares blocks \(parquet row groups, "
                                          r"LitData chunks\), and synthetic \(its own files\) has none; allowed here is "
-                                         r"shuffle='auto' or 'full'.$"):
+                                         r"shuffle='auto' or shuffle='full'.$"):
         dm.setup()
     auto = SyntheticDataModule(data_dir=tmp_path, num_train=64, num_test=16, **SMALL)
     auto.setup()

@@ -30,7 +30,7 @@ def test_knn_classifies_separated_clusters_and_votes_by_similarity(standardize):
     bank = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.1, 1.0]])
     query = torch.tensor([[0.95, 0.05]])
     assert knn_predict(bank, torch.tensor([1, 0, 0]), query, 2, k=3, temperature=0.01, standardize=False).item() == 1
-    with pytest.raises(ValueError, match=r"eval.knn.k=0 is invalid; allowed is a positive whole number"):
+    with pytest.raises(ValueError, match=r"^k=0 is invalid; allowed is a positive whole number"):
         knn_predict(train, train_labels, test, 5, k=0)
 
 

@@ -100,7 +100,7 @@ def test_stl10_unlabelled_images_never_enter_an_evaluation_split(served, data_di
     ({"protocol": "finetune"}, "Unknown value 'finetune' for argument protocol. Valid values are {knn, linear}."),
     ({"shots": 0}, "shots=0 is invalid; allowed is a positive whole number"),
     ({"shots": -3}, "shots=-3 is invalid; allowed is a positive whole number"),
-    ({"subset": "1percent"}, "subset=1percent is one of SimCLR's ImageNet-1k label subsets; data=synthetic has none"),
+    ({"subset": "1percent"}, "subset='1percent' is one of SimCLR's ImageNet-1k label subsets, and synthetic has none"),
     ({"subset": "5percent"}, "Unknown value '5percent' for argument subset. Valid values are {1percent, 10percent}."),
 ])
 def test_bad_arguments_are_one_sentence(synthetic, kwargs, message):

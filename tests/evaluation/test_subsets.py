@@ -115,7 +115,7 @@ def test_imagenet1k_with_files_missing_names_them(tmp_path, monkeypatch):
     with pytest.raises(ValueError) as error:
         EvalDataModule(dm, subset="1percent").setup()
     message = str(error.value)
-    assert message.startswith(f"{12_811 - present:,} of the 12,811 files of subset=1percent are not in the imagenet "
+    assert message.startswith(f"{12_811 - present:,} of the 12,811 files of subset='1percent' are not in the imagenet "
                               "train split (e.g. ")
     first_missing = next(n for n in imagenet_subset("1percent") if n.split("_")[0] not in CLASSES)
     assert first_missing in message and "\n" not in message

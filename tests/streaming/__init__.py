@@ -1,1 +1,1 @@
-"""Tests of streaming.py: LitData conversion and reading, of every dataset kind."""
+"""Tests of streaming/ (convert, source, cache, inputs, remote): LitData conversion and reading, of every dataset kind."""

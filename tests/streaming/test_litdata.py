@@ -19,6 +19,7 @@ from PIL import Image
 from jepa_datamodules import ImageNetDataModule, SyntheticDataModule, TinyJEPA
 from jepa_datamodules.pipeline.masks import MultiBlockMaskGenerator
 from jepa_datamodules.streaming import ChunkCache, LitDataSource, convert_to_litdata, resized_storage_report, split_url
+from jepa_datamodules.cli.terms import HydraTerms, console_text
 from tests.helpers.fake_imagenet import make_imagenet_layout
 from tests.helpers.fakes import catalog_override
 from tests.helpers.recorder import fit, interrupted_and_resumed
@@ -238,7 +239,7 @@ def test_converting_twice_needs_force(converted, tmp_path):
     data_dir, _ = converted
     dm = synthetic(data_dir)
     convert_to_litdata(dm, tmp_path / "chunks", splits=["test"], num_workers=1)
-    with pytest.raises(ValueError, match=r"already holds a converted dataset; allowed is a new output, or force=true"):
+    with pytest.raises(ValueError, match=r"already holds a converted dataset; allowed is a new output, or force=True"):
         convert_to_litdata(dm, tmp_path / "chunks", splits=["test"], num_workers=1)
     convert_to_litdata(dm, tmp_path / "chunks", splits=["test"], num_workers=1, force=True)
     assert len(LitDataSource(split_url(tmp_path / "chunks", "test"))) == 16
@@ -246,8 +247,9 @@ def test_converting_twice_needs_force(converted, tmp_path):
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(format="tfrecord"), r"Unknown value 'tfrecord' for argument format. Valid values are \{files, litdata\}"),
-    (dict(format="litdata"), r"input=None is invalid with format=litdata; allowed is the folder or URL"),
-    (dict(input="s3://bucket/x"), r"input='s3://bucket/x' is only read with format=litdata"),
+    (dict(format="litdata"), r"input=None is invalid with format='litdata'; allowed is the folder or URL .* given as "
+                             r"output to `convert_to_litdata\(dm, output\)`"),
+    (dict(input="s3://bucket/x"), r"input='s3://bucket/x' is only read with format='litdata'"),
 ])
 def test_bad_format_arguments_say_what_is_allowed(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -257,12 +259,15 @@ def test_bad_format_arguments_say_what_is_allowed(tmp_path, kwargs, message):
 def test_reading_a_folder_that_was_never_converted_says_how_to_convert(tmp_path):
     dm = synthetic(tmp_path, format="litdata", input=str(tmp_path / "nothing-here"))
     dm.prepare_data()  # nothing to download in this format
-    with pytest.raises(FileNotFoundError, match=r"is not a LitData dataset .* jepa-prepare data=<name> format=litdata"):
+    with pytest.raises(FileNotFoundError, match=r"is not a LitData dataset \(labels missing: .*\); allowed is the "
+                                                 r"output of a conversion, `convert_to_litdata\(dm, output\)`") as error:
         dm.setup()
+    # The console names the command that converts (tests/cli/test_terms.py renders every mark).
+    assert "`jepa-prepare data=<name> format=litdata output=<where>`" in console_text(error.value, HydraTerms())
 
 
 def test_conversion_needs_an_output(converted):
-    with pytest.raises(ValueError, match=r"output=None is invalid for format=litdata"):
+    with pytest.raises(ValueError, match=r"output=None is invalid for a LitData conversion"):
         convert_to_litdata(synthetic(converted[0]), None)
 
 

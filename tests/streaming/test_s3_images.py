@@ -124,7 +124,7 @@ def test_an_unreachable_endpoint_is_one_sentence_naming_the_url(tmp_path, monkey
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     with pytest.raises(DownloadError, match=rf"^Could not read s3://jepa/nowhere/facts: the endpoint "
-                                            rf"http://127.0.0.1:{port} does not answer \(.*\); check storage_options"):
+                                            rf"http://127.0.0.1:{port} does not answer \(.*\); check the endpoint_url of storage_options"):
         ImageFolderDataModule(root=tmp_path / "absent", format="litdata", input="s3://jepa/nowhere",
                               storage_options={"endpoint_url": f"http://127.0.0.1:{port}"},
                               stream_cache_dir=str(tmp_path / "cache"), **SMALL)

@@ -1,9 +1,7 @@
-"""``JEPADataModule`` (the Lightning glue) and one alias per dataset.
+"""``JEPADataModule``: the Lightning glue every dataset's DataModule (``datasets.py``) extends.
 
 A dataset is data: its spec (``catalog.py``) and, where it needs code, its format module
-(``formats/``). An alias only names its spec and declares the dataset's own arguments
-(CIFAR-100's label granularity, STL-10's split and fold, the ImageNet-100 class list, ...),
-which it hands on as format options. ``prepare_data`` runs the one preparation pipeline
+(``formats/``). ``prepare_data`` runs the one preparation pipeline
 (``preparation.py``: fetch or generate, verify, stamp, under an inter-process lock) and
 assigns no state; ``setup`` is idempotent.
 
@@ -15,47 +13,29 @@ a seeded carve-out of the training split and ``test`` stays the official one.
 
 from __future__ import annotations
 
-import os
-import sys
 import warnings
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 from lightning import LightningDataModule
 
-from .catalog import DatasetSpec
-from .choices import check_choice, check_positive
-from .notices import Notice
-from .formats import Dataset, open_dataset
-from .formats.base import Source, SubsetSource, block_ids, check_labels, reserve_blocks
-from .pipeline.batching import JEPACollate, ViewDataset
-from .pipeline.device_views import DeviceViews
-from .pipeline.masks import MaskGenerator, MultiBlockMaskGenerator
-from .pipeline.sampling import EpochBatchSampler, EpochDataLoader
-from .pipeline.transforms import EvalView, TrainView, check_crop_scale, normalize
-from .preparation import FetchSettings, check, prepare, prepare_action
-from .storage.verify import VerifyReport
-from .streaming import DEFAULT_CACHE_BYTES, open_input
-from .errors import ConfigError
-
-
-def _default_mask() -> MaskGenerator:
-    """The I-JEPA multi-block recipe, as conf/mask/multiblock.yaml. Generators are never changed
-    in place (``with_grid`` returns a copy), so one shared default is safe. Where jsonargparse is
-    installed it is a lazy instance, which LightningCLI can write into its config.yaml (a plain
-    instance is saved as "Unable to serialize instance ...")."""
-    try:
-        from jsonargparse import lazy_instance
-    except ImportError:
-        return MultiBlockMaskGenerator()
-    return lazy_instance(MultiBlockMaskGenerator)
-
-
-DEFAULT_MASK = _default_mask()
-VIEWS_ON = ("workers", "device", "auto")
-SHUFFLES = ("auto", "full", "blocks")
+from ..catalog import DatasetSpec
+from ..choices import check_choice, check_positive
+from ..notices import Notice
+from ..formats import Dataset, open_dataset
+from ..formats.base import Source, SubsetSource, block_ids, check_labels, reserve_blocks
+from ..pipeline.batching import JEPACollate, ViewDataset
+from ..pipeline.device_views import DeviceViews
+from ..pipeline.masks import MaskGenerator
+from ..pipeline.sampling import EpochBatchSampler, EpochDataLoader
+from ..pipeline.transforms import EvalView, TrainView, check_crop_scale, normalize
+from ..preparation import FetchSettings, check, prepare, prepare_action
+from ..storage.verify import VerifyReport
+from ..streaming import DEFAULT_CACHE_BYTES, open_input
+from ..errors import ConfigError, setting
+from .settings import DEFAULT_MASK, SHUFFLES, VIEWS_ON, check_seed, fitted_workers, plain
 
 
 class JEPADataModule(LightningDataModule):
@@ -177,8 +157,8 @@ class JEPADataModule(LightningDataModule):
             global_batch_size: total batch over all devices instead of ``batch_size``, split
                 evenly; must be a multiple of the world size. None uses ``batch_size``.
             format: ``"files"`` reads the dataset's own files under ``data_dir``;
-                ``"litdata"`` reads LitData chunks written by
-                ``jepa-prepare data=<name> format=litdata output=<where>`` from ``input``.
+                ``"litdata"`` reads LitData chunks written by ``streaming.convert_to_litdata``
+                (the console's ``jepa-prepare data=<name> format=litdata output=<where>``) from ``input``.
             input: the folder or URL (``s3://bucket/prefix``) given as ``output`` to that
                 conversion; only with ``format="litdata"``.
             storage_options: LitData's connection options for a remote ``input`` (S3: boto3
@@ -201,13 +181,13 @@ class JEPADataModule(LightningDataModule):
                 mixes more classes into a batch (a class-sorted source) and holds more blocks
                 in memory per loader worker.
         """
-        _check_seed(seed)
+        check_seed(seed)
         super().__init__()
         self.save_hyperparameters(logger=False, ignore=["mask"])
         for key, value in self.hparams.items():
             # Checkpoints carry these; torch.load(weights_only=True), which Trainer.fit(ckpt_path=...)
             # uses, refuses Paths and OmegaConf containers (e.g. Hydra's crop_scale list).
-            self.hparams[key] = _plain(value)
+            self.hparams[key] = plain(value)
         self.data: Dataset = open_dataset(self.spec_name, data_dir, seed=seed, progress=progress, **self.format_options)
         self.hparams.update(self.data.resolved_options())
         spec = self.data.spec
@@ -220,18 +200,21 @@ class JEPADataModule(LightningDataModule):
         if num_workers is None:
             num_workers = self.hparams.num_workers = fitted_workers()
         if not isinstance(num_workers, int) or num_workers < 0:
-            raise ConfigError(f"num_workers={num_workers} is invalid; allowed is 0 or more (0 loads in the main process), "
-                             "or None for as many as the machine has CPUs.")
+            raise ConfigError(f"{setting('num_workers', num_workers)} is invalid; allowed is 0 or more (0 loads in the "
+                              "main process), or None for as many as the machine has CPUs.", setting="num_workers",
+                              allowed="0 or more, or None")
         check_positive("image_size", image_size)
         check_positive("patch_size", patch_size)
         if image_size % patch_size:
-            raise ConfigError(f"image_size={image_size} is not a multiple of patch_size={patch_size}; "
-                             f"allowed are sizes with image_size % patch_size == 0 (e.g. 224/16, 96/8, 32/4).")
+            raise ConfigError(f"{setting('image_size', image_size)} is not a multiple of "
+                              f"{setting('patch_size', patch_size)}; allowed are sizes with image_size % patch_size == 0 "
+                              "(e.g. 224/16, 96/8, 32/4).", setting="image_size", allowed="a multiple of patch_size")
         check_crop_scale(crop_scale)
         check_choice("shuffle", shuffle, SHUFFLES)
         if isinstance(shuffle_window, bool) or not isinstance(shuffle_window, int) or shuffle_window <= 0:
-            raise ConfigError(f"shuffle_window={shuffle_window} is invalid; allowed is a positive integer "
-                             "(the number of blocks whose items are mixed together, e.g. 8).")
+            raise ConfigError(f"{setting('shuffle_window', shuffle_window)} is invalid; allowed is a positive integer "
+                              "(the number of blocks whose items are mixed together, e.g. 8).", setting="shuffle_window",
+                              allowed="a positive integer")
         #: LitData chunks to read instead of the dataset's own files (``format="litdata"``); None: the files.
         self.stream = open_input(format, input, storage_options, stream_cache_dir, stream_cache_bytes)
         if self.stream is not None:
@@ -240,14 +223,16 @@ class JEPADataModule(LightningDataModule):
                 self.data.adopt_facts(self.stream.facts)
         val_fraction = self.hparams.val_fraction = self.data.resolve_val_fraction(val_fraction)
         if not 0 <= val_fraction < 1:
-            raise ConfigError(f"val_fraction={val_fraction} is invalid; allowed is 0 <= val_fraction < 1.")
+            raise ConfigError(f"{setting('val_fraction', val_fraction)} is invalid; allowed is 0 <= val_fraction < 1.",
+                              setting="val_fraction", allowed="0 <= val_fraction < 1")
         check_choice("views_on", views_on, VIEWS_ON)
         self.grid = (image_size // patch_size, image_size // patch_size)
         try:
             self.mask_generator = mask.with_grid(self.grid) if mask is not None else None
         except ValueError as error:  # the default mask included: say how to go without
             name = type(mask).__name__.removeprefix("LazyInstance_")  # jsonargparse's lazy default
-            raise ConfigError(f"mask={name}: {error} Or pass mask=None for batches without masks.") from None
+            raise ConfigError(f"mask={name}: {error} Or pass {setting('mask', None)} for batches without masks.",
+                              setting="mask") from None
         self.train_view = TrainView(image_size, crop_scale, crop_ratio, hflip, color_jitter)
         self.eval_view = EvalView(image_size, eval_crop_fraction)
         self.device_views = DeviceViews(image_size, spec.mean, spec.std, color_jitter=color_jitter > 0)
@@ -378,15 +363,16 @@ class JEPADataModule(LightningDataModule):
         blocks = block_ids(train)
         where = f"{self.spec.name} ({'LitData chunks at ' + self.stream.input if self.stream else 'its own files'})"
         if hp.shuffle == "blocks" and blocks is None:
-            raise ConfigError(f"shuffle='blocks' needs a source that declares blocks (parquet row groups, LitData chunks), "
-                             f"and {where} has none; allowed here is shuffle='auto' or 'full'.")
+            raise ConfigError(f"{setting('shuffle', 'blocks')} needs a source that declares blocks (parquet row groups, "
+                              f"LitData chunks), and {where} has none; allowed here is {setting('shuffle', 'auto')} or "
+                              f"{setting('shuffle', 'full')}.", setting="shuffle", allowed=["auto", "full"])
         order = "blocks" if hp.shuffle != "full" and blocks is not None else "full"
         if order == "full" and blocks is not None and getattr(train, "remote", False):
             warnings.warn(Notice(
-                f"shuffle='full' on {where} reads a whole chunk for every few images: a batch of "
+                f"{setting('shuffle', 'full')} on {where} reads a whole chunk for every few images: a batch of "
                 f"{hp.batch_size} touches up to {hp.batch_size} chunks, so each chunk is downloaded many times per "
-                "epoch unless the whole split fits in stream_cache_bytes; shuffle='auto' reads each chunk once per "
-                "window."), stacklevel=2)
+                f"epoch unless the whole split fits in {setting('stream_cache_bytes')}; {setting('shuffle', 'auto')} "
+                "reads each chunk once per window."), stacklevel=2)
         if order == "blocks":
             reserve_blocks(train, hp.shuffle_window + 1)  # the window, plus the next block at a window's edge
         return order
@@ -399,14 +385,16 @@ class JEPADataModule(LightningDataModule):
         for split, size in sizes.items():
             if size == 0:
                 raise ConfigError(f"The {split} split of {self.spec.name} at {self.data.shown_folder} has no images, "
-                                 "so it gives no batch; add images there, or pick another dataset or folder.")
+                                  "so it gives no batch; add images there, or pick another dataset or folder.",
+                                  path=self.data.shown_folder)
         per_device = sizes["train"] // world
         if self.hparams.drop_last and per_device < batch:
             devices = f" per device ({sizes['train']} over {world} devices)" if world > 1 else ""
             fits = max(1, per_device)
-            raise ConfigError(f"batch_size={batch} with drop_last=true gives no training batch: the train split of "
-                             f"{self.spec.name} has {per_device} images{devices}; allowed is batch_size={fits} or "
-                             f"less (or drop_last=false for one smaller batch per epoch).")
+            raise ConfigError(f"{setting('batch_size', batch)} with {setting('drop_last', True)} gives no training "
+                              f"batch: the train split of {self.spec.name} has {per_device} images{devices}; allowed is "
+                              f"{setting('batch_size', fits)} or less (or {setting('drop_last', False)} for one smaller "
+                              "batch per epoch).", setting="batch_size", allowed=f"{fits} or less")
 
     # ------------------------------------------------------------------ dataloaders
     def _world(self) -> tuple[int, int]:
@@ -421,8 +409,9 @@ class JEPADataModule(LightningDataModule):
         if total is None:
             return self.hparams.batch_size
         if total % world:
-            raise ConfigError(f"global_batch_size={total} does not divide across {world} devices; "
-                             f"allowed are multiples of {world}, or set batch_size (per device) instead.")
+            raise ConfigError(f"{setting('global_batch_size', total)} does not divide across {world} devices; "
+                              f"allowed are multiples of {world}, or set {setting('batch_size')} (per device) instead.",
+                              setting="global_batch_size", allowed=f"a multiple of {world}")
         return total // world
 
     def _loader(self, split: str, shuffle: bool, drop_last: bool, masks: bool) -> EpochDataLoader:
@@ -509,13 +498,14 @@ class JEPADataModule(LightningDataModule):
         """The stream position counts batches of one size on one world size: another of either
         would start at the wrong samples, so it is refused (older checkpoints carry neither)."""
         world, _ = self._world()
-        for name, saved, now, setting in (("batch size", state.get("batch_size"), self.per_device_batch_size(),
-                                           "data.batch_size"),
-                                          ("world size", state.get("world_size"), world, "trainer.devices")):
+        for name, saved, now, how in (("batch size", state.get("batch_size"), self.per_device_batch_size(),
+                                       setting("batch_size", state.get("batch_size"))),
+                                      ("world size", state.get("world_size"), world, "the number of devices")):
             if saved is not None and int(saved) != now:
                 raise ConfigError(f"Cannot resume with {name} {now}: the checkpoint's stream position counts batches "
-                                 f"of {name} {saved}; resume with {setting} as the checkpoint was made "
-                                 f"({name} {saved}), or start a new run without ckpt_path.")
+                                  f"of {name} {saved}; resume with {how} as the checkpoint was made "
+                                  f"({name} {saved}), or start a new run without the checkpoint.",
+                                  allowed=f"{name} {saved}")
 
     def masked_dataloader(self, split: str) -> EpochDataLoader:
         """``split`` (``"val"`` or ``"test"``) in order with masks drawn as for training: the JEPA loss on
@@ -548,8 +538,9 @@ class JEPADataModule(LightningDataModule):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("seed", self.hparams.seed) != self.hparams.seed:
-            print(f"warning: resuming with seed={self.hparams.seed} but the checkpoint used seed={state['seed']}; "
-                  "samples and masks will differ from the original run.", file=sys.stderr)
+            warnings.warn(Notice(f"resuming with {setting('seed', self.hparams.seed)} but the checkpoint used "
+                                 f"{setting('seed', state['seed'])}; samples and masks will differ from the original "
+                                 "run."), stacklevel=2)
         self._resume = {"epoch": int(state["epoch"]), "next_batch": int(state["next_batch"]),
                         **{key: int(state[key]) for key in ("batch_size", "world_size") if key in state}}
         self._position = {"epoch": self._resume["epoch"], "next_batch": self._resume["next_batch"]}
@@ -569,236 +560,3 @@ class JEPADataModule(LightningDataModule):
             "train_order": self.order_description(),
             **self.data.describe(self.hparams.val_fraction),
         }
-
-
-def _plain(value: Any) -> Any:
-    """``value`` as built-in types only: str for paths, dict/list for OmegaConf containers."""
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if isinstance(value, Mapping) or type(value).__name__ == "DictConfig":
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, tuple):
-        return tuple(_plain(v) for v in value)
-    if isinstance(value, list) or type(value).__name__ == "ListConfig":
-        return [_plain(v) for v in value]
-    return value
-
-
-#: The most loader processes ``num_workers=None`` starts: more rarely speeds a JEPA input pipeline up.
-DEFAULT_MAX_WORKERS = 8
-
-
-def fitted_workers() -> int:
-    """``num_workers=None``: the CPUs this process may use (its affinity, e.g. a SLURM allocation), at
-    most :data:`DEFAULT_MAX_WORKERS`; never more than torch's DataLoader suggests for the machine."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cpus = os.cpu_count() or 1
-    return max(1, min(DEFAULT_MAX_WORKERS, cpus))
-
-
-def _check_seed(seed: Any) -> None:
-    # lightning-hydra-template's `seed: null` would otherwise fail much later, in a loader worker.
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ConfigError(f"seed={seed!r} is invalid; allowed is an integer (e.g. seed=0): it seeds the split, "
-                         "the shuffles, the augmentations and the masks.")
-
-
-# ----------------------------------------------------------------------- datasets
-# Aliases: each fixes the dataset and declares its own arguments (with their help), handed on
-# as format options; everything else is JEPADataModule's.
-class SyntheticDataModule(JEPADataModule):
-    """The embedded, offline dataset (see ``formats/synthetic.py``), generated once per setting.
-
-    Extra args: ``num_train`` [4096], ``num_test`` [1024], ``resolution`` (native side,
-    pixels) [32], ``num_classes`` [10]. Lives in ``<data_dir>/synthetic/<setting>``.
-    """
-
-    spec_name = "synthetic"
-
-    def __init__(self, *args: Any, num_train: int = 4096, num_test: int = 1024, resolution: int = 32,
-                 num_classes: int = 10, **kwargs: Any):
-        """The generated dataset's size and look, then the arguments of ``JEPADataModule``.
-
-        Args:
-            num_train: images in the generated train split.
-            num_test: images in the generated test split.
-            resolution: native side of the generated images, pixels.
-            num_classes: number of shape / texture classes (at most the ten that exist).
-            *args: passed on to ``JEPADataModule``.
-            **kwargs: passed on to ``JEPADataModule`` (``data_dir``, ``batch_size``, ``mask``, ...).
-        """
-        self.format_options = {"num_train": num_train, "num_test": num_test, "resolution": resolution,
-                               "num_classes": num_classes}
-        super().__init__(*args, **kwargs)
-
-
-class CIFAR10DataModule(JEPADataModule):
-    """CIFAR-10: 50,000 train / 10,000 test images, 32x32, 10 classes; auto-download."""
-
-    spec_name = "cifar10"
-
-
-class CIFAR100DataModule(JEPADataModule):
-    """CIFAR-100: as CIFAR-10 with 100 fine classes; ``label_type="coarse"`` gives the 20 superclasses."""
-
-    spec_name = "cifar100"
-
-    def __init__(self, *args: Any, label_type: str = "fine", **kwargs: Any):
-        """CIFAR-100's label granularity, then the arguments of ``JEPADataModule``.
-
-        Args:
-            label_type: ``"fine"`` (100 classes) or ``"coarse"`` (20 superclasses).
-            *args: passed on to ``JEPADataModule``.
-            **kwargs: passed on to ``JEPADataModule`` (``data_dir``, ``batch_size``, ``mask``, ...).
-        """
-        self.format_options = {"label_type": label_type}
-        super().__init__(*args, **kwargs)
-
-
-class STL10DataModule(JEPADataModule):
-    """STL-10: 5,000 labeled train, 8,000 test, 100,000 unlabeled images, 96x96; auto-download.
-
-    ``train_split`` [``"train+unlabeled"``]: the split pre-training reads (``train``,
-    ``unlabeled`` or ``train+unlabeled``; unlabeled items carry label -1). ``fold``
-    [None]: one of the 10 predefined folds of the labeled train split (0..9).
-    The binaries are read one image at a time (``os.pread``), never loaded whole.
-    """
-
-    spec_name = "stl10"
-
-    def __init__(self, *args: Any, train_split: str = "train+unlabeled", fold: int | None = None, **kwargs: Any):
-        """STL-10's pre-training split and fold, then the arguments of ``JEPADataModule``.
-
-        Args:
-            train_split: the split pre-training reads: ``"train"``, ``"unlabeled"`` or
-                ``"train+unlabeled"`` (unlabeled items carry label -1).
-            fold: one of the 10 predefined folds (0..9) of the labeled train split; None reads it all.
-            *args: passed on to ``JEPADataModule``.
-            **kwargs: passed on to ``JEPADataModule`` (``data_dir``, ``batch_size``, ``mask``, ...).
-        """
-        self.format_options = {"train_split": train_split, "fold": fold}
-        super().__init__(*args, **kwargs)
-
-
-class ImagenetteDataModule(JEPADataModule):
-    """Imagenette: fast.ai's 10-class ImageNet subset, 9,469 train / 3,925 val images; auto-download.
-
-    Read as an ImageFolder (``train/<wnid>/``, ``val/<wnid>/``), labels in sorted wnid order.
-    """
-
-    spec_name = "imagenette"
-
-    def __init__(self, *args: Any, variant: str = "320", **kwargs: Any):
-        """Which Imagenette archive, then the arguments of ``JEPADataModule``.
-
-        Args:
-            variant: ``"320"`` (shorter side 320 px, 341 MB), ``"160"`` (160 px, 99 MB) or
-                ``"full"`` (full-size images, 1.6 GB).
-            *args: passed on to ``JEPADataModule``.
-            **kwargs: passed on to ``JEPADataModule`` (``data_dir``, ``batch_size``, ``mask``, ...).
-        """
-        self.format_options = {"variant": str(variant)}
-        super().__init__(*args, **kwargs)
-
-
-class TinyImageNetDataModule(JEPADataModule):
-    """Tiny-ImageNet-200: 100,000 train / 10,000 val / 10,000 unlabeled test images, 64x64, 200 classes; auto-download."""
-
-    spec_name = "tinyimagenet"
-
-
-class ImageNetDataModule(JEPADataModule):
-    """ImageNet-1k (ILSVRC2012): 1,281,167 train / 50,000 val JPEGs, 1,000 classes.
-
-    Cannot be downloaded automatically. ``prepare_data`` accepts, in this order: the
-    ``train/<wnid>/`` + ``val/<wnid>/`` layout under ``<data_dir>/imagenet``; the three
-    official files there (checked against their md5s, then unpacked into that layout,
-    per-class tars in parallel and resumable); or an unpacked train layout plus the flat
-    validation folder and the devkit. Otherwise it stops with the manual steps. Labels
-    follow sorted wnid order (torchvision's ImageFolder convention). The file list is read
-    once and cached next to the data (``.index-<split>.npz``), or, where the data folder
-    cannot be written (a read-only mount), in ``$XDG_CACHE_HOME/jepa_datamodules/index``.
-
-    The Hugging Face release (``source="parquet"``) is read in place: see ``__init__``.
-    """
-
-    spec_name = "imagenet"
-
-    def __init__(self, *args: Any, source: str = "auto", **kwargs: Any):
-        """Where the images come from, then the arguments of ``JEPADataModule``.
-
-        Args:
-            source: ``"parquet"`` reads the Hugging Face release
-                (``<data_dir>/imagenet/data/{train,validation,test}-*.parquet``, see
-                ``formats/hfparquet.py``) in place, with the same label ids (sorted-wnid order) and a
-                ``test`` split of 100,000 unlabelled rows; ``"folders"`` the layout above;
-                ``"auto"`` the shards when they are there and neither a ``train/`` folder nor
-                the official train archive is ["auto"].
-            *args: passed on to ``JEPADataModule``.
-            **kwargs: passed on to ``JEPADataModule`` (``data_dir``, ``batch_size``, ``mask``, ...).
-        """
-        self.format_options = {**self.format_options, "source": source}  # + ImageNet-100's class_list
-        super().__init__(*args, **kwargs)
-
-
-class ImageNet100DataModule(ImageNetDataModule):
-    """ImageNet-100: the 100-class subset of CMC (Tian et al.), read from a prepared ImageNet-1k.
-
-    No image is copied or linked: the subset is an index (file list + labels 0..99 in
-    sorted-wnid order) over ``<data_dir>/imagenet``, cached in ``<data_dir>/imagenet100``.
-    An index needs no extra inodes, works where symlinks do not (object-store mounts,
-    some Windows shares) and is what the loader reads anyway. ``class_list``: a file with
-    one wnid per line to use another subset [None = the packaged CMC list, sha256-checked].
-    Over the Hugging Face parquet shards (``source``, as for ImageNet-1k) the subset is the
-    rows whose label is one of these classes' ids.
-    """
-
-    spec_name = "imagenet100"
-
-    def __init__(self, *args: Any, class_list: str | Path | None = None, **kwargs: Any):
-        """The class subset, then the arguments of ``JEPADataModule``.
-
-        Args:
-            class_list: a text file with one wnid per line; None uses the packaged CMC list
-                (sha256-checked).
-            *args: passed on to ``JEPADataModule``.
-            **kwargs: passed on to ``JEPADataModule`` (``data_dir``, ``batch_size``, ``mask``, ...).
-        """
-        self.format_options = {"class_list": class_list}
-        super().__init__(*args, **kwargs)
-
-
-class ImageFolderDataModule(JEPADataModule):
-    """Your own images: ``root/train/<class>/...`` (+ ``root/val/<class>/...``), or any folder.
-
-    Images: .jpg .jpeg .png .webp .bmp in any case; hidden files and folders and other
-    files are ignored; every image is converted to RGB; undecodable files are skipped
-    (see ``formats/ownfolder.py``) and listed by ``jepa-verify data=imagefolder``. Nothing is
-    downloaded; ``prepare_data`` writes only the file index (``.index-<split>.npz``) and
-    the verification stamp, under ``data_dir`` (``imagefolder-state/``), or into a user cache
-    folder when ``data_dir`` is read-only (``ownfolder.state_folder``); ``root`` is never written.
-    """
-
-    spec_name = "imagefolder"
-
-    def __init__(self, *args: Any, root: str | Path | None = None, labels: str = "auto",
-                 val_fraction: float | None = None, **kwargs: Any):
-        """The folder and how to read it, then the arguments of ``JEPADataModule``.
-
-        Args:
-            root: the folder of images [None = ``<data_dir>/imagefolder``]. With a ``train/``
-                sub-folder, that is the training split and ``val/`` (if present) the val split;
-                otherwise every image under ``root`` is a training image.
-            labels: ``"folders"`` (first folder level under the split = class, sorted names ->
-                0..C-1, nested sub-folders allowed), ``"none"`` (every label -1, no probe) or
-                ``"auto"`` (folders when every image of ``root/train`` is inside a class folder,
-                or, without ``train/``, directly inside a first-level folder) ["auto"].
-            val_fraction: [None = 0.01 (a seeded 1 % of train) when there is no ``val/``
-                folder, 0 (the ``val/`` folder) when there is]; as for every dataset otherwise.
-            *args: passed on to ``JEPADataModule``.
-            **kwargs: passed on to ``JEPADataModule`` (``data_dir``, ``batch_size``, ``mask``, ...).
-        """
-        self.format_options = {"root": root, "labels": labels}
-        super().__init__(*args, val_fraction=val_fraction, **kwargs)
