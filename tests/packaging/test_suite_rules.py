@@ -53,3 +53,34 @@ def test_every_test_folder_is_a_package_and_markers_are_strict():
     assert sorted(str(f.relative_to(REPO)) for f in folders if not (f / "__init__.py").is_file()) == []
     settings = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
     assert "--strict-markers" in settings["addopts"].split() and settings["pythonpath"] == ["."]
+
+
+# Folders of tests that are about the package as a whole, not one module of it: the wheel and
+# the suite's own rules, the README and notebook as a user runs them, the contract every catalog
+# dataset meets, and the shared fakes.
+CROSS_CUTTING = {"packaging", "docs", "datasets", "helpers"}
+
+
+def _package_modules(folder: Path) -> set[str]:
+    """The module and subpackage names directly in the package folder ``folder``."""
+    return {p.stem for p in folder.glob("*.py") if p.stem != "__init__"} | \
+        {p.name for p in folder.iterdir() if (p / "__init__.py").is_file()}
+
+
+def test_tests_mirror_the_package_module_by_module():
+    """``tests/<package path>/test_<module>[_<aspect>].py`` for a module (or subpackage) that
+    exists at ``jepa_datamodules/<package path>/<module>``, so the tests of a module are found
+    by its name and a moved module takes its tests along."""
+    package = REPO / "jepa_datamodules"
+    misplaced = []
+    for path in sorted(TESTS.rglob("test_*.py")):
+        folder = path.parent.relative_to(TESTS)
+        if folder.parts and folder.parts[0] in CROSS_CUTTING:
+            continue
+        mirror = package / folder
+        stem = path.stem[len("test_"):]
+        modules = _package_modules(mirror) if (mirror / "__init__.py").is_file() else set()
+        if not any(stem == m or stem.startswith(f"{m}_") for m in modules):
+            misplaced.append(f"{path.relative_to(REPO)}: no module jepa_datamodules/{folder.as_posix()}/"
+                             f"{stem.split('_')[0]}[...] for it to test")
+    assert misplaced == []
