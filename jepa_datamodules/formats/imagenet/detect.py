@@ -16,7 +16,7 @@ from ...catalog import SPECS
 from ...errors import ImageNetSetupError, action, setting
 from ...storage.files import set_aside
 from ..hfparquet import parquet_instructions
-from ..imagefolder import IMG_EXTENSIONS
+from ..images import is_image_name
 
 __all__ = ["TRAIN_TAR", "VAL_TAR", "DEVKIT", "check_nesting", "detect_source", "manual_instructions"]
 
@@ -52,7 +52,7 @@ def check_nesting(split_dir: Path) -> None:
     for wnid in wnids:
         with os.scandir(split_dir / wnid) as entries:
             entries = list(entries)
-        if any(_is_image(e.name) for e in entries):
+        if any(is_image_name(e.name) for e in entries):
             return  # images where they belong
         inner = next((e.name for e in entries if e.is_dir() and _has_wnid_images_in(Path(e.path))), None)
         if inner is not None:
@@ -64,14 +64,10 @@ def check_nesting(split_dir: Path) -> None:
                 path=split_dir / wnid / inner)
 
 
-def _is_image(name: str) -> bool:
-    return name.lower().endswith(IMG_EXTENSIONS) and not name.startswith(".")
-
-
 def _has_wnid_images_in(folder: Path) -> bool:
     """True if ``folder`` itself holds an image."""
     with os.scandir(folder) as files:
-        return any(_is_image(f.name) for f in files)
+        return any(is_image_name(f.name) for f in files)
 
 
 def _current_val_dir(root: Path) -> Path:
