@@ -124,7 +124,9 @@ class JEPADataError(Exception):
 
     def __init__(self, message: str, *, setting: str | None = None, path: str | Path | None = None,
                  allowed: Any = None):
-        super().__init__(message)
+        # args (and so repr(), which frameworks such as Hydra print) hold the Python wording;
+        # ``message`` keeps the marks for renderings in other terms.
+        super().__init__(render(message))
         self.message = message
         self.setting, self.allowed = setting, allowed
         self.path = Path(path) if path is not None else None
@@ -132,9 +134,20 @@ class JEPADataError(Exception):
     def __str__(self) -> str:
         return render(self.message)
 
+    def __reduce__(self) -> tuple:
+        # Across processes (a DataLoader worker, a DDP rank) the error keeps its marks and facts;
+        # Exception's own pickling would call __init__ with the rendered text alone.
+        return _restore, (type(self), self.args), self.__dict__
+
     def render(self, terms: Terms = PYTHON) -> str:
         """The message with its settings and fixes spoken in ``terms``."""
         return render(self.message, terms)
+
+
+def _restore(kind: type[JEPADataError], args: tuple) -> JEPADataError:
+    error = kind.__new__(kind)
+    Exception.__init__(error, *args)
+    return error
 
 
 class ConfigError(JEPADataError, ValueError):

@@ -16,5 +16,7 @@ class Notice(UserWarning):
     are marked (``errors.setting`` / ``errors.action``): ``str`` speaks them in Python's terms,
     the console scripts as overrides."""
 
-    def __str__(self) -> str:
-        return render(self.args[0]) if self.args else ""
+    def __init__(self, message: str):
+        # As JEPADataError: args (and repr) in Python's words, ``message`` with its marks.
+        super().__init__(render(message))
+        self.message = message

@@ -45,3 +45,19 @@ def test_verify_actions_are_method_calls_and_text_without_marks_is_unchanged():
 def test_with_options_takes_only_an_action():
     with pytest.raises(TypeError):
         with_options(setting("data_dir"), force=True)
+
+
+def test_an_error_crosses_processes_with_its_marks_and_facts(tmp_path):
+    """A DataLoader worker or a DDP rank sends its error pickled: the console must still be
+    able to speak it as overrides, and a VerificationError keep its report."""
+    import pickle
+
+    from jepa_datamodules.cli.terms import HydraTerms, console_text
+
+    error = ConfigError(f"{setting('seed', None)} is invalid", setting="seed", allowed="an integer")
+    again = pickle.loads(pickle.dumps(error))
+    assert type(again) is ConfigError and str(again) == "seed=None is invalid" == repr(again)[len("ConfigError('"):-2]
+    assert console_text(again, HydraTerms()) == "seed=null is invalid" and again.allowed == "an integer"
+    report = CIFAR10DataModule(data_dir=tmp_path).verify()
+    failed = pickle.loads(pickle.dumps(jepa_datamodules.VerificationError(report)))
+    assert failed.report.dataset == "cifar10" and "jepa-prepare data=cifar10" in console_text(failed, HydraTerms())

@@ -77,8 +77,8 @@ def console_text(text: Any, terms: HydraTerms | None = None) -> str:
     terms = terms or current_terms()
     if isinstance(text, JEPADataError):
         return text.render(terms)
-    if isinstance(text, BaseException) and text.args:  # a Notice: its marked sentence
-        text = text.args[0]
+    if isinstance(text, BaseException):  # a Notice: its marked sentence
+        text = getattr(text, "message", None) or (text.args[0] if text.args else "")
     return render(str(text), terms)
 
 
