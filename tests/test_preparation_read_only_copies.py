@@ -12,7 +12,7 @@ from jepa_datamodules.storage.files import user_cache_path
 from jepa_datamodules.storage.verify import VerificationError
 from tests.helpers.fake_imagenet import make_imagenet_layout
 from tests.helpers.fakes import catalog_override
-from tests.storage.test_storage import SMALL, remount_read_only, snapshot, tmpfs  # noqa: F401 - tmpfs: a fixture
+from tests.test_preparation_read_only import SMALL, remount_read_only, snapshot, tmpfs  # noqa: F401 - tmpfs: a fixture
 
 WNIDS = ["n01440764", "n01443537", "n01484850"]
 

@@ -1,0 +1,1 @@
+"""Tests of formats/imagenet/: detection and instructions, the devkit, unpacking the official archives, the Dataset classes and class lists."""
