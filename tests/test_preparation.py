@@ -1,4 +1,4 @@
-"""Downloads and verification through ``JEPADataModule.prepare_data`` / ``verify`` and the
+"""``preparation.py``: downloads and verification through ``JEPADataModule.prepare_data`` / ``verify`` and the
 ``jepa-prepare`` / ``jepa-verify`` commands, against the fault-injecting loopback server.
 
 What a user on a flaky network or a shared cluster would notice: a failing mirror ends in one

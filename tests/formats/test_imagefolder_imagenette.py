@@ -1,27 +1,23 @@
-"""Imagenette and Tiny-ImageNet-200, each one spec + one YAML: fakes in the exact upstream archive
-layouts (a .tgz and a .zip of tiny JPEGs) served from the loopback mirror, their labels checked
-against what was written, unsafe zip members refused, and `jepa-fit data=<name>` end to end."""
+"""Imagenette, read by ``formats/imagefolder.py`` from its upstream ``.tgz`` served by the loopback
+mirror: labels follow the sorted wnids of what was written, ``variant`` picks the archive (an
+unknown one is one sentence), and ``jepa-fit data=<name>`` runs end to end from the mirror for the
+archive-served class-folder datasets (Imagenette and Tiny-ImageNet)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import pytest
 
-from jepa_datamodules.cli.terms import HydraTerms, console_text
-from jepa_datamodules.errors import ExtractError
-
-from jepa_datamodules import ImagenetteDataModule, TinyImageNetDataModule
-from jepa_datamodules.storage import download as dl
-from jepa_datamodules.storage.extract import safe_extract
+from jepa_datamodules import ImagenetteDataModule
 from jepa_datamodules.catalog import get_spec
+from jepa_datamodules.cli.terms import HydraTerms, console_text
 from jepa_datamodules.storage.verify import STAMP_NAME
-from tests.helpers.fakes import IMAGENETTE_WNIDS, TINY_WNIDS
-from tests.helpers.loopback import LoopbackServer
+from tests.helpers.fakes import IMAGENETTE_WNIDS
+from tests.helpers.storage import assert_labels, mirror, prepared  # noqa: F401 - mirror: a fixture
 
 BIN = Path(sys.executable).parent
 SMALL = dict(batch_size=4, num_workers=0, progress=False)
@@ -30,31 +26,8 @@ TINY = ["data.batch_size=4", "data.num_workers=0", "mask.min_keep=4",
         "model.predictor_depth=1", "model.num_heads=2"]
 
 
-@pytest.fixture
-def mirror(served):
-    """A fresh loopback server over the session's fake archives, so request counts start at 0."""
-    upstream, fakes = served
-    with LoopbackServer(upstream.root) as server:
-        yield server, fakes
-
-
-def prepared(cls, mirror, tmp_path: Path, archive: str):
-    """``cls`` with its defaults, prepared from the mirror: the archive fetched once, verified, stamped."""
-    server, fakes = mirror
-    dm = cls(data_dir=tmp_path / "data", mirrors=[server.url], **SMALL)
-    dm.prepare_data()
-    assert server.count(f"/{archive}") == 1 and (dm.folder / STAMP_NAME).is_file()
-    return dm, fakes[cls.spec_name].written
-
-
-def assert_labels(source, written: dict[str, str], wnids: list[str]) -> None:
-    """Every written image is read, with the label of its wnid in sorted order (-1 for none)."""
-    found = dict(zip(source.paths, source.labels.tolist()))
-    assert found == {rel: sorted(wnids).index(wnid) if wnid else -1 for rel, wnid in written.items()}
-
-
 def test_imagenette_downloads_the_tgz_and_labels_follow_sorted_wnids(mirror, tmp_path):
-    dm, written = prepared(ImagenetteDataModule, mirror, tmp_path, "imagenette2-320.tgz")
+    dm, written = prepared(ImagenetteDataModule, mirror, tmp_path, "imagenette2-320.tgz", **SMALL)
     assert dm.hparams.image_size == 224 and dm.hparams.patch_size == 16
     for split in ("train", "val"):
         assert_labels(dm.open_split(split), written[split], IMAGENETTE_WNIDS)
@@ -75,38 +48,6 @@ def test_imagenette_variant_picks_its_archive_and_an_unknown_one_is_one_sentence
     dm = ImagenetteDataModule(data_dir=tmp_path, variant=160, **SMALL)  # Hydra hands data.variant=160 over as an int
     assert dm.spec.archives[0].filename == "imagenette2-160.tgz"
     assert "data.variant=160" in console_text(dm.fix_action(), HydraTerms())
-
-
-def test_tinyimagenet_downloads_the_zip_and_reads_val_labels_from_the_annotations(mirror, tmp_path):
-    dm, written = prepared(TinyImageNetDataModule, mirror, tmp_path, "tiny-imagenet-200.zip")
-    assert dm.hparams.image_size == 64 and dm.hparams.patch_size == 8
-    for split in ("train", "val", "unlabeled"):
-        source = dm.open_split(split)
-        assert_labels(source, written[split], TINY_WNIDS)
-        assert source.load(0).size == (64, 64)
-    # A val image that the annotations do not list is named, not read with a made-up label.
-    root = dm.folder / dm.spec.data_root
-    (root / "val" / "images" / "val_99.JPEG").write_bytes((root / "val" / "images" / "val_0.JPEG").read_bytes())
-    with pytest.raises(Exception, match=r"1 image\(s\) of .*val_99\.JPEG\) have no line in .*val_annotations\.txt"):
-        dm.open_split("val")
-
-
-@pytest.mark.parametrize("member, reason", [("tiny-imagenet-200/../../evil.txt", "has a '..' component"),
-                                            ("/tmp/evil.txt", "has an absolute path")])
-def test_zip_with_an_escaping_member_is_refused_before_anything_is_written(tmp_path, member, reason):
-    archive = tmp_path / "tiny-imagenet-200.zip"
-    with zipfile.ZipFile(archive, "w") as zf:
-        zf.writestr("tiny-imagenet-200/wnids.txt", "n01443537\n")
-        info = zipfile.ZipInfo(member)  # ZipFile.writestr would strip the leading "/" and the ".."
-        zf.writestr(info, b"escaped")
-    target = tmp_path / "out" / "tiny-imagenet-200"
-    with pytest.raises(ExtractError) as caught:
-        safe_extract(archive, target, progress=False)
-    message = str(caught.value)
-    assert message.startswith(f"Refusing to extract tiny-imagenet-200.zip: member {member!r} {reason}")
-    assert message.count(". ") <= 2 and "\n" not in message
-    assert not target.exists() and not (tmp_path / "evil.txt").exists()
-    assert not list((tmp_path / "out").iterdir())
 
 
 @pytest.mark.slow

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from jepa_datamodules.storage.verify import STAMP_NAME
 from tests.helpers.loopback import LoopbackServer
 
 BIN = Path(sys.executable).parent
@@ -59,6 +60,7 @@ def remount_read_only(path: Path) -> None:
 
 @pytest.fixture
 def mirror(served):
+    """A fresh loopback server over the fake archives: counts start at 0, faults die with it."""
     upstream, fakes = served
     with LoopbackServer(upstream.root) as server:
         yield server, fakes
@@ -89,3 +91,19 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int, int]]:
 
 def cifar10_cli(data_dir: Path, server: LoopbackServer) -> list[str]:
     return ["data=cifar10", f"paths.data_dir={data_dir}", f"data.mirrors=[{server.url}]"]
+
+
+def prepared(cls, mirror, tmp_path: Path, archive: str, **options):
+    """``cls`` with its defaults (and ``options``), prepared from the mirror: the archive fetched
+    once, verified, stamped; returns (the DataModule, what the fake wrote per split)."""
+    server, fakes = mirror
+    dm = cls(data_dir=tmp_path / "data", mirrors=[server.url], **options)
+    dm.prepare_data()
+    assert server.count(f"/{archive}") == 1 and (dm.folder / STAMP_NAME).is_file()
+    return dm, fakes[cls.spec_name].written
+
+
+def assert_labels(source, written: dict[str, str], wnids: list[str]) -> None:
+    """Every written image is read, with the label of its wnid in sorted order (-1 for none)."""
+    found = dict(zip(source.paths, source.labels.tolist()))
+    assert found == {rel: sorted(wnids).index(wnid) if wnid else -1 for rel, wnid in written.items()}

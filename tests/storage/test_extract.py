@@ -164,3 +164,21 @@ def test_unreadable_archive_is_reported(tmp_path):
     with pytest.raises(ExtractError, match="broken.tar.gz is not a readable"):
         safe_extract(archive, tmp_path / "ds", progress=False)
     assert not (tmp_path / "ds").exists()
+
+
+@pytest.mark.parametrize("member, reason", [("tiny-imagenet-200/../../evil.txt", "has a '..' component"),
+                                            ("/tmp/evil.txt", "has an absolute path")])
+def test_zip_with_an_escaping_member_is_refused_before_anything_is_written(tmp_path, member, reason):
+    archive = tmp_path / "tiny-imagenet-200.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("tiny-imagenet-200/wnids.txt", "n01443537\n")
+        info = zipfile.ZipInfo(member)  # ZipFile.writestr would strip the leading "/" and the ".."
+        zf.writestr(info, b"escaped")
+    target = tmp_path / "out" / "tiny-imagenet-200"
+    with pytest.raises(ExtractError) as caught:
+        safe_extract(archive, target, progress=False)
+    message = str(caught.value)
+    assert message.startswith(f"Refusing to extract tiny-imagenet-200.zip: member {member!r} {reason}")
+    assert message.count(". ") <= 2 and "\n" not in message
+    assert not target.exists() and not (tmp_path / "evil.txt").exists()
+    assert not list((tmp_path / "out").iterdir())
