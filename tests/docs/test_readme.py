@@ -23,32 +23,33 @@ ELSEWHERE = {
                  "and the demo's own summary format are checked in tests/docs/test_readme.py::test_demo_summary_fields",
     "make test": ".ci/run",
     "jepa-fit data=cifar10 trainer=ddp": "tests/datamodule/test_ddp.py",
-    "jepa-bench data=cifar10": "tests/bench/test_bench.py",
+    "jepa-bench data=cifar10": "tests/bench/test_run.py",
     "python train.py fit --data jepa_datamodules.CIFAR10DataModule --data.mask jepa_datamodules.MultiBlockMaskGenerator "
     "--data.mask.num_targets 2": "tests/cli/test_user_apps.py::test_lightning_cli_fits_with_the_default_mask_and_a_mask_given_by_class_path",
     "jepa-eval data=synthetic ckpt_path=<path>":
         "tests/evaluation/test_jepa_eval.py::test_jepa_eval_on_a_tiny_jepa_checkpoint_is_above_chance_and_caches_features",
     "jepa-fit trainer.max_steps=100": "tests/datamodule/test_resume.py::test_readme_resume_recipe_through_jepa_fit",
     "jepa-fit trainer.max_steps=200 ckpt_path=<path>": "tests/datamodule/test_resume.py::test_readme_resume_recipe_through_jepa_fit",
-    # The performance table's commands take minutes each: tests/bench/test_bench.py runs
+    # The performance table's commands take minutes each: tests/bench/test_run.py runs
     # jepa-bench on the cifar10 and imagenet stand-ins with tiny batch counts and checks what
-    # it prints, and checks that every stand-in kind (stl10 included) prepares and loads.
-    "jepa-bench data=cifar10 data.num_workers=2 data.batch_size=128 bench.batches=40": "tests/bench/test_bench.py",
-    "jepa-bench data=imagenet bench.synthetic_like=imagenet data.num_workers=2 data.batch_size=64": "tests/bench/test_bench.py",
-    "jepa-bench data=stl10 data.num_workers=2 bench.standin_images=105000 bench.batches=200": "tests/bench/test_bench.py",
+    # it prints; tests/bench/test_standins.py checks that every stand-in kind (stl10 included)
+    # prepares and loads.
+    "jepa-bench data=cifar10 data.num_workers=2 data.batch_size=128 bench.batches=40": "tests/bench/test_run.py",
+    "jepa-bench data=imagenet bench.synthetic_like=imagenet data.num_workers=2 data.batch_size=64": "tests/bench/test_run.py",
+    "jepa-bench data=stl10 data.num_workers=2 bench.standin_images=105000 bench.batches=200": "tests/bench/test_standins.py",
     "jepa-bench data=imagenet data.source=parquet bench.synthetic_like=imagenet bench.standin_images=5000 "
     "data.num_workers=2 data.batch_size=64":
         "tests/formats/test_hfparquet.py::test_jepa_bench_measures_the_parquet_release_on_a_stand_in",
     "jepa-bench data=imagenet data.source=folders bench.synthetic_like=imagenet bench.standin_images=5000 "
-    "data.num_workers=2 data.batch_size=64": "tests/bench/test_bench.py",
-    "jepa-bench bench=sources data=imagenet": "tests/bench/test_bench_sources.py",
-    # Streaming from an object store: tests/streaming/test_s3_images.py converts both ways to a
+    "data.num_workers=2 data.batch_size=64": "tests/bench/test_run.py",
+    "jepa-bench bench=sources data=imagenet": "tests/bench/test_sources.py",
+    # Streaming from an object store: tests/streaming/test_remote.py converts both ways to a
     # loopback S3 endpoint and streams with nothing but the chunks (jepa-fit included).
     "jepa-prepare data=imagefolder data.root=/path/to/images format=litdata output=s3://bucket/mine "
     "+data.storage_options.endpoint_url=<endpoint>":
-        "tests/streaming/test_s3_images.py::test_image_datasets_stream_from_s3_with_the_files_batches",
+        "tests/streaming/test_remote.py::test_image_datasets_stream_from_s3_with_the_files_batches",
     "jepa-fit data=imagefolder data.format=litdata data.input=<output> +data.storage_options.endpoint_url=<endpoint>":
-        "tests/streaming/test_s3_images.py::test_own_folder_chunks_train_through_jepa_fit_without_the_folder",
+        "tests/streaming/test_remote.py::test_own_folder_chunks_train_through_jepa_fit_without_the_folder",
     # Your own data: the commands need a folder of images; these tests build one in the exact layouts.
     "jepa-fit data=imagefolder data.root=/path/to/images":
         "tests/formats/test_ownfolder.py::test_jepa_fit_and_verify_on_your_own_folder_from_the_command_line",

@@ -1,4 +1,4 @@
-"""ImageNet-1k (and ImageNet-100) from the Hugging Face parquet release, on shards written
+"""``formats/hfparquet.py``: ImageNet-1k (and ImageNet-100) from the Hugging Face parquet release, on shards written
 with pyarrow in the release's schema; counts come through $JEPA_CATALOG as in other tests."""
 
 from __future__ import annotations

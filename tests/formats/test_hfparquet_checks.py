@@ -1,4 +1,4 @@
-"""The parquet release's promises a user relies on without seeing them: a split is complete
+"""``formats/hfparquet.py``: the parquet release's promises a user relies on without seeing them: a split is complete
 only with every shard its names count, 00000 included, and as many as the release has; and
 a loader worker re-reads a row group only when its least recently used cache slot was given up."""
 

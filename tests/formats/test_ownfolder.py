@@ -1,4 +1,4 @@
-"""data=imagefolder: your own images, labelled by class folders or not, on fakes in the exact layouts."""
+"""``formats/ownfolder.py`` (data=imagefolder): your own images, labelled by class folders or not, on fakes in the exact layouts."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The label each image of your own folder gets, checked image by image: torchvision's
+"""``formats/ownfolder.py``: the label each image of your own folder gets, checked image by image: torchvision's
 case-sensitive class order, validation labels as the training split's ids (a val folder that
 lacks a class shifts nothing), -1 everywhere with ``labels="none"``, and a broken image's
 stand-in being the *next* image of its class, not the first."""

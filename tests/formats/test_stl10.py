@@ -1,4 +1,4 @@
-"""STL-10 from its upstream binary archive: splits, orientation, folds, the unlabeled union,
+"""``formats/stl10.py``: STL-10 from its upstream binary archive: splits, orientation, folds, the unlabeled union,
 and loader memory that does not grow with the split size."""
 
 from __future__ import annotations

@@ -1,44 +1,35 @@
-"""Downloading, verifying and unpacking, against a fault-injecting server on 127.0.0.1.
+"""``storage/download.py``'s ``fetch`` and ``candidate_urls`` against a fault-injecting server
+on 127.0.0.1: dropped connections resumed with range requests, 5xx retried with backoff,
+corruption caught and downloaded again, mirrors tried in order, a verified file not fetched
+again (a same-size one with wrong bytes replaced), TLS and proxies named in the error.
 
 Nothing here touches the internet: every URL points at a ``LoopbackServer`` started by the test
-(or at a closed local port).
+(or at a closed local port). Extraction is tested in test_extract.py, the free-space check in
+test_files_free_space.py, the dataset lock in test_locks.py.
 """
 
 from __future__ import annotations
 
-import errno
 import hashlib
-import io
 import random
 import shutil
 import socket
 import subprocess
-import sys
-import tarfile
-import time
-import types
-import zipfile
 from pathlib import Path
 
-import filelock
+import numpy as np
 import pytest
 
 import jepa_datamodules.storage.download as dl
-from jepa_datamodules.storage import files as storage
 from jepa_datamodules.storage.download import (
     MIRROR_ENV,
     DownloadError,
     StorageError,
     candidate_urls,
-    check_free_space,
     fetch,
     file_md5,
 )
-from jepa_datamodules.errors import ExtractError
 from jepa_datamodules.notices import Notice
-from jepa_datamodules.storage.extract import safe_extract
-from jepa_datamodules.storage.locks import dataset_lock
-import jepa_datamodules.storage.locks as locks
 from tests.helpers.loopback import LoopbackServer
 
 BIG = 3 * 1024 * 1024  # "a file of a few MB"
@@ -384,226 +375,15 @@ def test_unreachable_proxy_is_named_in_the_error(files, tmp_path, monkeypatch):
     assert proxy in str(err.value) and url in str(err.value)
 
 
-# ---------------------------------------------------------------------------------------- extract
-def _tar(path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]], mode: str = "w") -> Path:
-    with tarfile.open(path, mode) as tf:
-        for info, data in members:
-            if data is not None:
-                info.size = len(data)
-            tf.addfile(info, io.BytesIO(data) if data is not None else None)
-    return path
-
-
-def _file(name: str) -> tuple[tarfile.TarInfo, bytes]:
-    return tarfile.TarInfo(name), f"content of {name}".encode()
-
-
-def _link(name: str, target: str, kind: bytes) -> tuple[tarfile.TarInfo, None]:
-    info = tarfile.TarInfo(name)
-    info.type, info.linkname = kind, target
-    return info, None
-
-
-def _special(name: str, kind: bytes) -> tuple[tarfile.TarInfo, None]:
-    info = tarfile.TarInfo(name)
-    info.type = kind
-    return info, None
-
-
-def _snapshot(folder: Path) -> set[str]:
-    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
-
-
-UNSAFE = {  # case: (member, its name, the reason the message must give)
-    "parent": (_file("../evil"), "../evil", "'..' component"),
-    "absolute": (_file("/abs"), "/abs", "absolute path"),
-    "symlink-outside": (_link("link", "../outside", tarfile.SYMTYPE), "link", "points outside"),
-    "symlink-absolute": (_link("link", "/etc", tarfile.SYMTYPE), "link", "is an absolute path"),
-    "hardlink-outside": (_link("hard", "../outside", tarfile.LNKTYPE), "hard", "points outside"),
-    "char-device": (_special("null", tarfile.CHRTYPE), "null", "device file"),
-    "fifo": (_special("pipe", tarfile.FIFOTYPE), "pipe", "FIFO"),
-}
-
-
-@pytest.mark.parametrize("case", sorted(UNSAFE))
-def test_unsafe_tar_member_is_refused_before_writing(tmp_path, case):
-    member, name, reason = UNSAFE[case]
-    archive = _tar(tmp_path / "bad.tar", [_file("good.txt"), member])
-    target = tmp_path / "work" / "ds"
-    before = _snapshot(tmp_path)
-    with pytest.raises(ExtractError) as err:
-        safe_extract(archive, target, progress=False)
-    # Our own check fires (not only tarfile's filter), so Pythons without the filter are safe too.
-    assert f"member {name!r}" in str(err.value) and reason in str(err.value)
-    assert not target.exists()
-    assert _snapshot(tmp_path) - before <= {"work"}  # at most the (empty) parent was created
-    assert not any((tmp_path / "work").iterdir())
-
-
-def test_chained_symlink_escape_is_refused(tmp_path):
-    # "here" -> "." is harmless alone, but "up" -> "here/.." resolves to the parent on disk.
-    archive = _tar(tmp_path / "chain.tar", [
-        _link("here", ".", tarfile.SYMTYPE),
-        _link("up", "here/..", tarfile.SYMTYPE),
-    ])
-    with pytest.raises(ExtractError, match="'up'.*passes through the symlink 'here'"):
-        safe_extract(archive, tmp_path / "ds", progress=False)
-    assert not (tmp_path / "ds").exists()
-
-
-def test_member_under_a_symlink_is_refused(tmp_path):
-    archive = _tar(tmp_path / "under.tar", [_link("d", "sub", tarfile.SYMTYPE), _file("d/x")])
-    with pytest.raises(ExtractError, match="'d/x' lies under the symlink 'd'"):
-        safe_extract(archive, tmp_path / "ds", progress=False)
-
-
-def test_zip_with_parent_component_is_refused(tmp_path):
-    archive = tmp_path / "bad.zip"
-    with zipfile.ZipFile(archive, "w") as zf:
-        zf.writestr("ok.txt", "fine")
-        zf.writestr("../evil.txt", "bad")
-    with pytest.raises(ExtractError, match="'../evil.txt'"):
-        safe_extract(archive, tmp_path / "ds", progress=False)
-    assert not (tmp_path / "ds").exists() and not (tmp_path.parent / "evil.txt").exists()
-
-
-def _good_tgz(path: Path) -> Path:
-    return _tar(path, [
-        _file("top/a.txt"),
-        _file("top/sub/b.txt"),
-        _link("top/alias.txt", "a.txt", tarfile.SYMTYPE),
-        _link("top/copy.txt", "top/a.txt", tarfile.LNKTYPE),
-    ], mode="w:gz")
-
-
-def test_tgz_and_zip_extract_and_replace_existing_target(tmp_path):
-    target = tmp_path / "ds"
-    target.mkdir()
-    (target / "old.txt").write_text("from an earlier version")
-    safe_extract(_good_tgz(tmp_path / "a.tgz"), target, progress=False)
-    assert (target / "top/sub/b.txt").read_text() == "content of top/sub/b.txt"
-    assert (target / "top/alias.txt").read_text() == "content of top/a.txt"
-    assert (target / "top/copy.txt").read_text() == "content of top/a.txt"
-    assert not (target / "old.txt").exists()
-
-    archive = tmp_path / "b.zip"
-    with zipfile.ZipFile(archive, "w") as zf:
-        zf.writestr("images/0.txt", "zero")
-    safe_extract(archive, target, progress=False, members_filter=lambda n: n.startswith("images/"))
-    assert _snapshot(target) == {"images", "images/0.txt"}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tgz", "b.zip", "ds"]
-
-
-def test_leftover_partial_folder_is_removed_and_extraction_completes(tmp_path):
-    leftover = tmp_path / ".ds.partial-xyz"
-    (leftover / "half").mkdir(parents=True)
-    (leftover / "half" / "file").write_bytes(b"junk")
-    target = safe_extract(_good_tgz(tmp_path / "a.tgz"), tmp_path / "ds", progress=False)
-    assert not leftover.exists()
-    assert (target / "top/a.txt").read_text() == "content of top/a.txt"
-
-
-@pytest.mark.parametrize("crash", [OSError(errno.ENOSPC, "No space left on device"), KeyboardInterrupt()])
-def test_crash_mid_extraction_leaves_target_as_it_was(tmp_path, monkeypatch, crash):
-    archive = _good_tgz(tmp_path / "a.tgz")
-    real_extractall = tarfile.TarFile.extractall
-
-    def extract_two_then_crash(self, path=".", members=None, **kwargs):
-        real_extractall(self, path, members=list(members)[:2], **kwargs)
-        assert any(Path(path).rglob("*.txt"))  # the crash really happens mid-way
-        raise crash
-
-    monkeypatch.setattr(tarfile.TarFile, "extractall", extract_two_then_crash)
-    existing = tmp_path / "kept"
-    existing.mkdir()
-    (existing / "v1.txt").write_text("v1")
-    for target in (tmp_path / "fresh", existing):
-        with pytest.raises(StorageError if isinstance(crash, OSError) else KeyboardInterrupt):
-            safe_extract(archive, target, progress=False)
-    assert not (tmp_path / "fresh").exists()
-    assert _snapshot(existing) == {"v1.txt"}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tgz", "kept"]
-
-
-def test_unreadable_archive_is_reported(tmp_path):
-    archive = tmp_path / "broken.tar.gz"
-    archive.write_bytes(b"this is not gzip data at all")
-    with pytest.raises(ExtractError, match="broken.tar.gz is not a readable"):
-        safe_extract(archive, tmp_path / "ds", progress=False)
-    assert not (tmp_path / "ds").exists()
-
-
-# ---------------------------------------------------------------------------------------- space, lock
-def test_free_space_message_names_needed_free_and_path(tmp_path, monkeypatch):
-    folder = tmp_path / "not" / "yet"
-    check_free_space(folder, 1, "download x.tar")  # a byte always fits; measured on tmp_path
-    usage = types.SimpleNamespace(total=10**13, used=0, free=1_100_000_000)
-    monkeypatch.setattr(storage.shutil, "disk_usage", lambda path: usage)
-    with pytest.raises(StorageError) as err:
-        check_free_space(folder, 2_700_000_000, "download x.tar")
-    assert str(err.value) == (f"Not enough free space to download x.tar: needs 2.7 GB at {folder}, only 1.1 GB free; "
-                              "free space there or point data_dir (or $JEPA_DATA_DIR) at a disk "
-                              "with room.")
-    assert (err.value.setting, err.value.path) == ("data_dir", folder)  # the facts, for callers that act on them
-    assert not folder.exists()
-
-
-def test_free_space_check_measures_real_disk(tmp_path):
-    free = shutil.disk_usage(tmp_path).free
-    with pytest.raises(StorageError, match=f"at {tmp_path}"):
-        check_free_space(tmp_path, free + 10**15, "extract y")
-
-
-# The child imports locks.py alone (the package imports its modules lazily, so no torch is
-# loaded: that would cost seconds per process on a small CI machine and is irrelevant to locking).
-_LOCK_CHILD = r"""
-import importlib, sys, time
-from pathlib import Path
-module = importlib.import_module(sys.argv[1])
-assert "torch" not in sys.modules
-folder, log, name, release = sys.argv[2:6]
-def note(text):
-    with open(log, "a") as fh:
-        fh.write(text + "\n")
-note(name + " trying")
-with module.dataset_lock(Path(folder)):
-    note(name + " start")
-    while release != "-" and not Path(release).exists():
-        time.sleep(0.02)
-    note(name + " end")
-"""
-
-
-def _wait_for_line(log: Path, line: str, procs: list[subprocess.Popen]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if log.exists() and line in log.read_text().splitlines():
-            return
-        if any(proc.poll() not in (None, 0) for proc in procs):
-            raise AssertionError("a lock child failed; see its stderr above")
-        time.sleep(0.02)
-    raise AssertionError(f"{line!r} never appeared in {log}")
-
-
-def test_dataset_lock_serialises_two_processes(tmp_path):
-    folder, log, release = tmp_path / "data" / "cifar10", tmp_path / "log.txt", tmp_path / "release"
-    script = [sys.executable, "-c", _LOCK_CHILD, locks.__name__, str(folder), str(log)]
-    # Children inherit this process's stderr, so a crash in one shows up in pytest's report.
-    first = subprocess.Popen([*script, "A", str(release)])
-    procs = [first]
-    try:
-        _wait_for_line(log, "A start", procs)
-        assert (tmp_path / "data" / ".cifar10.lock").exists()
-        with pytest.raises(filelock.Timeout):
-            dataset_lock(folder, timeout=0).acquire()
-        procs.append(subprocess.Popen([*script, "B", "-"]))
-        _wait_for_line(log, "B trying", procs)
-        time.sleep(0.3)  # give a broken lock the chance to let B in while A still holds it
-        release.touch()
-        assert [proc.wait(timeout=60) for proc in procs] == [0, 0]
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    assert log.read_text().splitlines() == ["A trying", "A start", "B trying", "A end", "B start", "B end"]
+def test_fetch_replaces_a_same_size_file_with_wrong_bytes_at_its_destination(tmp_path):
+    www = tmp_path / "www"
+    www.mkdir()
+    payload = np.random.default_rng(1).bytes(100_000)
+    (www / "f.bin").write_bytes(payload)
+    dest = tmp_path / "f.bin"
+    dest.write_bytes(payload[:-1] + bytes([payload[-1] ^ 0xFF]))  # the size alone cannot tell
+    with LoopbackServer(www) as server:
+        dl.fetch([server.url_for("f.bin")], dest, md5=dl.hashlib.md5(payload).hexdigest(), size=len(payload),
+                 progress=False)
+        assert server.count("f.bin") == 1
+    assert dest.read_bytes() == payload

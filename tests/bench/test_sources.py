@@ -1,11 +1,11 @@
-"""``jepa-bench bench=sources``: the same JPEGs as a folder, parquet shards, LitData chunks local and
-on a loopback S3 behind the latency proxy, and LitData's own loader, in one run (tiny settings:
-speed is measured by the bench, never asserted here)."""
+"""``bench/sources.py``'s ``run_sources`` (``jepa-bench bench=sources``): the same JPEGs as a
+folder, parquet shards, LitData chunks local and on a loopback S3 behind the latency proxy, and
+LitData's own loader, in one run (tiny settings: speed is measured by the bench, never asserted
+here); bad settings say what is allowed."""
 
 from __future__ import annotations
 
 import hashlib
-import io
 from pathlib import Path
 
 import pytest
@@ -65,29 +65,6 @@ def test_sources_bench_measures_every_form_of_the_same_images(tmp_path):
     assert {t["target"].split(" ")[0] for t in report["targets"]} == {"parquet", "S3"}
 
 
-def test_the_latency_proxy_relays_and_counts_requests(tmp_path, monkeypatch):
-    pytest.importorskip("moto.server", reason="moto[server] provides the loopback S3 endpoint")
-    boto3 = pytest.importorskip("boto3")
-    from jepa_datamodules.bench.latency_proxy import LatencyProxy
-
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(key, value)
-    body = bytes(range(256)) * 1000
-    with LatencyProxy(latency_ms=1) as proxy:
-        direct = boto3.client("s3", endpoint_url=proxy.s3_url)
-        direct.create_bucket(Bucket="bench")
-        direct.upload_fileobj(io.BytesIO(body), "bench", "k.bin")
-        assert proxy.stats()["requests"] == 0  # uploads went straight to the S3 endpoint
-        through = boto3.client("s3", endpoint_url=proxy.url)
-        assert through.get_object(Bucket="bench", Key="k.bin")["Body"].read() == body
-        assert through.get_object(Bucket="bench", Key="k.bin", Range="bytes=10-19")["Body"].read() == body[10:20]
-        stats = proxy.stats()
-        assert stats["gets"] == 2 and stats["bytes"] == len(body) + 10 and stats["requests"] == 2
-        pid = proxy.pid
-    assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
-
-
 def _cfg(tmp_path: Path, *overrides: str):
     with initialize_config_module(config_module="jepa_datamodules.conf", version_base="1.3"):
         return compose("config", overrides=[f"paths.data_dir={tmp_path}", "bench=sources", *overrides])
@@ -104,10 +81,3 @@ def test_bad_sources_settings_say_what_is_allowed(tmp_path, overrides, message):
     with pytest.raises(ValueError, match=message):
         run_sources(_cfg(tmp_path, *overrides), output_dir=tmp_path)
     assert not (tmp_path / "bench.json").exists() and not (tmp_path / "bench-standins").exists()
-
-
-def test_run_bench_refuses_the_sources_mode_and_names_its_runner(tmp_path):
-    from jepa_datamodules.bench.run import run_bench
-
-    with pytest.raises(ValueError, match=r"bench.mode=sources is not run by run_bench, .*bench.sources.run_sources"):
-        run_bench(_cfg(tmp_path, "data=imagenet"), output_dir=tmp_path)

@@ -1,4 +1,4 @@
-"""CIFAR-100's class count follows the catalog's ``num_classes`` (a ``$JEPA_CATALOG`` override
+"""``formats/cifar.py``: CIFAR-100's class count follows the catalog's ``num_classes`` (a ``$JEPA_CATALOG`` override
 too), and coarse labels asked of batches without them are one sentence, not a ``KeyError``."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Archive members that would land outside the destination, as other platforms and older
+"""``storage/extract.py``'s vetting of archive members that would land outside the destination, as other platforms and older
 Pythons make them: a zip written on Windows (backslashes, drive letters) and a tar hard link
 nested in folders, extracted by a Python without ``tarfile.data_filter`` (3.10.0-3.10.11 and
 3.11.0-3.11.3, which ``requires-python`` admits), where our own vetting is the only defence."""

@@ -1,6 +1,8 @@
-"""Image-file datasets (your own folder, the ImageNet layout) streamed from a loopback S3
-endpoint: converted straight to the bucket or converted locally and uploaded, read by loader
-workers chunk by chunk, on a machine that holds nothing but the chunks."""
+"""``streaming/remote.py``: datasets streamed from a loopback S3 endpoint. The synthetic dataset's
+chunks read back from the bucket and train with the files' batches; image-file datasets (your own
+folder, the ImageNet layout) converted straight to the bucket or converted locally and uploaded,
+read by loader workers chunk by chunk on a machine that holds nothing but the chunks; and an
+unreachable endpoint is one sentence naming the URL."""
 
 from __future__ import annotations
 
@@ -17,9 +19,11 @@ from jepa_datamodules import ImageFolderDataModule, ImageNetDataModule
 from tests.helpers.fake_formats import pattern_jpeg, write_file
 from jepa_datamodules.pipeline.masks import MultiBlockMaskGenerator
 from jepa_datamodules.storage.download import DownloadError
-from jepa_datamodules.streaming import convert_to_litdata
+from jepa_datamodules.streaming import LitDataSource, convert_to_litdata
 from tests.helpers.fake_imagenet import make_imagenet_layout
 from tests.helpers.fakes import catalog_override
+from tests.helpers.litdata import SYNTHETIC, synthetic
+from tests.helpers.recorder import fit
 from tests.helpers.streams import assert_same_batches, files_in_block_order, s3_server, upload_folder
 
 SMALL = dict(image_size=32, patch_size=4, batch_size=4, progress=False, mask=MultiBlockMaskGenerator(min_keep=4))
@@ -128,3 +132,35 @@ def test_an_unreachable_endpoint_is_one_sentence_naming_the_url(tmp_path, monkey
         ImageFolderDataModule(root=tmp_path / "absent", format="litdata", input="s3://jepa/nowhere",
                               storage_options={"endpoint_url": f"http://127.0.0.1:{port}"},
                               stream_cache_dir=str(tmp_path / "cache"), **SMALL)
+
+
+@pytest.mark.slow
+def test_streams_from_an_s3_endpoint(converted, s3_endpoint, tmp_path):
+    data_dir, _ = converted
+    options = {"endpoint_url": s3_endpoint}  # LitData's documented way: boto3 client arguments
+    files = synthetic(data_dir)
+    convert_to_litdata(files, "s3://jepa/synthetic", storage_options=options, chunk_bytes="40KB", num_workers=2)
+
+    streamed = LitDataSource("s3://jepa/synthetic/train", storage_options=options, cache_dir=str(tmp_path / "cache"))
+    original = files.open_split("train")
+    np.testing.assert_array_equal(streamed.labels, original.labels)
+    indices = [5, 0, 95, 42]
+    for index, image in zip(indices, streamed.load_many(indices)):
+        np.testing.assert_array_equal(image, original.load(index))
+
+    # Training through loader workers reads the bucket and sees the files' batches (full
+    # order) or the local chunks' batches (chunk by chunk, the default).
+    reference = fit(synthetic(data_dir), 6, tmp_path / "reference").seen
+    remote = dict(format="litdata", input="s3://jepa/synthetic", storage_options=options,
+                  stream_cache_dir=str(tmp_path / "cache"))
+    with pytest.warns(UserWarning, match=r"shuffle='full' on synthetic \(LitData chunks at s3://jepa/synthetic\) reads a whole chunk"):
+        assert fit(synthetic(data_dir, 2, shuffle="full", **remote), 6, tmp_path / "remote").seen == reference
+    local = fit(synthetic(data_dir, format="litdata", input=str(converted[1])), 6, tmp_path / "local").seen
+    assert fit(synthetic(data_dir, 2, **remote), 6, tmp_path / "blocks").seen == local
+
+    # Chunk by chunk, one epoch in this process: one download per chunk, none per item.
+    dm = synthetic(data_dir, 0, **{**remote, "stream_cache_dir": str(tmp_path / "fresh-cache")})
+    batches = sum(1 for _ in dm.train_dataloader())
+    source = dm.datasets["train"].source
+    assert batches == len(source) // SYNTHETIC["batch_size"]
+    assert source.gets() == 1 + len(source.sizes)  # the index, then each chunk once

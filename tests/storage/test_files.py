@@ -1,7 +1,8 @@
 """The storage helpers' small promises, each as a user meets it in a message or on disk:
 sizes in decimal units as disk tools print them, two sizes that would read alike told apart,
-removal that never follows a link, the user's cache under ~/.cache by default, and leftovers
-told by their lock (held, released, or never made)."""
+removal that never follows a link, the user's cache under ~/.cache by default and keyed by a
+folder's real path (not its name or spelling), and leftovers told by their lock (held, released,
+or never made): ``storage/files.py``."""
 
 from __future__ import annotations
 
@@ -89,3 +90,17 @@ def test_staging_inside_the_folder_goes_even_though_its_lock_is_held(data_dir):
     with dataset_lock(imagenet):  # held by this very process: every writer of imagenet is this one
         removed = remove_stale_staging(imagenet)
     assert sorted(removed) == sorted(inside) and sorted(p.name for p in imagenet.iterdir()) == ["train"]
+
+
+def test_user_cache_entries_follow_the_real_path_not_the_name(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    first, second = tmp_path / "mnt-a" / "imagenet" / "train", tmp_path / "mnt-b" / "imagenet" / "train"
+    for folder in (first, second):
+        folder.mkdir(parents=True)
+    assert user_cache_path("index", first, "{digest}-train.npz") != user_cache_path("index", second, "{digest}-train.npz")
+    # The same folder however it is spelled: through a symlink, or relative to the working directory.
+    (tmp_path / "alias").symlink_to(tmp_path / "mnt-a")
+    monkeypatch.chdir(tmp_path / "mnt-a")
+    for spelling in (tmp_path / "alias" / "imagenet" / "train", "imagenet/train"):
+        assert user_cache_path("index", spelling, "{digest}-train.npz") == user_cache_path("index", first,
+                                                                                           "{digest}-train.npz")

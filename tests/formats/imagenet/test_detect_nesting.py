@@ -1,6 +1,7 @@
-"""ImageNet's train folder unpacked one level too deep (``train/<wnid>/<wnid>/*.JPEG``, as
-torchvision's own test fake and many hand unpackings have it) is refused in one sentence that
-names the nesting and the fix, at prepare_data and at setup; the fix it prints works."""
+"""``formats/imagenet/detect.py``'s ``check_nesting``: ImageNet's train folder unpacked one level too
+deep (``train/<wnid>/<wnid>/*.JPEG``, as torchvision's own test fake and many hand unpackings have
+it) is refused in one sentence that names the nesting and the fix, at prepare_data and at setup;
+the fix it prints works."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Downloads and verification through ``JEPADataModule.prepare_data`` / ``verify`` and the
+"""``preparation.py``: downloads and verification through ``JEPADataModule.prepare_data`` / ``verify`` and the
 ``jepa-prepare`` / ``jepa-verify`` commands, against the fault-injecting loopback server.
 
 What a user on a flaky network or a shared cluster would notice: a failing mirror ends in one
@@ -465,3 +465,29 @@ def test_prepare_on_a_terminal_shows_bars(mirror, tmp_path, monkeypatch, rows, c
     shown = b"".join(received).decode(errors="replace")
     assert BAR.search(shown) and f"{ARCHIVE}: 100%|" in shown, shown[-2000:]
     assert f"extract {ARCHIVE}: 100%|" in shown, shown[-2000:]
+
+
+# -------------------------------------------------------------------- hand-placed archives
+@pytest.mark.parametrize("damage", ["truncated", "same size, other bytes"])
+def test_wrong_hand_placed_archive_is_named_before_any_extraction(damage, served, data_dir):
+    _, fakes = served
+    fake = fakes["cifar10"]
+    folder = data_dir / "cifar10"
+    folder.mkdir()
+    good = fake.path.read_bytes()
+    placed = good[: len(good) // 2] if damage == "truncated" else good[:-1] + bytes([good[-1] ^ 0xFF])
+    (folder / ARCHIVE).write_bytes(placed)
+
+    with pytest.raises(dl.DownloadError) as error:
+        CIFAR10DataModule(data_dir=data_dir, download=False, **SMALL).prepare_data()
+    sentence = str(error.value)
+    expected = f"expected {fake.size:,} bytes with md5 {fake.md5}"
+    if damage == "truncated":
+        assert sentence.startswith(f"{folder / ARCHIVE} is not the official {ARCHIVE}: it has {len(placed):,} bytes, "
+                                   f"{expected}; it is truncated or another file, so nothing was extracted")
+    else:
+        found = dl.hashlib.md5(placed).hexdigest()
+        assert sentence.startswith(f"{folder / ARCHIVE} is not the official {ARCHIVE}: it has the expected "
+                                   f"{fake.size:,} bytes but md5 {found}, {expected}")
+    assert f"run `prepare_data()` of the cifar10 DataModule with data_dir='{data_dir}' to download it" in sentence
+    assert sorted(p.name for p in folder.iterdir()) == [ARCHIVE]

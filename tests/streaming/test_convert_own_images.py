@@ -1,4 +1,4 @@
-"""LitData conversion of your own image folder and of the Hugging Face parquet ImageNet:
+"""``streaming/convert.py``: LitData conversion of your own image folder and of the Hugging Face parquet ImageNet:
 the chunks hold the files' own bytes, and training batches read from them equal the
 batches read from the original files."""
 
