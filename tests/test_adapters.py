@@ -1,6 +1,8 @@
-"""The adapters' contracts beyond the happy path: each wrong call is one sentence saying what
-is allowed, ``ijepa_loader`` passes the level on, boolean masks are bool, and ``to_device``
-moves every tensor, masks included (on a machine with CUDA)."""
+"""``jepa_datamodules.adapters``: our batches in training code written for other conventions.
+``to_device`` gives what a LightningModule receives (normalized float images, every tensor moved,
+masks included, on a machine with CUDA), ``ijepa_batch`` / ``ijepa_loader`` give I-JEPA's form
+and pass the level on, ``boolean_masks`` agree with the indices (the context is the union of the
+context blocks), and each wrong call is one sentence saying what is allowed."""
 
 from __future__ import annotations
 
@@ -10,9 +12,46 @@ import re
 import pytest
 import torch
 
-from jepa_datamodules import HierarchicalMaskGenerator, MultiBlockMaskGenerator
+from jepa_datamodules import HierarchicalMaskGenerator, MultiBlockMaskGenerator, SyntheticDataModule
 from jepa_datamodules.adapters import boolean_masks, ijepa_batch, ijepa_loader, indices_to_boolean, to_device
-from tests.pipeline.test_consumers import small_synthetic
+from tests.helpers.ijepa import ijepa_apply_masks
+
+
+def small_synthetic(tmp_path, **kwargs) -> SyntheticDataModule:
+    dm = SyntheticDataModule(data_dir=tmp_path, num_train=64, num_test=16, batch_size=8, num_workers=0,
+                             progress=False, **kwargs)
+    dm.prepare_data()
+    return dm
+
+
+def test_to_device_gives_what_a_lightning_module_receives(tmp_path):
+    dm = small_synthetic(tmp_path)
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["images"].dtype == torch.uint8
+    finished = to_device(batch, dm, "cpu")
+    assert finished["images"].dtype == torch.float32
+    mean = torch.tensor(dm.spec.mean).view(1, 3, 1, 1)
+    std = torch.tensor(dm.spec.std).view(1, 3, 1, 1)
+    assert torch.allclose(finished["images"], (batch["images"].float() / 255 - mean) / std, atol=1e-5)
+
+
+def test_ijepa_form_and_boolean_masks_agree_with_the_indices(tmp_path):
+    dm = small_synthetic(tmp_path, mask=HierarchicalMaskGenerator(min_keep=4))
+    batch = to_device(next(iter(dm.train_dataloader())), dm)
+    n = dm.grid[0] * dm.grid[1]
+    with pytest.raises(ValueError, match="pass level=0..1"):
+        ijepa_batch(batch)
+    images, masks_enc, masks_pred = ijepa_batch(batch, level=1)
+    assert images.shape[0] == 8 and masks_pred == batch["target_masks"][1]
+    ijepa_apply_masks(torch.randn(8, n, 4), masks_pred)  # one K within the level
+    context, targets = boolean_masks(batch, n)
+    assert context.shape == (8, n) and targets.shape == (8, 6 + 2, n)
+    assert (context.sum(1) == masks_enc[0].shape[1]).all()
+    flat = batch["target_masks"][0] + batch["target_masks"][1]
+    for block, indices in enumerate(flat):
+        assert torch.equal(targets[:, block].nonzero()[:, 1].view(8, -1), indices)
+    assert not (context & targets.any(1)).any()  # the context excludes every target
+    assert torch.equal(indices_to_boolean(masks_enc[0], n), context)
 
 
 def _masked(hierarchical: bool) -> dict:
@@ -78,3 +117,14 @@ def test_to_device_moves_every_tensor_masks_included(tmp_path):
     assert all(t.device.type == "cuda" for t in tensors) and moved["images"].dtype == torch.float32
     context, targets = boolean_masks(moved, dm.grid[0] * dm.grid[1])
     assert context.device.type == "cuda" and targets.device.type == "cuda"
+
+
+def test_boolean_context_is_the_union_of_the_context_blocks():
+    generator = MultiBlockMaskGenerator(grid=(8, 8), num_context=2, context_scale=(0.2, 0.3), min_keep=4)
+    contexts, targets = generator(6, torch.Generator().manual_seed(0))
+    context, blocks = boolean_masks({"context_masks": contexts, "target_masks": targets}, 64)
+    assert context.shape == (6, 64) and blocks.shape == (6, len(targets), 64)
+    for sample in range(6):
+        covered = set(contexts[0][sample].tolist()) | set(contexts[1][sample].tolist())
+        assert set(context[sample].nonzero().flatten().tolist()) == covered
+    assert any(set(contexts[0][s].tolist()) != set(contexts[1][s].tolist()) for s in range(6))  # not one block twice

@@ -1,4 +1,5 @@
-"""Our loaders in the training loops of three public codebases, replayed call for call.
+"""``jepa_datamodules.adapters`` (``ijepa_loader``, ``hjepa_feed``): our loaders in the training loops
+of three public codebases, replayed call for call.
 
 * I-JEPA's ``src/train.py``: ``ipe = len(unsupervised_loader)``, ``sampler.set_epoch(epoch)``,
   the same loader object iterated every epoch, ``for itr, (udata, masks_enc, masks_pred) in

@@ -1,5 +1,5 @@
-"""The console scripts turn only the package's own errors (``JEPADataError``) into one ``error:``
-sentence; anything else is a bug and keeps its traceback and a non-zero exit, even a
+"""``cli/apps.py``: the console scripts turn only the package's own errors (``JEPADataError``) into one
+``error:`` sentence; anything else is a bug and keeps its traceback and a non-zero exit, even a
 ``ValueError`` raised by a user's callback in the middle of training."""
 
 from __future__ import annotations

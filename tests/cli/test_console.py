@@ -1,7 +1,7 @@
-"""What a researcher sees: logs without adverts, warnings or carriage returns when the output is
-not a terminal, plain progress lines in logs, an honest summary, useful --help, and run folders
-only for commands that make something. Commands run as subprocesses with pipes (no TTY), as
-in a SLURM job."""
+"""``cli/console.py``: what a researcher sees of the console scripts. Logs without adverts,
+framework noise or carriage returns when the output is not a terminal, useful ``--help``
+(answered before torch is imported), and run folders only for commands that make something.
+Commands run as subprocesses with pipes (no TTY), as in a SLURM job."""
 
 from __future__ import annotations
 
@@ -12,128 +12,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
-from jepa_datamodules import progress
-from jepa_datamodules.cli.fitting import FitSummary, chance_verdict
-from jepa_datamodules.formats.synthetic import generate
+from tests.helpers.console import batch_job as cli, run_command as _cli
 
-BIN = Path(sys.executable).parent
+
 COMMANDS = ("jepa-fit", "jepa-prepare", "jepa-verify", "jepa-bench", "jepa-datasets")
 NOISE = re.compile(r"Tip:|litlogger|litmodels|tensorboardX|[Dd]eprecat|Warning:|warn\(")
 
 
-def cli(command: str, *args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    """A console script with stdin, stdout and stderr not terminals, as in a batch job.
-
-    The output is decoded from bytes, not read with ``text=True``: universal newlines would
-    turn every carriage return into a newline, and a check for ``\r`` could never fail."""
-    result = subprocess.run([str(BIN / command), *args], capture_output=True, cwd=cwd, timeout=900,
-                            stdin=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
-    result.stdout, result.stderr = result.stdout.decode(errors="replace"), result.stderr.decode(errors="replace")
-    return result
-
-
-# ----------------------------------------------------------------------------- progress lines
-def test_progress_rule_bars_on_a_terminal_lines_otherwise(monkeypatch):
-    assert progress.mode(False) == "off" and progress.mode(True) == "bar"
-    monkeypatch.setattr(sys, "stderr", io.StringIO())
-    assert progress.mode(None) == "lines"
-    with pytest.raises(ValueError, match="Unknown value 'loud' for argument progress"):
-        progress.mode("loud")
-
-
-def test_plain_lines_every_tenth_and_after_long_silence(monkeypatch):
-    clock = [0.0]
-    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
-    stream = io.StringIO()
-    bar = progress.PlainProgress(200, "md5 big.tar", unit="files", stream=stream)
-    for _ in range(200):
-        clock[0] += 1.0  # one file a second: 20 s per 10 %
-        bar.update(1)
-    bar.close()
-    lines = stream.getvalue().splitlines()
-    assert "\r" not in stream.getvalue()
-    assert lines[0] == "md5 big.tar: 10 % (20 of 200 files), 20 s"
-    assert len(lines) == 10 and lines[-1] == "md5 big.tar: done, 100 % (200 of 200 files), 200 s"
-    # Unknown total: a line after 30 s of silence, none before.
-    stream = io.StringIO()
-    bar = progress.PlainProgress(None, "download x", byte_units=True, stream=stream)
-    clock[0] += 29.0
-    bar.update(5 << 20)
-    assert stream.getvalue() == ""
-    clock[0] += 1.0
-    bar.update(1 << 20)
-    assert stream.getvalue() == "download x: 6.3 MB, 30 s\n"  # 6 MiB, in the units of every other size
-
-
-def test_quick_steps_say_nothing(monkeypatch):
-    stream = io.StringIO()
-    with progress.PlainProgress(10, "extract tiny.tgz", unit="files", stream=stream) as bar:
-        for _ in range(10):
-            bar.update(1)
-    assert stream.getvalue() == ""
-
-
-def test_progress_threshold_comes_from_the_environment_and_refuses_nonsense():
-    probe = "from jepa_datamodules import progress; print(progress.LINE_MIN_SECONDS)"
-    for value, expected in (("0", "0.0"), ("5", "5.0"), ("", "2.0")):
-        result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
-                                env={**os.environ, "JEPA_PROGRESS_MIN_SECONDS": value})
-        assert result.stdout.strip() == expected, result.stderr[-2000:]
-    refused = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
-                             env={**os.environ, "JEPA_PROGRESS_MIN_SECONDS": "soon"})
-    assert refused.returncode != 0
-    assert ("JEPA_PROGRESS_MIN_SECONDS='soon' is invalid; allowed is a number of seconds, 0 or more."
-            in refused.stderr.strip().splitlines()[-1])
-
-
-def test_synthetic_generation_reports_plain_lines_in_a_log(tmp_path, monkeypatch, capfd):
-    monkeypatch.setattr(progress, "LINE_MIN_SECONDS", 0.0)  # a test-sized set is generated in a blink
-    generate(tmp_path / "set", num_train=400, num_test=100, resolution=16, num_classes=10, seed=0)
-    err = capfd.readouterr().err  # stderr is a pipe here: plain lines, not a bar
-    lines = err.splitlines()
-    assert "\r" not in err and lines, err
-    assert all(line.startswith("generate synthetic 16px: ") for line in lines)
-    assert lines[-1].startswith("generate synthetic 16px: done, 100 % (500 of 500 images)")
-    generate(tmp_path / "quiet", num_train=40, num_test=10, resolution=16, num_classes=10, seed=0, progress=False)
-    assert capfd.readouterr().err == ""
-
-
-# ----------------------------------------------------------------------------- the summary
-def test_above_chance_only_when_the_validation_set_supports_it():
-    # 3 training steps on the synthetic set: 0.118 on 1,024 images is within chance's spread.
-    smoke = chance_verdict(0.118, 1024, 0.1)
-    assert not smoke["above"] and 0.01 < smoke["p_value"] < 0.1
-    assert smoke["text"].startswith("not distinguishable from chance 0.100 (n=1,024 validation images, one-sided")
-    assert 0.118 < smoke["needed"] < 0.13
-    # After `make demo` (256 steps): 0.431 on the same 1,024 images is far above it.
-    demo = chance_verdict(0.431, 1024, 0.1)
-    assert demo["above"] and demo["p_value"] < 1e-6
-    assert demo["text"] == "above chance 0.100 (n=1,024 validation images, one-sided binomial p < 0.001)"
-    # The same accuracy on 20 images proves nothing.
-    assert not chance_verdict(0.2, 20, 0.1)["above"]
-    # One image (a small folder's 1 % carve-out): no accuracy can pass, so no threshold above 1 is printed.
-    tiny = chance_verdict(1.0, 1, 0.5)
-    assert not tiny["above"] and tiny["needed"] is None
-    assert tiny["text"].startswith("not tested, too few validation images (n=1; even 1 of 1 right")
-
-
-def test_probe_panel_of_a_smoke_run_has_a_chance_line(tmp_path):
-    summary = FitSummary(tmp_path)
-    summary.probe_curve = [(3, 0.118)]
-    path = summary.plot([0.52, 0.42, 0.36], chance=0.1)
-    with Image.open(path) as image:
-        assert image.format == "PNG" and image.width >= 900 and image.height >= 330
-        pixels = np.asarray(image.convert("RGB")).astype(int)
-    right = pixels[:, pixels.shape[1] // 2:]
-    red = (right[..., 0] - right[..., 1] > 60) & (right[..., 0] - right[..., 2] > 60)  # the dashed red chance line
-    assert red.sum(1).max() >= 100, "no horizontal chance line in the probe panel"
-
-
-# ----------------------------------------------------------------------------- --help
 @pytest.mark.parametrize("command", COMMANDS)
 def test_help_says_what_the_command_does(command, tmp_path):
     shown = cli(command, "--help", cwd=tmp_path)
@@ -167,7 +55,6 @@ def test_help_and_typos_do_not_import_torch(tmp_path):
     assert result.stdout.strip().splitlines()[-1] == "heavy: []", result.stdout[-500:]
 
 
-# ----------------------------------------------------------------------------- run folders
 def test_commands_that_make_nothing_leave_no_run_folder(tmp_path):
     env = {"JEPA_DATA_DIR": str(tmp_path / "data"), "JEPA_LOG_DIR": str(tmp_path / "runs")}
     listed = cli("jepa-datasets", cwd=tmp_path, env=env)
@@ -193,7 +80,6 @@ def test_a_failed_run_keeps_its_folder_and_logs_the_error(tmp_path):
     assert error in (run / "jepa-prepare.log").read_text()
 
 
-# ----------------------------------------------------------------------------- a short fit
 @pytest.mark.slow
 def test_short_fit_log_is_quiet_and_its_summary_honest(tmp_path):
     """`jepa-fit data=synthetic trainer.max_steps=3` with the default set (1,024 validation images),
@@ -263,23 +149,35 @@ def test_framework_info_lines_are_off_in_a_command_unless_verbose():
         root.level = level
 
 
-def test_prepare_with_nothing_to_do_answers_from_the_stamp_without_torch(tmp_path):
-    """A second `jepa-prepare` of a verified dataset reads the stamp only: torch and Lightning are
-    never imported (they are most of a command's start-up; `time jepa-prepare data=synthetic`)."""
-    small = ["data=synthetic", "data.num_train=64", "data.num_test=16", f"paths.data_dir={tmp_path / 'data'}",
-             f"paths.log_dir={tmp_path / 'runs'}"]
-    first = cli("jepa-prepare", *small, cwd=tmp_path)
-    assert first.returncode == 0, first.stderr[-2000:]
-    assert len(list((tmp_path / "runs").glob("jepa-prepare/*"))) == 1
-    probe = (
-        "import sys\n"
-        "from jepa_datamodules.cli import apps\n"
-        f"sys.argv = ['jepa-prepare', *{small!r}]\n"
-        "apps.prepare()\n"
-        "print('heavy:', sorted(m for m in ('torch', 'lightning', 'torchvision') if m in sys.modules))\n"
-    )
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path, timeout=120)
-    lines = result.stdout.strip().splitlines()
-    assert lines[0].startswith("synthetic: ready and verified at "), result.stdout + result.stderr[-2000:]
-    assert lines[-1] == "heavy: []"
-    assert len(list((tmp_path / "runs").glob("jepa-prepare/*"))) == 1  # the first run's; the second made nothing
+def test_cfg_job_after_overrides_and_runs_named_after_the_command(tmp_path):
+    shown = _cli("jepa-fit", "data=stl10", "mask=hierarchical", "--cfg", "job", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "_target_: jepa_datamodules.STL10DataModule" in shown.stdout
+    assert "_target_: jepa_datamodules.HierarchicalMaskGenerator" in shown.stdout
+    # jepa-verify gets its no-run-folder settings from us: flags before or after the overrides still work.
+    for args in (("--cfg", "job", "data=cifar10"), ("data=cifar10", "--cfg", "job")):
+        shown = _cli("jepa-verify", *args, cwd=tmp_path)
+        assert shown.returncode == 0 and "_target_: jepa_datamodules.CIFAR10DataModule" in shown.stdout, shown.stderr
+    made = _cli("jepa-prepare", "data=synthetic", "data.num_train=20", "data.num_test=10",
+                f"paths.data_dir={tmp_path / 'data'}", f"paths.log_dir={tmp_path / 'runs'}", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["jepa-prepare"]
+
+
+@pytest.mark.slow
+def test_jepa_fit_with_ddp_writes_one_run_directory(tmp_path):
+    # Lightning's DDP launcher runs the script again for rank 1; it must reuse rank 0's run dir.
+    runs = tmp_path / "runs"
+    script = Path(sys.executable).parent / "jepa-fit"
+    result = subprocess.run(
+        [str(script), "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", f"paths.data_dir={tmp_path / 'data'}",
+         f"paths.log_dir={runs}", "data.num_train=64", "data.num_test=16", "data.batch_size=8", "data.num_workers=0",
+         "mask.min_keep=4", "trainer.max_steps=3", "model.embed_dim=32", "model.depth=1", "model.predictor_dim=16",
+         "model.predictor_depth=1", "model.num_heads=2"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dirs = [p.parent for p in runs.rglob("*.log")]
+    assert len(set(run_dirs)) == 1, sorted(set(map(str, run_dirs)))
+    run_dir = run_dirs[0]
+    assert (run_dir / "train_ddp_process_1.log").exists()  # rank 1 wrote into rank 0's directory
+    assert (run_dir / "summary.json").exists()

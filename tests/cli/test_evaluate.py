@@ -1,6 +1,6 @@
-"""``jepa-eval`` as a user runs it: on a checkpoint of the tiny JEPA trained by ``jepa-fit`` on
-the synthetic set, kNN and linear top-1 above chance with their intervals, a per-class
-picture, the extraction speed, and the features read back from the per-checkpoint cache;
+"""``cli/evaluate.py``: ``jepa-eval`` as a user runs it: on a checkpoint of the tiny JEPA trained by
+``jepa-fit`` on the synthetic set, kNN and linear top-1 above chance with their intervals, a
+per-class picture, the extraction speed, and the features read back from the per-checkpoint cache;
 bad input is one sentence."""
 
 from __future__ import annotations

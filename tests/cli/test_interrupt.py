@@ -1,5 +1,5 @@
-"""Ctrl-C (SIGINT) and a scheduler's SIGTERM save a resumable checkpoint at the next batch
-boundary and say how to continue; continuing reproduces the uninterrupted run."""
+"""``cli/interrupt.py``: Ctrl-C (SIGINT) and a scheduler's SIGTERM save a resumable checkpoint at the
+next batch boundary and say how to continue; continuing reproduces the uninterrupted run."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import lightning
 import pytest
 
 from jepa_datamodules import MultiBlockMaskGenerator, SaveOnInterrupt, SyntheticDataModule, TinyJEPA
-from tests.datamodule.test_resume import RECORDER_CALLBACK
+from tests.datamodule.test_base_resume import RECORDER_CALLBACK
 from tests.helpers.recorder import tiny_fit_overrides
 
 

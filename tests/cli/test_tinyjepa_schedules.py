@@ -1,5 +1,6 @@
-"""The tiny JEPA's schedules follow the global step and the plan saved in the checkpoint, so a
-run that stops at step 12 and is resumed to 24 ends with the loss of 24 uninterrupted steps."""
+"""``cli/tinyjepa.py``: the tiny JEPA's schedules follow the global step and the plan saved in the
+checkpoint, so a run that stops at step 12 and is resumed to 24 ends with the loss of 24
+uninterrupted steps."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""``dm.classes`` and ``dm.class_to_idx``, as torchvision's datasets have them, for every dataset,
-read from the dataset's own files (the fakes write them in the upstream layouts)."""
+"""``datamodule/base.py``: ``dm.classes`` and ``dm.class_to_idx``, as torchvision's datasets have them,
+for every dataset, read from the dataset's own files (the fakes write them in the upstream layouts)."""
 
 from __future__ import annotations
 

@@ -1,34 +1,21 @@
-"""Data parallelism through Lightning's DDP: disjoint per-rank shards that reshuffle every
+"""``datamodule/base.py`` under Lightning's DDP: disjoint per-rank shards that reshuffle every
 epoch, equal batch counts on every rank, one download per node, per-rank masks and
-augmentations, per-device vs global batch size, and one Hydra run directory per run."""
+augmentations, and per-device vs global batch size."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import lightning
-import numpy as np
 import pytest
-import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from jepa_datamodules import CIFAR10DataModule, SyntheticDataModule
-from jepa_datamodules.pipeline.batching import JEPACollate, ViewDataset
-from jepa_datamodules.pipeline.device_views import DeviceViews
 from jepa_datamodules.pipeline.masks import MultiBlockMaskGenerator
-from jepa_datamodules.formats.base import ArraySource
-from jepa_datamodules.pipeline.sampling import BatchKey, EpochBatchSampler
-from jepa_datamodules.pipeline.transforms import TrainView
 from tests.helpers.fakes import archive_override, catalog_override, make_cifar
 from tests.helpers.loopback import LoopbackServer
 from tests.helpers.recorder import Recorder, close_process_group
-
 
 
 class RankRecorder(Recorder):
@@ -98,43 +85,6 @@ def _tupled(value):
     return tuple(value) if isinstance(value, list) else value
 
 
-@settings(max_examples=200, deadline=None)
-@given(size=st.integers(1, 300), world=st.integers(1, 8), batch=st.integers(1, 16), drop_last=st.booleans(),
-       epoch=st.integers(0, 5))
-def test_every_rank_gets_the_same_number_of_batches_from_one_permutation(size, world, batch, drop_last, epoch):
-    samplers = [EpochBatchSampler(size, batch, shuffle=True, drop_last=drop_last, seed=3, num_replicas=world, rank=r)
-                for r in range(world)]
-    for sampler in samplers:
-        sampler.set_epoch(epoch)
-    per_rank = [list(s) for s in samplers]
-    counts = {len(batches) for batches in per_rank}
-    assert counts == {len(samplers[0])}  # equal on every rank, and len() tells the truth
-    items = [i for batches in per_rank for key in batches for i in key.indices]
-    if drop_last:
-        assert len(items) == len(set(items))  # nothing repeated
-        assert size - len(items) < world * batch  # only a remainder smaller than one global batch is dropped
-    else:
-        assert set(items) == set(range(size))  # everything seen; padding repeats < world items
-        assert len(items) - size < world
-    for rank, batches in enumerate(per_rank):
-        assert all(key.rank == rank and key.epoch == epoch for key in batches)
-        assert [key.batch_index for key in batches] == list(range(len(batches)))
-
-
-@pytest.mark.parametrize("compact", [False, True], ids=["views-in-workers", "views-on-device"])
-def test_masks_and_augmentations_differ_per_rank(compact):
-    rng = np.random.default_rng(0)
-    source = ArraySource(rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8), np.arange(8))
-    dataset = ViewDataset(source, TrainView(32), seed=0, compact=compact)
-    collate = JEPACollate(MultiBlockMaskGenerator(min_keep=4).with_grid((8, 8)), seed=0)
-    finish = DeviceViews(32, (0.5,) * 3, (0.5,) * 3) if compact else (lambda batch: batch)
-    batches = [finish(collate(dataset[BatchKey(tuple(range(8)), epoch=0, batch_index=3, rank=rank)])) for rank in (0, 1)]
-    assert not torch.equal(batches[0]["images"], batches[1]["images"])
-    assert not all(torch.equal(a, b) for a, b in zip(batches[0]["target_masks"], batches[1]["target_masks"]))
-    again = finish(collate(dataset[BatchKey(tuple(range(8)), epoch=0, batch_index=3, rank=1)]))
-    assert torch.equal(again["images"], batches[1]["images"])  # and each rank is reproducible
-
-
 def test_batch_size_is_per_device_and_global_batch_size_divides(tmp_path):
     kwargs = dict(data_dir=tmp_path, num_train=64, num_test=16, image_size=32, patch_size=4, num_workers=0)
     per_device = SyntheticDataModule(batch_size=16, **kwargs)
@@ -149,22 +99,3 @@ def test_batch_size_is_per_device_and_global_batch_size_divides(tmp_path):
     uneven.trainer = SimpleNamespace(world_size=4, global_rank=0)
     with pytest.raises(ValueError, match=r"global_batch_size=50 does not divide across 4 devices; allowed are multiples of 4"):
         uneven.per_device_batch_size()
-
-
-@pytest.mark.slow
-def test_jepa_fit_with_ddp_writes_one_run_directory(tmp_path):
-    # Lightning's DDP launcher runs the script again for rank 1; it must reuse rank 0's run dir.
-    runs = tmp_path / "runs"
-    script = Path(sys.executable).parent / "jepa-fit"
-    result = subprocess.run(
-        [str(script), "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", f"paths.data_dir={tmp_path / 'data'}",
-         f"paths.log_dir={runs}", "data.num_train=64", "data.num_test=16", "data.batch_size=8", "data.num_workers=0",
-         "mask.min_keep=4", "trainer.max_steps=3", "model.embed_dim=32", "model.depth=1", "model.predictor_dim=16",
-         "model.predictor_depth=1", "model.num_heads=2"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert result.returncode == 0, result.stderr[-3000:]
-    run_dirs = [p.parent for p in runs.rglob("*.log")]
-    assert len(set(run_dirs)) == 1, sorted(set(map(str, run_dirs)))
-    run_dir = run_dirs[0]
-    assert (run_dir / "train_ddp_process_1.log").exists()  # rank 1 wrote into rank 0's directory
-    assert (run_dir / "summary.json").exists()

@@ -1,6 +1,6 @@
-"""Mid-epoch resume through Lightning checkpoints: a run that stops and resumes sees exactly
-the batches (sample ids, masks, augmented pixels) the uninterrupted run sees, whatever the
-number of loader workers."""
+"""``datamodule/base.py``: mid-epoch resume through Lightning checkpoints: a run that stops and resumes
+sees exactly the batches (sample ids, masks, augmented pixels) the uninterrupted run sees, whatever
+the number of loader workers."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Resume as users type it: both limits (max_steps, max_epochs), in Python and through
-``jepa-fit`` with the default config, and what a resume that cannot be exact says."""
+"""``datamodule/base.py``: resume as users type it: both limits (max_steps, max_epochs), in Python and
+through ``jepa-fit`` with the default config, and what a resume that cannot be exact says."""
 
 from __future__ import annotations
 

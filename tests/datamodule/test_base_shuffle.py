@@ -1,6 +1,6 @@
-"""``shuffle`` on a real source with blocks: the Hugging Face parquet shards read in place,
-whose row groups are decompressed once per window instead of once per image, with every
-guarantee of the full order kept through Lightning (workers, resume, DDP ranks)."""
+"""``datamodule/base.py``: ``shuffle`` on a real source with blocks: the Hugging Face parquet shards
+read in place, whose row groups are decompressed once per window instead of once per image, with
+every guarantee of the full order kept through Lightning (workers, resume, DDP ranks)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import torch
 
 from jepa_datamodules import ImageNetDataModule, SyntheticDataModule
 from jepa_datamodules.pipeline.masks import MultiBlockMaskGenerator
-from tests.datamodule.test_ddp import RankRecorder, _tupled
+from tests.datamodule.test_base_ddp import RankRecorder, _tupled
 from tests.helpers.recorder import fit, interrupted_and_resumed
 
 SMALL = dict(image_size=32, patch_size=4, batch_size=4, progress=False, mask=MultiBlockMaskGenerator(min_keep=4))

@@ -1,5 +1,6 @@
-"""The Hydra data configs are the DataModules' constructor arguments, all of them: every key
-the README shows as ``data.<key>=...`` is accepted, and a mistyped key names the close one."""
+"""``datamodule/datasets.py``: the Hydra data configs are the DataModules' constructor arguments, all
+of them: every key the README shows as ``data.<key>=...`` is accepted, and a mistyped key names the
+close one."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ import pytest
 from hydra import compose, initialize_config_module
 from hydra.utils import get_class, instantiate
 
+from jepa_datamodules.catalog import get_spec
 from tests.helpers import REPO
+
 
 CONF_DATA = REPO / "conf" / "data"
 README = REPO / "README.md"
@@ -60,10 +63,14 @@ def test_the_shared_base_is_not_a_dataset_choice():
 # Values for the README's placeholders (N, 0..9, <same URL>, ...).
 PLACEHOLDERS = {"global_batch_size": "256", "fold": "3", "input": "/tmp/chunks",
                 "storage_options.endpoint_url": "http://127.0.0.1:9000", "mirrors": "[http://mirror.local/datasets]"}
+
+
 # Keys the README shows as refused (the typo example); test_a_mistyped_key_names_the_close_valid_one runs it.
 REFUSED = {"batchsize"}
 DATASET_WORDS = {"CIFAR-100": "cifar100", "STL-10": "stl10", "ImageNet-100": "imagenet100", "Imagenette": "imagenette",
                  "Tiny-ImageNet-200": "tinyimagenet"}
+
+
 # README sections about one dataset: a data.<key> there belongs to it unless the line says data=.
 SECTION_DATASETS = {"Your own data": "imagefolder", "ImageNet from Hugging Face (parquet)": "imagenet"}
 
@@ -131,3 +138,19 @@ def test_a_mistyped_key_names_the_close_valid_one(tmp_path):
     assert result.returncode != 0
     assert "did you mean data.batch_size" in result.stderr
     assert "did you mean data.label_type" in result.stderr
+
+
+def test_every_data_config_composes_and_instantiates(tmp_path):
+    names = sorted(p.stem for p in CONF_DATA.glob("*.yaml") if not p.stem.startswith("_"))  # _base_: shared keys
+    assert {"synthetic", "cifar10", "cifar100"} <= set(names)
+    with initialize_config_module(config_module="jepa_datamodules.conf", version_base="1.3"):
+        for name in names:
+            cfg = compose("config", overrides=[f"data={name}", f"paths.data_dir={tmp_path}"])
+            dm = instantiate(cfg.data)
+            if getattr(dm, "prepare_only", False):  # data=all-auto: a bundle that jepa-prepare runs, no loaders
+                assert dm.spec.members and all(get_spec(m).auto_download for m in dm.spec.members)
+                assert dm.folder == tmp_path
+                continue
+            assert dm.spec.name == name.split("_")[0] or dm.spec.name == name
+            assert dm.hparams.image_size % dm.hparams.patch_size == 0
+            assert str(dm.folder).startswith(str(tmp_path))

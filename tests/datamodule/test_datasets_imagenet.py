@@ -1,4 +1,5 @@
-"""ImageNet-1k and ImageNet-100 DataModules on tiny fakes in the official formats."""
+"""``datamodule/datasets.py``: ImageNet-1k and ImageNet-100 DataModules on tiny fakes in the official
+formats."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""Evaluation under DDP, 2 gloo ranks on the CPU: Lightning's validation loop over an
-EvalDataModule sees every evaluation image exactly once (uneven shards, no padding
-duplicates), and the kNN monitor's top-1 equals the single-process value."""
+"""``evaluation/sampling.py`` (and ``monitor.py``): evaluation under DDP, 2 gloo ranks on the CPU:
+Lightning's validation loop over an EvalDataModule sees every evaluation image exactly once (uneven
+shards, no padding duplicates), and the kNN monitor's top-1 equals the single-process value."""
 
 from __future__ import annotations
 

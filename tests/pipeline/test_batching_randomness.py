@@ -1,13 +1,19 @@
-"""Augmentations and masks: reproducible for a seed, independent of the worker count,
+"""``pipeline/batching.py``: augmentations and masks (seeded per sample and per batch from seed,
+epoch, rank and index) are reproducible for a seed, independent of the worker count, and
 different across epochs, ranks and seeds (no numpy-seed-copied-into-workers bug)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from jepa_datamodules import MultiBlockMaskGenerator, SyntheticDataModule
-from jepa_datamodules.pipeline.sampling import EpochBatchSampler
+from jepa_datamodules.formats.base import ArraySource
+from jepa_datamodules.pipeline.batching import JEPACollate, ViewDataset
+from jepa_datamodules.pipeline.device_views import DeviceViews
+from jepa_datamodules.pipeline.sampling import BatchKey, EpochBatchSampler
+from jepa_datamodules.pipeline.transforms import TrainView
 
 
 def _datamodule(tmp_path, **kwargs):
@@ -74,3 +80,17 @@ def test_ranks_get_different_masks_for_the_same_batch_position(tmp_path):
     batches = [collate(dm.datasets["train"][next(iter(sampler))]) for sampler in keys]
     assert not set(batches[0]["indices"].tolist()) & set(batches[1]["indices"].tolist())
     assert not torch.equal(batches[0]["context_masks"][0], batches[1]["context_masks"][0])
+
+
+@pytest.mark.parametrize("compact", [False, True], ids=["views-in-workers", "views-on-device"])
+def test_masks_and_augmentations_differ_per_rank(compact):
+    rng = np.random.default_rng(0)
+    source = ArraySource(rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8), np.arange(8))
+    dataset = ViewDataset(source, TrainView(32), seed=0, compact=compact)
+    collate = JEPACollate(MultiBlockMaskGenerator(min_keep=4).with_grid((8, 8)), seed=0)
+    finish = DeviceViews(32, (0.5,) * 3, (0.5,) * 3) if compact else (lambda batch: batch)
+    batches = [finish(collate(dataset[BatchKey(tuple(range(8)), epoch=0, batch_index=3, rank=rank)])) for rank in (0, 1)]
+    assert not torch.equal(batches[0]["images"], batches[1]["images"])
+    assert not all(torch.equal(a, b) for a, b in zip(batches[0]["target_masks"], batches[1]["target_masks"]))
+    again = finish(collate(dataset[BatchKey(tuple(range(8)), epoch=0, batch_index=3, rank=1)]))
+    assert torch.equal(again["images"], batches[1]["images"])  # and each rank is reproducible

@@ -1,6 +1,7 @@
-"""The device path's colour jitter is the workers' colour jitter: torchvision's uint8
-brightness / contrast / saturation in each sample's own order, and, as in the workers, before
-the resize only when the crop window has fewer pixels than the view (not when it has as many)."""
+"""``pipeline/device_views.py``: the device path's colour jitter is the workers' colour jitter:
+torchvision's uint8 brightness / contrast / saturation in each sample's own order, and, as in the
+workers, before the resize only when the crop window has fewer pixels than the view (not when it has
+as many)."""
 
 from __future__ import annotations
 

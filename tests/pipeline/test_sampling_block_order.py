@@ -1,7 +1,7 @@
-"""The block-aware training order (``order="blocks"``) keeps every promise of the full
-permutation: each index at most once per epoch with the same padding rule, equal batch
-counts on disjoint ranks, a new order every epoch, a pure function of (seed, epoch, rank);
-and it reads few blocks at a time while batches still mix classes."""
+"""``pipeline/sampling.py``: the block-aware training order (``order="blocks"``) keeps every promise of
+the full permutation: each index at most once per epoch with the same padding rule, equal batch
+counts on disjoint ranks, a new order every epoch, a pure function of (seed, epoch, rank); and it
+reads few blocks at a time while batches still mix classes."""
 
 from __future__ import annotations
 

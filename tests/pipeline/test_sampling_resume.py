@@ -1,6 +1,6 @@
-"""A resumed stream (``resume_at``) that is iterated without a ``set_epoch`` first, as a plain
-loop does, has used up its resume: the next ``set_epoch`` moves on to that epoch, it does not
-take it for the trainer's first epoch after a resume and replay the resumed one."""
+"""``pipeline/sampling.py``: a resumed stream (``resume_at``) that is iterated without a ``set_epoch``
+first, as a plain loop does, has used up its resume: the next ``set_epoch`` moves on to that epoch,
+it does not take it for the trainer's first epoch after a resume and replay the resumed one."""
 
 from __future__ import annotations
 

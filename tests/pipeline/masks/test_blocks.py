@@ -1,19 +1,24 @@
-"""A new mask type written on the public ``BlockMasker`` base as its docstring says, and
-``target_levels``, the one reading of flat or hierarchical ``target_masks``."""
+"""``pipeline/masks/blocks.py``: a new mask type written on the public ``BlockMasker`` base as
+its docstring says (valid batches, a grid, a repr, its settings checked), the lazy default mask
+copied to the generator class itself, the context placed uniformly (its frequency matches its
+geometry), and a context cut to the batch's K dropping a uniformly random subset of a sample's
+extra patches, not the first (or last) ones in row-major order."""
 
 from __future__ import annotations
 
+import math
 import pickle
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from jsonargparse import lazy_instance
 
-from jepa_datamodules.pipeline.masks import (BlockMasker, BlockShape, HierarchicalMaskGenerator,
-                                             MultiBlockMaskGenerator, TargetGroup, target_levels)
+from jepa_datamodules.bench.masks import mask_coverage
+from jepa_datamodules.pipeline.masks import BlockMasker, BlockShape, MultiBlockMaskGenerator, TargetGroup
 from jepa_datamodules.pipeline.masks.validation import check_call, check_int
-from tests.helpers.masks import block_shape, check_batch, gen
+from tests.helpers.masks import check_batch, gen
 
 
 class BigAndSmall(BlockMasker):
@@ -65,21 +70,41 @@ def test_the_lazy_default_mask_copies_to_the_generator_class_itself():
     assert repr(lazy).startswith("MultiBlockMaskGenerator(grid=None, ")
 
 
-def test_target_levels_reads_flat_masks_as_one_level_and_hierarchical_masks_per_level():
-    flat = MultiBlockMaskGenerator(num_targets=3).with_grid((10, 10))(2, gen(1))[1]
-    levels = target_levels(flat)
-    assert levels == [flat] and not levels.hierarchical and levels.blocks() == flat
-    nested = HierarchicalMaskGenerator(min_keep=4).with_grid((10, 10))(2, gen(1))[1]
-    levels = target_levels(nested)
-    assert levels.hierarchical and [len(level) for level in levels] == [6, 2]
-    assert [block_shape(b, 10) for b in levels.blocks()] == [block_shape(b, 10) for level in nested for b in level]
-    one_level = target_levels((tuple(flat),))  # a hierarchical generator with a single level
-    assert one_level.hierarchical and one_level == [flat]
-    assert target_levels(None) == [] and target_levels([]) == []
+def test_context_frequency_matches_its_geometry():
+    # allow_overlap=True leaves contexts uncut, so each patch's context frequency must equal
+    # the chance a uniformly placed context block covers it. Sizes: s uniform in
+    # (0.85, 1), side round(sqrt(196 s)) -> 13 or 14.
+    n, side = 196, 14
+    s = 0.85 + (np.arange(100_000) + 0.5) / 100_000 * 0.15
+    sides = np.floor(np.sqrt(s * n) + 0.5).astype(int)
+    # The block's rows and columns come from one size draw, so average the 2-D product per size.
+    expected = np.zeros((side, side))
+    for k in np.unique(sides):
+        starts = side - k + 1
+        cov = np.array([sum(r <= i < r + k for r in range(starts)) / starts for i in range(side)])
+        expected += np.mean(sides == k) * np.outer(cov, cov)
+    batches, batch = 150, 128
+    _, context = mask_coverage(MultiBlockMaskGenerator(allow_overlap=True).with_grid((14, 14)),
+                               batches=batches, batch_size=batch, seed=2)
+    # Sizes are drawn once per batch, so the noise is that of 150 size draws (binomial),
+    # plus placement noise; 4 standard errors of the size share bound the difference.
+    p13 = float(np.mean(sides == 13))
+    tolerance = 4 * math.sqrt(p13 * (1 - p13) / batches) + 0.02
+    assert np.abs(context.numpy() - expected).max() < tolerance
+    assert context[-1, -1] > 0.3  # the last row and column are reachable
 
 
-@pytest.mark.parametrize("bad", [torch.zeros(2, 3, dtype=torch.long), "targets", 3, [[torch.zeros(1, 1)], 7]])
-def test_target_levels_refuses_what_is_not_a_list_of_masks(bad):
-    with pytest.raises(ValueError, match=r"target_masks must be a list of LongTensors \[B, K\] or a list of such "
-                                         r"lists \(hierarchical\), not \w+\."):
-        target_levels(bad)
+def test_a_context_is_cut_to_k_without_favouring_the_top_or_the_bottom():
+    # Placement is symmetric top to bottom, so the context patches a uniform cut keeps sit, on
+    # average, on the middle row (6.5 of 0..13). Keeping the first patches in row-major order
+    # (the reference) gives about 4.3, dropping them about 8.6.
+    generator, draws = MultiBlockMaskGenerator(grid=(14, 14)), torch.Generator().manual_seed(0)
+    rows, cols = [], []
+    for _ in range(40):
+        (context,), _ = generator(32, draws)
+        assert torch.equal(context, context.sort(dim=1).values)
+        assert all(len(set(sample.tolist())) == context.shape[1] for sample in context)  # no patch twice
+        rows.append((context // 14).double().mean())
+        cols.append((context % 14).double().mean())
+    assert abs(float(torch.stack(rows).mean()) - 6.5) < 0.5
+    assert abs(float(torch.stack(cols).mean()) - 6.5) < 0.5
