@@ -75,7 +75,7 @@ def test_resuming_mid_epoch_through_a_checkpoint_gives_the_uninterrupted_batches
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("shuffle", ["blocks"])  # "full": tests/datamodule/test_ddp.py
+@pytest.mark.parametrize("shuffle", ["blocks"])  # "full": tests/datamodule/test_base_ddp.py
 def test_two_gloo_ranks_read_disjoint_equal_shares_reshuffled_each_epoch(release, tmp_path, shuffle):
     data_dir, _ = release
     out = tmp_path / "records"
