@@ -29,37 +29,48 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGE = "jepa_datamodules"
 WORK = REPO / "build" / "mutate"
 
-# Module (under jepa_datamodules/) -> the test files that cover it. The scope of `make mutate`:
-# storage/, formats/, pipeline/, adapters.py and preparation.py.
-TESTS: dict[str, list[str]] = {
-    "storage/extract.py": ["tests/storage/test_extract.py", "tests/storage/test_extract_vetting.py"],
-    "storage/files.py": ["tests/storage/test_files.py", "tests/storage/test_files_leftovers.py",
-                         "tests/test_preparation_read_only.py", "tests/storage/test_files_free_space.py"],
-    "storage/download.py": ["tests/storage/test_download.py"],
+# The scope of `make mutate`: the modules of storage/, formats/, pipeline/, adapters.py and
+# preparation.py. The tests that cover a module are found by the suite's mirror rule
+# (tests/<package path>/test_<module>[_<aspect>].py, see tests/packaging/test_suite_rules.py),
+# plus, below, the tests of the layers above that exercise it through them.
+SCOPE = ("storage/", "formats/", "pipeline/", "adapters.py", "preparation.py")
+ALSO: dict[str, list[str]] = {
     "storage/verify.py": ["tests/test_preparation_stamp.py", "tests/test_preparation_read_only.py",
                           "tests/test_preparation.py"],
-    "storage/locks.py": ["tests/storage/test_locks.py", "tests/storage/test_files_leftovers.py"],
-    "formats/base.py": ["tests/formats", "tests/datamodule/test_foundation.py"],
-    "formats/cifar.py": ["tests/bench/test_standin_writers.py", "tests/datamodule/test_foundation.py"],
-    "formats/stl10.py": ["tests/formats/test_stl10.py"],
-    "formats/tinyimagenet.py": ["tests/formats/test_tinyimagenet.py"],
-    "formats/imagenet.py": ["tests/formats/imagenet", "tests/datamodule/test_imagenet_datamodules.py"],
-    "formats/imagefolder.py": ["tests/formats/test_imagefolder.py", "tests/test_preparation_read_only.py"],
-    "formats/ownfolder.py": ["tests/formats/test_ownfolder.py", "tests/formats/test_ownfolder_labels.py"],
-    "formats/hfparquet.py": ["tests/formats/test_hfparquet.py", "tests/formats/test_hfparquet_checks.py"],
-    "formats/synthetic.py": ["tests/bench/test_standin_writers.py", "tests/datamodule/test_foundation.py"],
-    "formats/dataset.py": ["tests/test_preparation.py", "tests/test_preparation_stamp.py"],
-    "pipeline/masks.py": ["tests/pipeline/test_masks.py", "tests/pipeline/test_mask_forms.py"],
-    "pipeline/sampling.py": ["tests/pipeline/test_randomness.py", "tests/pipeline/test_sampler_resume.py",
-                             "tests/datamodule/test_resume.py"],
-    "pipeline/batching.py": ["tests/pipeline/test_consumers.py", "tests/pipeline/test_randomness.py"],
-    "pipeline/transforms.py": ["tests/pipeline/test_transforms.py", "tests/pipeline/test_device_jitter.py"],
-    "pipeline/device_views.py": ["tests/pipeline/test_device_views.py", "tests/pipeline/test_device_jitter.py"],
-    "adapters.py": ["tests/pipeline/test_consumers.py", "tests/pipeline/test_mask_forms.py",
-                    "tests/pipeline/test_adapter_contracts.py"],
-    "preparation.py": ["tests/test_preparation.py", "tests/test_preparation_read_only.py",
-                       "tests/test_preparation_stamp.py"],
+    "storage/files.py": ["tests/test_preparation_read_only.py"],
+    "formats/base.py": ["tests/formats", "tests/datamodule/test_base.py"],
+    "formats/dataset.py": ["tests/test_preparation.py", "tests/test_preparation_stamp.py", "tests/datasets"],
+    "formats/images.py": ["tests/formats/test_imagefolder.py", "tests/formats/test_ownfolder.py"],
+    "formats/cifar.py": ["tests/datamodule/test_datasets_cifar.py"],
+    "formats/synthetic.py": ["tests/datamodule/test_base.py"],
+    "formats/imagefolder.py": ["tests/test_preparation_read_only.py"],
+    "formats/imagenet/datasets.py": ["tests/datamodule/test_datasets_imagenet.py"],
+    "pipeline/sampling.py": ["tests/pipeline/test_batching_randomness.py", "tests/datamodule/test_base_resume.py"],
+    "pipeline/transforms.py": ["tests/pipeline/test_device_views_jitter.py"],
+    "pipeline/buffers.py": ["tests/pipeline/test_batching_randomness.py", "tests/pipeline/test_device_views.py"],
+    "pipeline/masks/levels.py": ["tests/test_adapters.py"],
 }
+
+
+def _mirrored(module: str) -> list[str]:
+    """The test files of ``module`` (a path under jepa_datamodules/) by the suite's mirror rule."""
+    folder, _, name = module.rpartition("/")
+    stem = name.removesuffix(".py")
+    tests = REPO / "tests" / folder
+    return sorted(str(p.relative_to(REPO)) for p in tests.glob(f"test_{stem}*.py")
+                  if p.stem == f"test_{stem}" or p.stem.startswith(f"test_{stem}_"))
+
+
+def _tests() -> dict[str, list[str]]:
+    """Module -> the test files that cover it, for every module of SCOPE that has any."""
+    root = REPO / PACKAGE
+    modules = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.py")
+                     if p.name != "__init__.py" and p.relative_to(root).as_posix().startswith(SCOPE))
+    found = {m: _mirrored(m) + ALSO.get(m, []) for m in modules}
+    return {m: files for m, files in found.items() if files}
+
+
+TESTS = _tests()
 
 
 def _copy_tree(destination: Path) -> None:

@@ -1,5 +1,5 @@
-"""`jepa-datasets` (the catalog, its on-disk state, disk planning), the README's datasets
-table generated from the same specs, and `jepa-prepare data=all-auto`.
+"""``cli/inventory.py``: `jepa-datasets` (the catalog, its on-disk state, disk planning), the README's
+datasets table generated from the same specs, and `jepa-prepare data=all-auto`.
 
 On-disk states are made the way a user makes them: a verified dataset by prepare_data()
 from the loopback mirror, a partial one by a download cut off mid-body."""

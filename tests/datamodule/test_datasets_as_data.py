@@ -1,5 +1,6 @@
-"""Datasets are data: each public DataModule name only fixes its dataset and declares its own
-arguments, and what differs between datasets comes from the spec (catalog + $JEPA_CATALOG)."""
+"""``datamodule/datasets.py``: datasets are data: each public DataModule name only fixes its dataset
+and declares its own arguments, and what differs between datasets comes from the spec (catalog +
+$JEPA_CATALOG)."""
 
 from __future__ import annotations
 

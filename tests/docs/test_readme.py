@@ -19,17 +19,17 @@ README = REPO / "README.md"
 
 # Commands run by another test (or by CI itself), with the test that does it.
 ELSEWHERE = {
-    "make demo": ".ci/run does not call it; tests/datamodule/test_foundation.py::test_jepa_fit_cifar10_from_the_command_line "
+    "make demo": ".ci/run does not call it; tests/cli/test_fitting_summary.py::test_jepa_fit_cifar10_from_the_command_line "
                  "and the demo's own summary format are checked in tests/docs/test_readme.py::test_demo_summary_fields",
     "make test": ".ci/run",
-    "jepa-fit data=cifar10 trainer=ddp": "tests/datamodule/test_ddp.py",
+    "jepa-fit data=cifar10 trainer=ddp": "tests/datamodule/test_base_ddp.py",
     "jepa-bench data=cifar10": "tests/bench/test_run.py",
     "python train.py fit --data jepa_datamodules.CIFAR10DataModule --data.mask jepa_datamodules.MultiBlockMaskGenerator "
-    "--data.mask.num_targets 2": "tests/cli/test_user_apps.py::test_lightning_cli_fits_with_the_default_mask_and_a_mask_given_by_class_path",
+    "--data.mask.num_targets 2": "tests/datamodule/test_base_user_apps.py::test_lightning_cli_fits_with_the_default_mask_and_a_mask_given_by_class_path",
     "jepa-eval data=synthetic ckpt_path=<path>":
-        "tests/evaluation/test_jepa_eval.py::test_jepa_eval_on_a_tiny_jepa_checkpoint_is_above_chance_and_caches_features",
-    "jepa-fit trainer.max_steps=100": "tests/datamodule/test_resume.py::test_readme_resume_recipe_through_jepa_fit",
-    "jepa-fit trainer.max_steps=200 ckpt_path=<path>": "tests/datamodule/test_resume.py::test_readme_resume_recipe_through_jepa_fit",
+        "tests/cli/test_evaluate.py::test_jepa_eval_on_a_tiny_jepa_checkpoint_is_above_chance_and_caches_features",
+    "jepa-fit trainer.max_steps=100": "tests/datamodule/test_base_resume.py::test_readme_resume_recipe_through_jepa_fit",
+    "jepa-fit trainer.max_steps=200 ckpt_path=<path>": "tests/datamodule/test_base_resume.py::test_readme_resume_recipe_through_jepa_fit",
     # The performance table's commands take minutes each: tests/bench/test_run.py runs
     # jepa-bench on the cifar10 and imagenet stand-ins with tiny batch counts and checks what
     # it prints; tests/bench/test_standins.py checks that every stand-in kind (stl10 included)

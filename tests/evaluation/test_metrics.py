@@ -1,5 +1,5 @@
-"""The numbers jepa-eval prints: weighted kNN, the logistic-regression probe, the Wilson
-interval, chance and per-class accuracy."""
+"""``evaluation/metrics.py``: the numbers jepa-eval prints: weighted kNN, the logistic-regression
+probe, the Wilson interval, chance and per-class accuracy."""
 
 from __future__ import annotations
 

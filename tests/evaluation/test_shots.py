@@ -1,5 +1,6 @@
-"""shots=N: exactly N labelled train images per class, the same for a seed, another for
-another seed, refused in one sentence when a class has fewer; the evaluation split stays whole."""
+"""``evaluation/shots.py``: shots=N: exactly N labelled train images per class, the same for a seed,
+another for another seed, refused in one sentence when a class has fewer; the evaluation split stays
+whole."""
 
 from __future__ import annotations
 

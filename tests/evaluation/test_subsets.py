@@ -1,6 +1,6 @@
-"""SimCLR's ImageNet 1 % / 10 % lists: packaged whole (count and upstream sha256), mapped by
-file name onto a fake ImageNet whose train file names come from the list (folder layout and
-Hugging Face parquet shards), ImageNet-100 by intersection, and missing files named."""
+"""``evaluation/subsets.py``: SimCLR's ImageNet 1 % / 10 % lists: packaged whole (count and upstream
+sha256), mapped by file name onto a fake ImageNet whose train file names come from the list (folder
+layout and Hugging Face parquet shards), ImageNet-100 by intersection, and missing files named."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
-"""views_on="device": the workers send native pixels or encoded files plus each sample's view
-parameters, and on_after_batch_transfer builds the views of the whole batch. Run here on the
-CPU (the device path is the same code on CUDA, with nvJPEG decoding): the model gets the
-views the workers path would have built, within 2/255 of the pixel range, from the same
-crop boxes, with identical labels, indices and masks."""
+"""``pipeline/device_views.py``: views_on="device": the workers send native pixels or encoded files
+plus each sample's view parameters, and on_after_batch_transfer builds the views of the whole batch.
+Run here on the CPU (the device path is the same code on CUDA, with nvJPEG decoding): the model gets
+the views the workers path would have built, within 2/255 of the pixel range, from the same crop
+boxes, with identical labels, indices and masks."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""The uint8 views against torchvision: same normalization, same crop distribution, same
-eval crop, reduced-size JPEG decoding close to a full decode, and the fast decoder giving
-Pillow's pixels."""
+"""``pipeline/transforms.py``: the uint8 views against torchvision: same normalization, same crop
+distribution, same eval crop, reduced-size JPEG decoding close to a full decode, and the fast
+decoder giving Pillow's pixels."""
 
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""Tests of jepa_datamodules.pipeline.masks, module by module."""
