@@ -300,7 +300,7 @@ def inventory_table(data_dir: str | Path) -> str:
 
 # What the package keeps under data_dir besides the datasets: (folder name, what it holds, who rebuilds it).
 PACKAGE_STATE = (
-    ("bench-standins", "jepa-bench's stand-in datasets (bench/run.py)", "jepa-bench makes one again when it needs it"),
+    ("bench-standins", "jepa-bench's stand-in datasets (bench/standins.py)", "jepa-bench makes one again when it needs it"),
     (OWN_FOLDER_STATE, "the file indexes and stamps of your own image folders (formats/ownfolder.py)",
      "the next run on a folder lists and checks it again"),
 )

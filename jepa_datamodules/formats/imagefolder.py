@@ -48,7 +48,7 @@ def index_image_folder(
     Class folders are the non-hidden sub-folders of ``split_dir``; images are the
     non-hidden files directly inside them whose suffix is in :data:`images.IMAGE_SUFFIXES`
     (sub-folders of a class folder are not searched). Hidden entries (names starting
-    with ".") are skipped, which also skips the ``.<wnid>.partial`` folders that an
+    with ".") are skipped, which also skips the ``.<wnid>.partial-<random>`` staging folders that an
     interrupted ``prepare_imagenet`` may leave behind.
 
     Args:
