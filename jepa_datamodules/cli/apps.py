@@ -42,7 +42,7 @@ from .console import (
     lightning_logs_through_hydra,
     register_help,
 )
-from .terms import console_text
+from .terms import console_text, typed_key, typed_overrides
 
 CONFIG = {"version_base": "1.3", "config_path": "pkg://jepa_datamodules.conf", "config_name": "config"}
 
@@ -130,16 +130,6 @@ def user_facing(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any
             raise
 
     return wrapper
-
-
-def typed_overrides() -> list[str] | None:
-    """The overrides typed on this run's command line; None outside Hydra."""
-    from hydra.core.hydra_config import HydraConfig
-
-    try:
-        return list(HydraConfig.get().overrides.task)
-    except ValueError:  # not running under Hydra
-        return None
 
 
 def build_datamodule(cfg: DictConfig, prepare_only_ok: bool = False, **overrides: Any):
@@ -345,7 +335,7 @@ def fit_task(cfg: DictConfig) -> dict[str, Any]:
 
 def continue_command(checkpoint: str) -> str:
     """This run's own command line, with ``ckpt_path=<checkpoint>`` in place of any earlier one."""
-    kept = [word for word in typed_overrides() or () if word.split("=", 1)[0].lstrip("+~") != "ckpt_path"]
+    kept = [word for word in typed_overrides() or () if typed_key(word) != "ckpt_path"]
     return " ".join(shlex.quote(word) for word in ["jepa-fit", *kept, f"ckpt_path={checkpoint}"])
 
 

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..progress import PlainProgress
 from ..storage.files import atomic_write, atomic_write_text
-from .terms import console_text
+from .terms import console_text, typed_key
 from .tinyjepa import TinyJEPA
 
 # "above chance" needs a one-sided binomial test at this level: an accuracy this far above
@@ -323,7 +323,7 @@ def step_limit_options(cfg: DictConfig, typed: list[str] | None) -> dict[str, An
     file's own ``max_epochs`` (``cpu``: 1): the epoch limit then goes, unless the user typed
     ``trainer.max_epochs`` too (then both limits hold). ``typed``: the command-line overrides."""
     steps = cfg.trainer.get("max_steps")
-    keys = {word.split("=", 1)[0].lstrip("+~") for word in typed or ()}
+    keys = {typed_key(word) for word in typed or ()}
     if not isinstance(steps, int) or steps < 0 or typed is None or "trainer.max_epochs" in keys:
         return {}  # no step limit (a non-number is build_trainer's to refuse)
     return {"max_epochs": -1}

@@ -344,8 +344,6 @@ class BundleSpec:
     members: tuple[str, ...]
 
 
-
-
 @dataclass(frozen=True)
 class PrepareResult:
     name: str

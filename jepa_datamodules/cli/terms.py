@@ -82,17 +82,30 @@ def console_text(text: Any, terms: HydraTerms | None = None) -> str:
     return render(str(text), terms)
 
 
-def current_terms() -> HydraTerms:
-    """The terms of the running command: the dataset and overrides the user typed (none outside Hydra)."""
+def typed_overrides() -> list[str] | None:
+    """The overrides typed on this run's command line; None outside Hydra."""
     try:
         from hydra.core.hydra_config import HydraConfig
 
-        hydra_config = HydraConfig.get()
-        task, command = list(hydra_config.overrides.task), hydra_config.job.name
-    except (ImportError, ValueError):
+        return list(HydraConfig.get().overrides.task)
+    except (ImportError, ValueError):  # not running under Hydra
+        return None
+
+
+def typed_key(word: str) -> str:
+    """The key an override sets: ``+data.root=/x`` -> ``data.root``, ``~seed`` -> ``seed``."""
+    return word.split("=", 1)[0].lstrip("+~")
+
+
+def current_terms() -> HydraTerms:
+    """The terms of the running command: the dataset and overrides the user typed (none outside Hydra)."""
+    task = typed_overrides()
+    if task is None:
         return HydraTerms()
-    keys = [word.split("=", 1)[0].lstrip("+~") for word in task]
+    from hydra.core.hydra_config import HydraConfig
+
+    keys = [typed_key(word) for word in task]
     picked = next((word.split("=", 1)[1] for word, key in zip(task, keys) if key == "data"), None)
     kept = [word for word, key in zip(task, keys)
             if key in ("data", "seed", "paths.data_dir") or key.startswith("data.")]
-    return HydraTerms(kept if picked else None, picked, COMMAND_KEYS.get(command))
+    return HydraTerms(kept if picked else None, picked, COMMAND_KEYS.get(HydraConfig.get().job.name))

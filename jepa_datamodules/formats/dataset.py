@@ -27,10 +27,10 @@ from ..errors import ConfigError, JEPADataError
 from ..storage.files import human_bytes
 from ..storage.verify import VerifyReport, check_archives, check_files, nothing_on_disk, recorded_sizes
 from .base import Source, label_problem
+from .images import item_name, item_problem
 
 #: Items decoded per split by a verification that is not ``full``.
 VERIFY_SAMPLE = 16
-from .images import item_name, item_problem
 
 #: ``spec.reader`` (or ``spec.handler``) -> the module (in this package) that reads it.
 READERS = {

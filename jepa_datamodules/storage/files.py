@@ -51,8 +51,6 @@ _TEMP = re.compile(r"^\.(?P<target>.+)\.[0-9a-zA-Z_]+\.tmp$|^\.stamp-\w+$")
 TEMP_GRACE_S = 3600.0
 
 
-
-
 # ------------------------------------------------------------------------------ sizes and space
 def nearest_existing(path: Path) -> Path:
     """``path`` if it exists, else its closest existing parent (absolute)."""
@@ -242,9 +240,13 @@ def swap_in(built: Path, target: Path) -> None:
 
 def set_aside(target: Path) -> list[Path]:
     """Old copies of ``target`` that an interrupted :func:`swap_in` left aside (normally none), sorted."""
-    target = Path(target)
+    return [path for path in _staging_of(Path(target)) if _STAGING.match(path.name).group("kind") == "old"]
+
+
+def _staging_of(target: Path) -> list[Path]:
+    """The staging entries beside ``target`` that belong to it (``.<name>.partial-*`` / ``.old-*``), sorted."""
     return sorted(Path(e.path) for e in _scandir(target.parent)
-                  if (m := _STAGING.match(e.name)) and m.group("kind") == "old" and m.group("target") == target.name)
+                  if (m := _STAGING.match(e.name)) and m.group("target") == target.name)
 
 
 def honour_umask(folder: Path) -> None:
@@ -321,9 +323,8 @@ def remove_stale_staging(folder: Path) -> list[Path]:
     killed between its renames) is put back instead. Returns what was removed.
     """
     folder = Path(folder)
-    own = re.compile(rf"^\.{re.escape(folder.name)}\.(?:partial|old)-[0-9a-f]+$")
-    beside = [Path(e.path) for e in _scandir(folder.parent) if own.match(e.name)]
-    others = [p for p in staging_entries(folder.parent) if not own.match(p.name)]
+    beside = _staging_of(folder)
+    others = [p for p in staging_entries(folder.parent) if p not in beside]
     return [path for path in beside + others if _clear(path)] + clear_staging(folder)
 
 
