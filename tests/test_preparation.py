@@ -288,6 +288,15 @@ def test_second_prepare_on_a_verified_dataset_opens_nothing_but_the_stamp(mirror
 TABLE_HEADER = re.compile(r"^check\s+expected\s+found\s+ok$", re.MULTILINE)
 
 
+def assert_verify_error(result: subprocess.CompletedProcess, start: str, replace: str, hint: str) -> None:
+    """jepa-verify's last line is one sentence: the failed checks, what to replace, the fix."""
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith(start), error
+    assert replace in error
+    assert hint in error
+    assert "Traceback" not in result.stderr
+
+
 def row(stdout: str, check: str) -> str:
     rows = [line for line in stdout.splitlines() if line.startswith(check + " ")]
     assert len(rows) == 1, stdout
@@ -328,11 +337,8 @@ def test_jepa_verify_prints_the_table_and_full_rehashes_the_archive(mirror, data
     assert full.returncode == 1
     assert row(full.stdout, f"md5 {ARCHIVE}").endswith("FAIL")
     assert "(stamp)" not in full.stdout
-    error = full.stderr.strip().splitlines()[-1]
-    assert error.startswith(f"error: cifar10 failed 1 check(s) (md5 {ARCHIVE})"), error
-    assert f"replace {ARCHIVE} under {data_dir / 'cifar10'}" in error
-    assert prepare_hint(data_dir, server) in error
-    assert "Traceback" not in full.stderr
+    assert_verify_error(full, f"error: cifar10 failed 1 check(s) (md5 {ARCHIVE})",
+                        f"replace {ARCHIVE} under {data_dir / 'cifar10'}", prepare_hint(data_dir, server))
 
 
 def test_plain_verify_trusts_the_stamp_only_while_size_and_mtime_match(mirror, data_dir):
@@ -367,12 +373,10 @@ def test_jepa_verify_names_a_missing_and_a_truncated_batch_and_the_fix(mirror, d
     assert re.search(r"\spresent\s+missing\s+FAIL$", row(result.stdout, f"file {BATCHES}/data_batch_2"))
     assert re.search(rf"\s{size} bytes\s+{size // 2} bytes\s+FAIL$", row(result.stdout, f"file {BATCHES}/data_batch_4"))
     assert row(result.stdout, f"file {BATCHES}/data_batch_1").endswith(" ok")
-    error = result.stderr.strip().splitlines()[-1]
-    assert error.startswith(f"error: cifar10 failed 2 check(s) (file {BATCHES}/data_batch_2, "
-                            f"file {BATCHES}/data_batch_4)"), error
-    assert f"replace {BATCHES}/data_batch_2, {BATCHES}/data_batch_4 under {data_dir / 'cifar10'}" in error
-    assert prepare_hint(data_dir, server) in error
-    assert "Traceback" not in result.stderr
+    assert_verify_error(result, f"error: cifar10 failed 2 check(s) (file {BATCHES}/data_batch_2, "
+                                f"file {BATCHES}/data_batch_4)",
+                        f"replace {BATCHES}/data_batch_2, {BATCHES}/data_batch_4 under {data_dir / 'cifar10'}",
+                        prepare_hint(data_dir, server))
 
 
 def test_truncated_batch_without_a_stamp_is_named_by_the_read_check(mirror, data_dir):
